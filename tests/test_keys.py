@@ -1,0 +1,309 @@
+"""OCPP configuration keys: parsing, ChangeConfiguration outcomes and GetConfiguration reports."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from hilsim.keys import SPECS, ChangeStatus, ConfigurationKeys, KeySpec, Value, lookup
+
+SPEC_NAMES = [
+    "HeartbeatInterval",
+    "ConnectionTimeOut",
+    "MeterValueSampleInterval",
+    "ClockAlignedDataInterval",
+    "AuthorizeRemoteTxRequests",
+    "LocalAuthListEnabled",
+    "OCPPAuthorizationEnabled",
+    "voltage_V",
+]
+
+DEFAULTS: dict[str, Value] = {
+    "HeartbeatInterval": 120,
+    "ConnectionTimeOut": 60,
+    "MeterValueSampleInterval": 30,
+    "ClockAlignedDataInterval": 0,
+    "AuthorizeRemoteTxRequests": False,
+    "LocalAuthListEnabled": False,
+    "OCPPAuthorizationEnabled": True,
+    "voltage_V": 230.0,
+}
+
+# (key, text sent by the CSMS, expected status, expected value when accepted, category)
+CHANGES: list[tuple[str, str, ChangeStatus, Value | None, str]] = [
+    # valid
+    ("HeartbeatInterval", "300", ChangeStatus.accepted, 300, "valid"),
+    ("HeartbeatInterval", "1", ChangeStatus.accepted, 1, "valid"),
+    ("HeartbeatInterval", "86400", ChangeStatus.accepted, 86400, "valid"),
+    ("ConnectionTimeOut", "30", ChangeStatus.accepted, 30, "valid"),
+    ("ConnectionTimeOut", "3600", ChangeStatus.accepted, 3600, "valid"),
+    ("MeterValueSampleInterval", "0", ChangeStatus.accepted, 0, "valid"),
+    ("MeterValueSampleInterval", "+10", ChangeStatus.accepted, 10, "valid"),
+    ("ClockAlignedDataInterval", "900", ChangeStatus.accepted, 900, "valid"),
+    ("AuthorizeRemoteTxRequests", "true", ChangeStatus.accepted, True, "valid"),
+    ("AuthorizeRemoteTxRequests", "TRUE", ChangeStatus.accepted, True, "valid"),
+    ("LocalAuthListEnabled", "True", ChangeStatus.accepted, True, "valid"),
+    ("OCPPAuthorizationEnabled", "false", ChangeStatus.accepted, False, "valid"),
+    ("OCPPAuthorizationEnabled", "False", ChangeStatus.accepted, False, "valid"),
+    ("voltage_V", "120", ChangeStatus.accepted, 120.0, "valid"),
+    ("voltage_V", "229.5", ChangeStatus.accepted, 229.5, "valid"),
+    ("voltage_V", "1000", ChangeStatus.accepted, 1000.0, "valid"),
+    # wrong type
+    ("HeartbeatInterval", "1.5", ChangeStatus.rejected, None, "type"),
+    ("HeartbeatInterval", "true", ChangeStatus.rejected, None, "type"),
+    ("HeartbeatInterval", "", ChangeStatus.rejected, None, "type"),
+    ("ConnectionTimeOut", "abc", ChangeStatus.rejected, None, "type"),
+    ("ConnectionTimeOut", " 30", ChangeStatus.rejected, None, "type"),
+    ("MeterValueSampleInterval", "1_000", ChangeStatus.rejected, None, "type"),
+    ("ClockAlignedDataInterval", "15m", ChangeStatus.rejected, None, "type"),
+    ("ClockAlignedDataInterval", "\u0661\u0662", ChangeStatus.rejected, None, "type"),
+    ("AuthorizeRemoteTxRequests", "yes", ChangeStatus.rejected, None, "type"),
+    ("LocalAuthListEnabled", "on", ChangeStatus.rejected, None, "type"),
+    ("OCPPAuthorizationEnabled", "", ChangeStatus.rejected, None, "type"),
+    ("OCPPAuthorizationEnabled", "no", ChangeStatus.rejected, None, "type"),
+    ("voltage_V", "abc", ChangeStatus.rejected, None, "type"),
+    ("voltage_V", "nan", ChangeStatus.rejected, None, "type"),
+    ("voltage_V", "inf", ChangeStatus.rejected, None, "type"),
+    ("voltage_V", "230V", ChangeStatus.rejected, None, "type"),
+    # out of range; a boolean's range is the two words, so digits are out of it
+    ("AuthorizeRemoteTxRequests", "1", ChangeStatus.rejected, None, "range"),
+    ("LocalAuthListEnabled", "0", ChangeStatus.rejected, None, "range"),
+    ("OCPPAuthorizationEnabled", "2", ChangeStatus.rejected, None, "range"),
+    ("HeartbeatInterval", "0", ChangeStatus.rejected, None, "range"),
+    ("HeartbeatInterval", "86401", ChangeStatus.rejected, None, "range"),
+    ("ConnectionTimeOut", "0", ChangeStatus.rejected, None, "range"),
+    ("ConnectionTimeOut", "3601", ChangeStatus.rejected, None, "range"),
+    ("MeterValueSampleInterval", "-1", ChangeStatus.rejected, None, "range"),
+    ("MeterValueSampleInterval", "86401", ChangeStatus.rejected, None, "range"),
+    ("ClockAlignedDataInterval", "-1", ChangeStatus.rejected, None, "range"),
+    ("ClockAlignedDataInterval", "86401", ChangeStatus.rejected, None, "range"),
+    ("voltage_V", "0.5", ChangeStatus.rejected, None, "range"),
+    ("voltage_V", "1000.1", ChangeStatus.rejected, None, "range"),
+    ("voltage_V", "1" * 400, ChangeStatus.rejected, None, "range"),
+    # unknown key
+    ("NoSuchKey", "1", ChangeStatus.not_supported, None, "unknown"),
+    ("heartbeatinterval", "300", ChangeStatus.not_supported, None, "unknown"),
+]
+
+
+def test_specs_are_the_spec_keys_in_order() -> None:
+    assert [spec.name for spec in SPECS] == SPEC_NAMES
+    assert {spec.name: spec.default for spec in SPECS} == DEFAULTS
+    for spec in SPECS:
+        assert type(spec.default) is spec.kind
+        assert not spec.readonly
+
+
+def test_lookup_resolves_aliases_with_exact_case() -> None:
+    spec = lookup("MeterValuesSampleInterval")
+    assert spec is not None
+    assert spec.name == "MeterValueSampleInterval"
+    assert lookup("MeterValueSampleInterval") is spec
+    assert lookup("meterValueSampleInterval") is None
+    assert lookup("Nope") is None
+
+
+@pytest.mark.parametrize(("name", "text", "status", "value", "category"), CHANGES)
+def test_change(
+    name: str, text: str, status: ChangeStatus, value: Value | None, category: str
+) -> None:
+    keys = ConfigurationKeys()
+    before = keys.as_text()
+
+    result_status, spec, result_value = keys.change(name, text)
+
+    assert result_status is status
+    if status is ChangeStatus.accepted:
+        assert spec is not None and spec.name == name
+        assert result_value == value
+        assert type(result_value) is spec.kind
+        assert keys.get(name) == value
+    else:
+        assert result_value is None
+        assert keys.as_text() == before
+        if status is ChangeStatus.not_supported:
+            assert spec is None
+        else:
+            assert spec is not None and spec.name == name
+
+
+def test_every_key_is_covered_by_the_change_table() -> None:
+    for spec in SPECS:
+        categories = {category for name, *_, category in CHANGES if name == spec.name}
+        assert categories == {"valid", "type", "range"}, spec.name
+
+
+def test_rejection_is_logged_with_reason(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="hilsim.keys"):
+        ConfigurationKeys().change("HeartbeatInterval", "0")
+    assert "from 1 to 86400" in caplog.text
+
+
+def test_change_status_wire_values() -> None:
+    assert [s.value for s in ChangeStatus] == [
+        "Accepted",
+        "Rejected",
+        "NotSupported",
+        "RebootRequired",
+    ]
+    assert ChangeStatus.accepted == "Accepted"
+
+
+def test_alias_reads_and_changes_the_same_setting() -> None:
+    keys = ConfigurationKeys()
+    assert keys.get("MeterValuesSampleInterval") == 30
+
+    status, spec, value = keys.change("MeterValuesSampleInterval", "15")
+    assert status is ChangeStatus.accepted
+    assert spec is not None and spec.name == "MeterValueSampleInterval"
+    assert value == 15
+    assert keys.get("MeterValueSampleInterval") == 15
+
+    keys.change("MeterValueSampleInterval", "45")
+    assert keys.get("MeterValuesSampleInterval") == 45
+    assert keys.as_text()["MeterValueSampleInterval"] == "45"
+    assert "MeterValuesSampleInterval" not in keys.as_text()
+
+
+def test_readonly_key_is_rejected() -> None:
+    specs = (*SPECS, KeySpec("NumberOfConnectors", int, 2, 1, 10, readonly=True))
+    keys = ConfigurationKeys(specs=specs)
+    status, spec, value = keys.change("NumberOfConnectors", "3")
+    assert status is ChangeStatus.rejected
+    assert spec is not None and spec.readonly
+    assert value is None
+    assert keys.get("NumberOfConnectors") == 2
+
+
+def test_initial_values_override_defaults() -> None:
+    keys = ConfigurationKeys(
+        {"HeartbeatInterval": 10, "MeterValuesSampleInterval": 5, "voltage_V": 120}
+    )
+    assert keys.get("HeartbeatInterval") == 10
+    assert keys.get("MeterValueSampleInterval") == 5
+    assert keys.get("voltage_V") == 120.0
+    assert isinstance(keys.get("voltage_V"), float)
+    assert keys.get("ConnectionTimeOut") == 60
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"Nope": 1}, {"HeartbeatInterval": True}, {"HeartbeatInterval": 0}, {"voltage_V": "230"}],
+)
+def test_initial_values_are_validated(values: dict[str, object]) -> None:
+    with pytest.raises((KeyError, ValueError)):
+        ConfigurationKeys(values)  # type: ignore[arg-type]
+
+
+def test_get_unknown_raises_key_error() -> None:
+    with pytest.raises(KeyError):
+        ConfigurationKeys().get("Nope")
+
+
+@pytest.mark.parametrize("names", [None, []])
+def test_report_all_keys_in_spec_order(names: list[str] | None) -> None:
+    keys = ConfigurationKeys()
+    known, unknown = keys.report(names)
+    assert [spec.name for spec, _ in known] == SPEC_NAMES
+    assert dict((spec.name, text) for spec, text in known) == {
+        "HeartbeatInterval": "120",
+        "ConnectionTimeOut": "60",
+        "MeterValueSampleInterval": "30",
+        "ClockAlignedDataInterval": "0",
+        "AuthorizeRemoteTxRequests": "false",
+        "LocalAuthListEnabled": "false",
+        "OCPPAuthorizationEnabled": "true",
+        "voltage_V": "230.0",
+    }
+    assert unknown == []
+
+
+def test_report_requested_keys_with_unknown() -> None:
+    keys = ConfigurationKeys()
+    keys.change("voltage_V", "229.5")
+    known, unknown = keys.report(
+        [
+            "voltage_V",
+            "Foo",
+            "MeterValuesSampleInterval",
+            "HeartbeatInterval",
+            "MeterValueSampleInterval",
+            "heartbeatinterval",
+            "voltage_V",
+        ]
+    )
+    assert [(spec.name, text) for spec, text in known] == [
+        ("voltage_V", "229.5"),
+        ("MeterValueSampleInterval", "30"),
+        ("HeartbeatInterval", "120"),
+    ]
+    assert unknown == ["Foo", "heartbeatinterval"]
+
+
+def test_listeners_are_called_on_accepted_changes_only() -> None:
+    keys = ConfigurationKeys()
+    calls: list[tuple[str, Value]] = []
+    unsubscribe = keys.subscribe(lambda spec, value: calls.append((spec.name, value)))
+
+    keys.change("MeterValuesSampleInterval", "10")
+    keys.change("HeartbeatInterval", "0")
+    keys.change("Nope", "1")
+    keys.change("OCPPAuthorizationEnabled", "false")
+    assert calls == [("MeterValueSampleInterval", 10), ("OCPPAuthorizationEnabled", False)]
+
+    unsubscribe()
+    unsubscribe()  # idempotent
+    keys.change("HeartbeatInterval", "60")
+    assert len(calls) == 2
+
+
+def test_failing_listener_does_not_block_others_or_the_change(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = ConfigurationKeys()
+    seen: list[Value] = []
+
+    def broken(spec: KeySpec, value: Value) -> None:
+        raise RuntimeError("boom")
+
+    keys.subscribe(broken)
+    keys.subscribe(lambda spec, value: seen.append(value))
+    with caplog.at_level(logging.ERROR, logger="hilsim.keys"):
+        status, _, _ = keys.change("HeartbeatInterval", "30")
+    assert status is ChangeStatus.accepted
+    assert seen == [30]
+    assert keys.get("HeartbeatInterval") == 30
+    assert "listener for HeartbeatInterval failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("voltage_V", 230.0, "230.0"),
+        ("voltage_V", 230, "230.0"),
+        ("voltage_V", 0.1 + 0.2, "0.30000000000000004"),
+        ("voltage_V", 229.5, "229.5"),
+        ("HeartbeatInterval", 120, "120"),
+        ("OCPPAuthorizationEnabled", True, "true"),
+        ("LocalAuthListEnabled", False, "false"),
+    ],
+)
+def test_format(name: str, value: Value, text: str) -> None:
+    spec = lookup(name)
+    assert spec is not None
+    assert spec.format(value) == text
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.name)
+def test_format_round_trips_through_parse(spec: KeySpec) -> None:
+    assert spec.parse(spec.format(spec.default)) == spec.default
+
+
+def test_parse_error_names_key_and_expectation() -> None:
+    spec = lookup("voltage_V")
+    assert spec is not None
+    with pytest.raises(ValueError, match=r"voltage_V: expected a number from 1.0 to 1000.0"):
+        spec.parse("0")
+    with pytest.raises(ValueError, match=r"voltage_V: expected a decimal number, got 'nan'"):
+        spec.parse("nan")

@@ -1,0 +1,198 @@
+"""SQLite store: real database files under tmp_path, closed and reopened to simulate restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+import hilsim.store as store_module
+from hilsim.errors import StoreError
+from hilsim.keys import SPECS, ChangeStatus
+from hilsim.store import MIGRATIONS, Store, load_configuration
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read the file with plain sqlite3, independent of the code under test."""
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute(sql).fetchall()
+
+
+async def test_open_creates_parent_dirs_and_schema(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "lib" / "hilsim.db"
+    async with await Store.open(path) as store:
+        assert store.path == path
+        assert await store.load_keys() == {}
+    assert path.is_file()
+    assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    columns = [row[1] for row in query(path, "PRAGMA table_info(configuration_key)")]
+    assert columns == ["name", "value", "origin", "updated_at"]
+
+
+async def test_wal_mode_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    store = await Store.open(str(path))
+    try:
+        assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    finally:
+        await store.close()
+
+
+async def test_seed_then_restart_keeps_changed_keys(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        keys = await load_configuration(store)
+        assert keys.as_text() == {spec.name: spec.format(spec.default) for spec in SPECS}
+        assert await store.changed_keys() == set()
+
+        status, spec, value = keys.change("MeterValuesSampleInterval", "10")
+        assert status is ChangeStatus.accepted and spec is not None and value is not None
+        await store.save_key(spec.name, spec.format(value))
+
+    async with await Store.open(path) as store:
+        assert await store.changed_keys() == {"MeterValueSampleInterval"}
+        keys = await load_configuration(store)
+        assert keys.get("MeterValueSampleInterval") == 10
+        assert keys.get("HeartbeatInterval") == 120
+        stored = await store.load_keys()
+        assert stored["MeterValueSampleInterval"] == "10"
+        assert set(stored) == {spec.name for spec in SPECS}
+
+
+async def test_seed_only_inserts_missing_and_never_overrides_changed(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        await store.save_key("HeartbeatInterval", "15")
+        await store.seed_keys({"HeartbeatInterval": "120", "ConnectionTimeOut": "60"})
+        assert await store.load_keys() == {"HeartbeatInterval": "15", "ConnectionTimeOut": "60"}
+        assert await store.changed_keys() == {"HeartbeatInterval"}
+
+
+async def test_seed_override_and_new_seed_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        keys = await load_configuration(store, {"voltage_V": 120})
+        assert keys.get("voltage_V") == 120.0
+    # The TOML was edited between runs: a key the CSMS never changed follows the new seed.
+    async with await Store.open(path) as store:
+        keys = await load_configuration(store, {"voltage_V": 400.0})
+        assert keys.get("voltage_V") == 400.0
+        assert (await store.load_keys())["voltage_V"] == "400.0"
+
+
+async def test_invalid_seed_falls_back_to_spec_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await Store.open(tmp_path / "hilsim.db") as store:
+        with caplog.at_level(logging.WARNING, logger="hilsim.store"):
+            keys = await load_configuration(store, {"voltage_V": 0.5})
+    assert keys.get("voltage_V") == 230.0
+    assert "voltage_V" in caplog.text
+
+
+async def test_unknown_seed_key_is_a_programming_error(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "hilsim.db") as store:
+        with pytest.raises(KeyError):
+            await load_configuration(store, {"Nope": 1})
+
+
+async def test_garbage_value_falls_back_to_default_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        await store.save_key("HeartbeatInterval", "every now and then")
+        await store.save_key("OCPPAuthorizationEnabled", "false")
+        await store.save_key("RemovedInOlderRelease", "1")
+        with caplog.at_level(logging.WARNING, logger="hilsim.store"):
+            keys = await load_configuration(store)
+
+    assert keys.get("HeartbeatInterval") == 120
+    assert keys.get("OCPPAuthorizationEnabled") is False
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "HeartbeatInterval" in warnings[0].getMessage()
+    assert "every now and then" in warnings[0].getMessage()
+    assert str(path) in warnings[0].getMessage()
+
+
+async def test_save_key_is_committed_immediately(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        await store.save_key("HeartbeatInterval", "30")
+        # A second connection sees it while the store is still open: nothing is left uncommitted.
+        rows = query(path, "SELECT name, value, origin FROM configuration_key")
+        assert rows == [("HeartbeatInterval", "30", "changed")]
+
+
+async def test_origin_constraint_is_enforced(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path):
+        pass
+    with closing(sqlite3.connect(path)) as connection, pytest.raises(sqlite3.IntegrityError):
+        connection.execute(
+            "INSERT INTO configuration_key VALUES ('HeartbeatInterval', '1', 'typed', 'now')"
+        )
+
+
+async def test_parent_is_a_file_raises_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = blocker / "hilsim.db"
+    with pytest.raises(StoreError) as info:
+        await Store.open(path)
+    assert str(path) in str(info.value)
+
+
+async def test_not_a_database_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as info:
+        await Store.open(path)
+    assert str(path) in str(info.value)
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this hilsim supports"):
+        await Store.open(path)
+
+
+async def test_use_after_close_raises_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    store = await Store.open(path)
+    await store.close()
+    with pytest.raises(StoreError) as info:
+        await store.load_keys()
+    assert str(path) in str(info.value)
+
+
+async def test_concurrent_writes_do_not_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        await asyncio.gather(
+            store.seed_keys({f"Key{n}": "0" for n in range(20)}),
+            *(store.save_key(f"Key{n}", str(n)) for n in range(20)),
+        )
+        stored = await store.load_keys()
+    assert len(stored) == 20
+
+
+async def test_failed_migration_leaves_previous_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path):
+        pass
+    broken = "CREATE TABLE outbox (id INTEGER PRIMARY KEY); SELECT * FROM no_such_table;"
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(StoreError, match="no_such_table"):
+        await Store.open(path)
+    assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert query(path, "SELECT name FROM sqlite_master WHERE name = 'outbox'") == []
