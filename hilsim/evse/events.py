@@ -1,0 +1,151 @@
+"""Events: everything that can happen to a connector, from a button, `hilsim ctl`, or the CSMS.
+
+A button press and the equivalent `ctl` command produce the same event object, which is what makes
+the panel, the control socket and the tests interchangeable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hilsim.evse.types import ErrorCode, StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class PlugIn:
+    """The EV's cable was plugged into the connector."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unplug:
+    """The EV's cable was pulled out."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresentTag:
+    """An RFID card was held to the reader of this connector."""
+
+    id_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeResult:
+    """The CSMS answered Authorize (status is IdTagInfo.status)."""
+
+    id_tag: str
+    status: str
+    parent_id_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStart:
+    """RemoteStartTransaction addressed to this connector."""
+
+    id_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStop:
+    """RemoteStopTransaction for a transaction id."""
+
+    transaction_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStarted:
+    """The CSMS confirmed StartTransaction with a transaction id and IdTagInfo.status."""
+
+    transaction_id: int
+    status: str = "Accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailed:
+    """StartTransaction could not be delivered; the start is abandoned."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A hardware fault; ends a running transaction with ``stop_reason``."""
+
+    error_code: ErrorCode = ErrorCode.OTHER_ERROR
+    stop_reason: StopReason = StopReason.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class ClearFault:
+    """The fault went away."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndTransaction:
+    """Stop a running transaction for a reason outside the connector (reset, shutdown, e-stop)."""
+
+    reason: StopReason
+    id_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvSuspend:
+    """The EV stopped drawing energy (battery full, EV's own schedule)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvResume:
+    """The EV draws energy again."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetPowerLimit:
+    """Smart charging changed the limit in force; 0 suspends, None removes the limit."""
+
+    limit_W: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeAvailability:
+    """ChangeAvailability Operative (True) or Inoperative (False)."""
+
+    operative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    reservation_id: int
+    id_tag: str
+    expires_at: float
+    parent_id_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReservation:
+    reservation_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: expires idTags waiting for a plug and reservations."""
+
+
+Event = (
+    PlugIn
+    | Unplug
+    | PresentTag
+    | AuthorizeResult
+    | RemoteStart
+    | RemoteStop
+    | TransactionStarted
+    | StartFailed
+    | Fault
+    | ClearFault
+    | EndTransaction
+    | EvSuspend
+    | EvResume
+    | SetPowerLimit
+    | ChangeAvailability
+    | Reserve
+    | CancelReservation
+    | Tick
+)
