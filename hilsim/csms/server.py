@@ -1,0 +1,351 @@
+"""The built-in OCPP 1.6J central system: a websockets server with one session per charge point.
+
+Charge points connect to ``ws://<host>:<port>/<any path>/<charge point id>`` with the subprotocol
+``ocpp1.6``. Every frame in both directions goes to the log (``hilsim.csms.frames``, INFO), to the
+``on_frame`` callback and, for :func:`serve`, to one readable trace line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as websockets_serve
+from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.typing import Subprotocol
+
+from hilsim.csms.errors import ChargePointDisconnected
+from hilsim.csms.ledger import TransactionLedger
+from hilsim.csms.session import ChargePointSession
+from hilsim.errors import CsmsError
+from hilsim.ocpp.wire import ActionNamer, Frame, TracedConnection, format_frame
+
+logger = logging.getLogger(__name__)
+frames_logger = logging.getLogger("hilsim.csms.frames")
+
+SUBPROTOCOL = Subprotocol("ocpp1.6")
+BOOT_STATUSES = ("Accepted", "Pending", "Rejected")
+_KEEP_UNCLAIMED = 50  # closed sessions nobody asked for, kept for wait_for_charge_point
+
+
+def charge_point_id_from_path(path: str) -> str:
+    """The charge point id is the last segment of the request path (query ignored)."""
+    return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _stamp(at: float | None = None) -> str:
+    at = time.time() if at is None else at
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
+
+
+class CentralSystem:
+    """An OCPP 1.6J central system for demos and tests. ``async with`` starts and stops it.
+
+    ``boot_status``, ``heartbeat_interval`` and ``id_tags`` may be changed at any time; they
+    apply to the next BootNotification / Authorize. ``ledger`` and the transaction ids live
+    here, so they survive reconnects.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        id_tags: Iterable[str] = ("04A2B3C4", "DEADBEEF"),
+        boot_status: str = "Accepted",
+        heartbeat_interval: int = 120,
+        strict: bool = True,
+        on_frame: Callable[[str, Frame], None] | None = None,
+        trace: Callable[[str], None] | None = None,
+        response_timeout: float = 30,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.id_tags: set[str] = set(id_tags)
+        self.boot_status = boot_status
+        self.heartbeat_interval = heartbeat_interval
+        self.strict = strict
+        self.on_frame = on_frame
+        self.trace = trace
+        self.response_timeout = response_timeout
+        #: currently connected charge points
+        self.sessions: dict[str, ChargePointSession] = {}
+        self.ledger = TransactionLedger()
+        self._registration: dict[str, str] = {}
+        self._history: list[ChargePointSession] = []  # connected sessions not yet handed out
+        self._connected = asyncio.Condition()
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------------------- settings
+
+    @property
+    def boot_status(self) -> str:
+        return self._boot_status
+
+    @boot_status.setter
+    def boot_status(self, status: str) -> None:
+        if status not in BOOT_STATUSES:
+            raise ValueError(f"boot_status must be one of {', '.join(BOOT_STATUSES)}: {status!r}")
+        self._boot_status = status
+
+    @property
+    def heartbeat_interval(self) -> int:
+        return self._heartbeat_interval
+
+    @heartbeat_interval.setter
+    def heartbeat_interval(self, seconds: int) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+            raise ValueError(f"heartbeat_interval must be whole seconds >= 0: {seconds!r}")
+        self._heartbeat_interval = seconds
+
+    def authorization_status(self, id_tag: str) -> str:
+        """idTagInfo.status: Accepted for a configured tag (case-insensitive), else Invalid."""
+        known = {tag.casefold() for tag in self.id_tags}
+        return "Accepted" if id_tag.casefold() in known else "Invalid"
+
+    def registration_status(self, charge_point_id: str) -> str | None:
+        """What the last BootNotification of this charge point was answered with, if any."""
+        return self._registration.get(charge_point_id)
+
+    def set_registration_status(self, charge_point_id: str, status: str) -> None:
+        self._registration[charge_point_id] = status
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the central system is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        host = self.host or "0.0.0.0"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        try:
+            self._server = await websockets_serve(
+                self._serve_connection,
+                self.host,
+                self._requested_port,
+                subprotocols=[SUBPROTOCOL],
+                select_subprotocol=self._select_subprotocol,
+            )
+        except OSError as exc:
+            raise CsmsError(
+                f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}"
+            ) from exc
+        logger.info("central system listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        await server.wait_closed()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        logger.info("central system stopped")
+
+    async def __aenter__(self) -> CentralSystem:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ----------------------------------------------------------------------------- waiting
+
+    async def wait_for_charge_point(
+        self, charge_point_id: str | None = None, timeout: float = 10
+    ) -> ChargePointSession:
+        """The next connected session with that id (any id if None) not handed out before.
+
+        Sessions are handed out in connection order, each once, so after a reconnect the next
+        call returns the new session. A session that already closed is skipped when a newer one
+        of the same charge point is waiting.
+        """
+
+        def pick() -> ChargePointSession | None:
+            candidates = [
+                s for s in self._history if charge_point_id is None or s.id == charge_point_id
+            ]
+            for index, session in enumerate(candidates):
+                newer = candidates[index + 1 :]
+                if session.closed and any(later.id == session.id for later in newer):
+                    continue
+                return session
+            return None
+
+        async with self._connected:
+            try:
+                async with asyncio.timeout(timeout):
+                    while (session := pick()) is None:
+                        await self._connected.wait()
+            except TimeoutError:
+                who = f"charge point {charge_point_id!r}" if charge_point_id else "charge point"
+                now = ", ".join(sorted(self.sessions)) or "none"
+                raise TimeoutError(
+                    f"no {who} connected within {timeout:g} s (connected now: {now})"
+                ) from None
+        self._history.remove(session)
+        return session
+
+    # ----------------------------------------------------------------------------- connections
+
+    def _emit(self, line: str) -> None:
+        if self.trace is None:
+            return
+        try:
+            self.trace(line)
+        except Exception:
+            logger.exception("trace callable failed")
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol:
+        if SUBPROTOCOL in offered:
+            return SUBPROTOCOL
+        request = getattr(connection, "request", None)
+        path = request.path if request is not None else "?"
+        text = (
+            f"refused {path} from {connection.remote_address}: subprotocol ocpp1.6 not offered "
+            f"(offered: {', '.join(offered) or 'none'})"
+        )
+        logger.warning("%s", text)
+        self._emit(f"{_stamp()}  {text}")
+        raise NegotiationError(text)
+
+    def _frame_listener(self, charge_point_id: str) -> Callable[[Frame], None]:
+        namer = ActionNamer()
+
+        def listen(frame: Frame) -> None:
+            frames_logger.info(
+                "%s %s %s", charge_point_id, "<-" if not frame.sent else "->", frame.text
+            )
+            if self.on_frame is not None:
+                try:
+                    self.on_frame(charge_point_id, frame)
+                except Exception:
+                    logger.exception("on_frame callback failed")
+            if self.trace is not None:
+                self._emit(format_frame(frame, namer=namer, local="CSMS", remote=charge_point_id))
+
+        return listen
+
+    async def _serve_connection(self, websocket: ServerConnection) -> None:
+        charge_point_id = charge_point_id_from_path(websocket.request.path)
+        peer = websocket.remote_address
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else str(peer)
+        if not charge_point_id:
+            logger.warning("refused %s from %s: no charge point id", websocket.request.path, where)
+            self._emit(
+                f"{_stamp()}  refused {websocket.request.path} from {where}: no charge "
+                f"point id in the path"
+            )
+            await websocket.close(1008, "charge point id missing in the URL path")
+            return
+        connection = TracedConnection(websocket, [self._frame_listener(charge_point_id)])
+        session = ChargePointSession(
+            charge_point_id, connection, self, response_timeout=self.response_timeout
+        )
+        previous = self.sessions.get(charge_point_id)
+        self.sessions[charge_point_id] = session
+        logger.info("%s connected from %s", charge_point_id, where)
+        self._emit(f"{_stamp()}  {charge_point_id} connected from {where}")
+        async with self._connected:
+            self._remember(session)
+            self._connected.notify_all()
+        if previous is not None and not previous.closed:
+            logger.info("%s: closing the previous connection, replaced", charge_point_id)
+            task = asyncio.get_running_loop().create_task(previous.close())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            await session.start()
+        except (ConnectionClosed, ChargePointDisconnected):
+            pass
+        except Exception:
+            logger.exception("%s: session failed", charge_point_id)
+        finally:
+            await session._mark_closed()
+            if self.sessions.get(charge_point_id) is session:
+                del self.sessions[charge_point_id]
+            code = websocket.close_code
+            reason = f"{code} {websocket.close_reason}".strip() if code is not None else "no close"
+            logger.info("%s disconnected (%s)", charge_point_id, reason)
+            self._emit(f"{_stamp()}  {charge_point_id} disconnected ({reason})")
+
+    def _remember(self, session: ChargePointSession) -> None:
+        self._history.append(session)
+        closed = [s for s in self._history if s.closed]
+        for stale in closed[: max(0, len(closed) - _KEEP_UNCLAIMED)]:
+            self._history.remove(stale)
+
+
+def _lan_address() -> str | None:
+    """The address other devices on the network (a phone hotspot) reach this one at, if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: picks a route, sends nothing
+            address: str = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+async def serve(
+    host: str,
+    port: int,
+    id_tags: Sequence[str],
+    *,
+    trace: Callable[[str], None] = print,
+    boot_status: str = "Accepted",
+    heartbeat_interval: int = 120,
+    strict: bool = True,
+) -> None:
+    """Run a central system until cancelled, tracing one line per frame and per (dis)connect."""
+    central = CentralSystem(
+        host,
+        port,
+        id_tags=id_tags,
+        boot_status=boot_status,
+        heartbeat_interval=heartbeat_interval,
+        strict=strict,
+        trace=trace,
+    )
+    async with central:
+        trace(f"{_stamp()}  CSMS listening on {central.url}/<charge point id> (OCPP 1.6J)")
+        if host in ("", "0.0.0.0", "::"):
+            address = await asyncio.to_thread(_lan_address)
+            if address:
+                trace(
+                    f"{_stamp()}  reachable from the network at ws://{address}:{central.port}/"
+                    f"<charge point id>"
+                )
+        tags = ", ".join(id_tags) or "none"
+        trace(
+            f"{_stamp()}  accepted id tags: {tags}; BootNotification answered {boot_status}, "
+            f"heartbeat {heartbeat_interval} s; strict schema checks {'on' if strict else 'off'}"
+        )
+        forever: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await forever
