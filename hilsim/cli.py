@@ -1,0 +1,196 @@
+"""The `hilsim` command: run the service, drive it, run a CSMS, play the demo.
+
+Every expected failure (bad config, service not running, CSMS unreachable) ends in one line on
+stderr and a non-zero exit status, never a traceback: the person reading it is at a bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hilsim import __version__
+from hilsim.config import DEFAULT_CONFIG_PATH, Settings, load_settings
+from hilsim.errors import ControlError, HilsimError
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hilsim",
+        description="An OCPP 1.6J charge point for hardware-in-the-loop testing.",
+    )
+    parser.add_argument("--version", action="version", version=f"hilsim {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity on stderr (default INFO for run and csms, WARNING otherwise)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=DEFAULT_CONFIG_PATH,
+            help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
+        )
+
+    run = sub.add_parser("run", help="run the charge point service")
+    with_config(run)
+
+    ctl = sub.add_parser(
+        "ctl", help="drive the running service (the same events as the physical buttons)"
+    )
+    with_config(ctl)
+    ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="ACTION")
+    ctl_sub.add_parser("status", help="print the charge point's state as JSON")
+    for name, text in [
+        ("plug", "plug an EV into connector N"),
+        ("unplug", "unplug the EV from connector N"),
+        ("clear", "clear the fault on connector N"),
+    ]:
+        ctl_sub.add_parser(name, help=text).add_argument("connector", type=int, metavar="N")
+    tag = ctl_sub.add_parser("tag", help="present RFID tag IDTAG at connector N")
+    tag.add_argument("connector", type=int, metavar="N")
+    tag.add_argument("id_tag", metavar="IDTAG")
+    fault = ctl_sub.add_parser("fault", help="raise a fault on connector N")
+    fault.add_argument("connector", type=int, metavar="N")
+    fault.add_argument(
+        "error_code", nargs="?", default="OtherError", help="OCPP ChargePointErrorCode"
+    )
+
+    csms = sub.add_parser("csms", help="run the built-in CSMS (central system)")
+    with_config(csms)
+    csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
+    csms.add_argument("--port", type=int, help="port to listen on (default from [csms], 9000)")
+    csms.add_argument(
+        "--id-tag", action="append", dest="id_tags", help="an idTag to accept (repeatable)"
+    )
+
+    demo = sub.add_parser(
+        "demo", help="play a whole charging session against the built-in CSMS and exit"
+    )
+    demo.add_argument(
+        "--quiet", action="store_true", help="print only the summary, not the OCPP trace"
+    )
+
+    config = sub.add_parser("config", help="read or change an OCPP configuration key")
+    with_config(config)
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    get = config_sub.add_parser("get", help="print a key (or all keys)")
+    get.add_argument("key", nargs="?")
+    set_ = config_sub.add_parser("set", help="change a key, as ChangeConfiguration would")
+    set_.add_argument("key")
+    set_.add_argument("value")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    quiet = args.command not in ("run", "csms")
+    logging.basicConfig(
+        level=args.log_level or ("WARNING" if quiet else "INFO"),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(asyncio.run(_dispatch(args)) or 0)
+    except HilsimError as exc:
+        print(f"hilsim: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return await _run(load_settings(args.config))
+    if args.command == "ctl":
+        return await _ctl(load_settings(args.config), args)
+    if args.command == "csms":
+        return await _csms(args)
+    if args.command == "demo":
+        from hilsim.demo import play
+
+        return await play(trace=not args.quiet)
+    if args.command == "config":
+        return await _config(load_settings(args.config), args)
+    raise AssertionError(args.command)
+
+
+async def _run(settings: Settings) -> int:
+    from hilsim.service import Service
+
+    service = Service(settings)
+    await service.run(handle_signals=True)
+    return 0
+
+
+async def _ctl(settings: Settings, args: argparse.Namespace) -> int:
+    from hilsim.control import request
+
+    payload: dict[str, Any] = {"cmd": args.ctl_command}
+    for name in ("connector", "id_tag", "error_code"):
+        if hasattr(args, name):
+            payload[name] = getattr(args, name)
+    answer = await request(settings.control.socket, payload)
+    return _print_answer(answer)
+
+
+def _print_answer(answer: dict[str, Any]) -> int:
+    if not answer.get("ok"):
+        print(f"hilsim: {answer.get('error', 'refused')}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer.get("result"), indent=2))
+    return 0
+
+
+async def _csms(args: argparse.Namespace) -> int:
+    from hilsim.config import embedded_defaults
+    from hilsim.csms import serve
+
+    settings = load_settings(args.config) if args.config.exists() else embedded_defaults()
+    host = args.host or settings.csms.host
+    port = args.port if args.port is not None else settings.csms.port
+    id_tags = args.id_tags or list(settings.csms.id_tags)
+    await serve(host, port, id_tags, trace=lambda line: print(line, flush=True))
+    return 0
+
+
+async def _config(settings: Settings, args: argparse.Namespace) -> int:
+    """Through the running service when there is one (takes effect at once), else the database."""
+    from hilsim.control import request
+
+    if args.config_command == "get":
+        payload = {"cmd": "config-get", "key": args.key}
+    else:
+        payload = {"cmd": "config-set", "key": args.key, "value": args.value}
+    try:
+        answer = await request(settings.control.socket, payload)
+    except ControlError:
+        answer = await _config_offline(settings, payload)
+    return _print_answer(answer)
+
+
+async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]:
+    from hilsim.keys import ChangeStatus
+    from hilsim.service import Service
+    from hilsim.store import Store, load_configuration
+
+    async with await Store.open(settings.storage.database) as store:
+        keys = await load_configuration(store, seed={"voltage_V": settings.connectors[0].voltage_V})
+        if payload["cmd"] == "config-get":
+            return Service._config_get(keys, payload["key"])
+        status, spec, value = keys.change(payload["key"], payload["value"])
+        if status != ChangeStatus.accepted or spec is None:
+            return {"ok": False, "error": str(status)}
+        await store.save_key(spec.name, spec.format(value))
+        return {"ok": True, "result": {"status": str(status)}}

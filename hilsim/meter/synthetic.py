@@ -1,0 +1,35 @@
+"""The synthetic energy counter: integrates the offered power over time.
+
+It is a product feature, not a test double: on a bench without a real meter it makes MeterValues
+look like a charger's, with energy that only rises while power flows.
+"""
+
+from __future__ import annotations
+
+from hilsim.meter.base import MeterReading
+
+
+class SyntheticMeter:
+    """Energy is integrated lazily at each offer/read, so it costs nothing between samples."""
+
+    def __init__(self, voltage_V: float, energy_Wh: float = 0.0) -> None:
+        self.voltage_V = voltage_V
+        self._energy_Wh = energy_Wh
+        self._power_W = 0.0
+        self._since: float | None = None
+
+    def _integrate(self, now: float) -> None:
+        if self._since is not None and now > self._since:
+            self._energy_Wh += self._power_W * (now - self._since) / 3600.0
+        if self._since is None or now > self._since:
+            self._since = now
+
+    def offer(self, power_W: float, now: float) -> None:
+        self._integrate(now)
+        self._power_W = max(0.0, power_W)
+
+    def read(self, now: float) -> MeterReading:
+        self._integrate(now)
+        power = self._power_W
+        current = power / self.voltage_V if self.voltage_V > 0 else 0.0
+        return MeterReading(self._energy_Wh, power, current, self.voltage_V)

@@ -1,0 +1,228 @@
+"""Keeping the charge point connected: connect, boot, heartbeat, send in order, reconnect.
+
+A bench CSMS is restarted all the time and Wi-Fi drops; the link must come back by itself without
+anyone touching the Pi. Each connection gets a fresh `ChargePointClient`; everything that must
+survive a reconnection (keys, connectors, transactions) lives in the `Charger`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from hilsim.errors import CsmsError
+from hilsim.keys import ConfigurationKeys
+from hilsim.ocpp.client import ChargePointClient, ChargerPort, Identity
+from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
+from hilsim.ocpp.wire import FrameListener, TracedConnection
+
+log = logging.getLogger(__name__)
+
+#: How long to wait before re-sending BootNotification when the CSMS gave no interval.
+DEFAULT_BOOT_RETRY_S = 30.0
+
+Job = Callable[[ChargePointClient], Awaitable[Any]]
+
+
+class LinkState(StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    BOOTING = "booting"
+    PENDING = "pending"  # BootNotification answered Pending or Rejected: retrying
+    CONNECTED = "connected"
+
+
+class LinkOwner(ChargerPort, Protocol):
+    """What the link tells the charger about."""
+
+    def link_changed(self, state: LinkState) -> None: ...
+
+    def booted(self) -> None: ...
+
+    def adopt_heartbeat_interval(self, seconds: int) -> None: ...
+
+
+@dataclass(slots=True)
+class _Queued:
+    job: Job
+    name: str
+    future: asyncio.Future[Any] = field(default_factory=lambda: _loop().create_future())
+
+
+class CsmsLink:
+    """The charge point's one connection to its CSMS, across reconnections."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        charge_point_id: str,
+        identity: Identity,
+        owner: LinkOwner,
+        keys: ConfigurationKeys,
+        *,
+        backoff: Backoff | None = None,
+        frame_listeners: list[FrameListener] | None = None,
+        response_timeout: float = 30.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.charge_point_id = charge_point_id
+        self.identity = identity
+        self.owner = owner
+        self.keys = keys
+        self.backoff = backoff or Backoff()
+        self.frame_listeners = frame_listeners if frame_listeners is not None else []
+        self.response_timeout = response_timeout
+        self.state = LinkState.DISCONNECTED
+        self.client: ChargePointClient | None = None
+        self.connected_since: float | None = None  # wall clock
+        self.last_message_at: float | None = None  # wall clock
+        self.connections = 0
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._keys_changed = asyncio.Event()
+        keys.subscribe(lambda spec, value: self._keys_changed.set())
+
+    # -- for the charger ---------------------------------------------------------------------
+
+    def submit(self, job: Job, name: str, *, quiet: bool = False) -> asyncio.Future[Any]:
+        """Queue a CALL to be sent in order; fails at once when not connected.
+
+        ``quiet`` jobs are fire-and-forget: their failure is logged here instead of raised to a
+        caller that is not listening.
+        """
+        item = _Queued(job, name)
+        if self.state != LinkState.CONNECTED:
+            item.future.set_exception(CsmsError(f"{name}: not connected to the CSMS"))
+        else:
+            self._queue.put_nowait(item)
+        if quiet:
+            item.future.add_done_callback(_log_failure)
+        return item.future
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect forever (until cancelled)."""
+        delays = self.backoff.delays()
+        while True:
+            self._set_state(LinkState.CONNECTING)
+            try:
+                ws = await open_link(self.endpoint, open_timeout=self.response_timeout)
+            except CsmsError as exc:
+                delay = next(delays)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                self._set_state(LinkState.DISCONNECTED)
+                await asyncio.sleep(delay)
+                continue
+            delays = self.backoff.delays()
+            self.connections += 1
+            log.info("connected to %s", self.endpoint)
+            try:
+                await self._serve(ws)
+            except* (ConnectionClosed, CsmsError, TimeoutError, OSError) as group:
+                log.warning("link to the CSMS lost: %s", _first_cause(group))
+            finally:
+                self.client = None
+                self.connected_since = None
+                self._set_state(LinkState.DISCONNECTED)
+                self._fail_queued()
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            delay = next(delays)
+            log.info("reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _serve(self, ws: Any) -> None:
+        connection = TracedConnection(ws, [self._touch, *self.frame_listeners])
+        client = ChargePointClient(
+            self.charge_point_id, connection, self.owner, response_timeout=self.response_timeout
+        )
+        async with asyncio.TaskGroup() as tasks:
+            reader = tasks.create_task(client.start(), name="ocpp-reader")
+            await self._boot(client)
+            self.client = client
+            self.connected_since = time.time()
+            self._set_state(LinkState.CONNECTED)
+            self.owner.booted()
+            tasks.create_task(self._send_queued(client), name="ocpp-sender")
+            tasks.create_task(self._heartbeat(), name="ocpp-heartbeat")
+            await reader
+
+    async def _boot(self, client: ChargePointClient) -> None:
+        """BootNotification until Accepted; nothing else is sent meanwhile, as OCPP requires."""
+        self._set_state(LinkState.BOOTING)
+        while True:
+            result = await client.boot_notification(self.identity)
+            if result.status == "Accepted":
+                if result.interval > 0:
+                    self.owner.adopt_heartbeat_interval(int(result.interval))
+                log.info("BootNotification accepted by the CSMS")
+                return
+            retry = float(result.interval) if result.interval > 0 else DEFAULT_BOOT_RETRY_S
+            log.warning("BootNotification %s; sending it again in %g s", result.status, retry)
+            self._set_state(LinkState.PENDING)
+            await asyncio.sleep(retry)
+
+    async def _send_queued(self, client: ChargePointClient) -> None:
+        while True:
+            item = await self._queue.get()
+            if item.future.done():
+                continue
+            try:
+                result = await item.job(client)
+            except (ConnectionClosed, TimeoutError) as exc:
+                item.future.set_exception(CsmsError(f"{item.name}: {exc or 'no answer'}"))
+                raise
+            except Exception as exc:
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result(result)
+
+    async def _heartbeat(self) -> None:
+        """Heartbeat every HeartbeatInterval; a changed interval takes effect at once."""
+        last = time.monotonic()
+        while True:
+            interval = float(self.keys.get("HeartbeatInterval"))
+            remaining = last + interval - time.monotonic()
+            if remaining > 0:
+                self._keys_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._keys_changed.wait(), remaining)
+                continue
+            last = time.monotonic()
+            await self.submit(lambda c: c.heartbeat(), "Heartbeat")
+
+    def _fail_queued(self) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(CsmsError(f"{item.name}: link to the CSMS lost"))
+
+    def _touch(self, frame: Any) -> None:
+        self.last_message_at = time.time()
+
+    def _set_state(self, state: LinkState) -> None:
+        if state != self.state:
+            self.state = state
+            self.owner.link_changed(state)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("%s", future.exception())
+
+
+def _first_cause(group: BaseExceptionGroup[Any]) -> str:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__

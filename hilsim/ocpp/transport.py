@@ -1,0 +1,78 @@
+"""The WebSocket link to the CSMS: connect, back off, translate errors.
+
+The only module of the charge point that imports `websockets`, so a change of library or of its
+API touches one file, and every failure leaves here as a `CsmsError` with a readable cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from hilsim.errors import CsmsError
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp1.6"
+
+__all__ = ["SUBPROTOCOL", "Backoff", "ClientConnection", "ConnectionClosed", "open_link"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter, capped.
+
+    Jitter matters on a bench with several Pis: after the CSMS restarts they must not all knock
+    at the same instant. Each delay is drawn between half and all of the exponential step.
+    """
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    cap_s: float = 60.0
+
+    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
+        rng = rng or random.Random()
+        step = self.initial_s
+        while True:
+            yield rng.uniform(step / 2, step)
+            step = min(self.cap_s, step * self.factor)
+
+
+async def open_link(
+    url: str,
+    *,
+    open_timeout: float = 10.0,
+    ping_interval: float | None = None,
+    ping_timeout: float | None = None,
+) -> ClientConnection:
+    """Open the OCPP-J WebSocket, insisting on the ocpp1.6 subprotocol."""
+    try:
+        ws = await connect(
+            url,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_size=2**20,
+            compression=None,
+        )
+    except InvalidURI as exc:
+        raise CsmsError(f"{url}: not a valid WebSocket URL ({exc})") from None
+    except InvalidStatus as exc:
+        code = exc.response.status_code
+        raise CsmsError(f"{url}: CSMS refused the WebSocket handshake (HTTP {code})") from None
+    except InvalidHandshake as exc:
+        raise CsmsError(f"{url}: WebSocket handshake failed ({exc})") from None
+    except TimeoutError:
+        raise CsmsError(f"{url}: no answer within {open_timeout:g} s") from None
+    except OSError as exc:
+        raise CsmsError(f"{url}: {exc.strerror or exc}") from None
+    if ws.subprotocol != SUBPROTOCOL:
+        await ws.close()
+        raise CsmsError(f"{url}: CSMS did not agree to the {SUBPROTOCOL} subprotocol")
+    return ws

@@ -1,0 +1,158 @@
+"""Real-part fixtures: a real CSMS on 127.0.0.1, real SQLite files, real Unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hilsim.config import Settings, parse_settings
+from hilsim.control import request
+from hilsim.csms import CentralSystem, ChargePointSession
+from hilsim.ocpp.transport import Backoff
+from hilsim.service import Service
+
+CP_ID = "CP-TEST"
+TAG = "04A2B3C4"
+FAST_BACKOFF = Backoff(initial_s=0.05, factor=2.0, cap_s=0.2)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory: Unix socket paths must stay under 108 bytes, pytest's tmp_path may not."""
+    path = Path(tempfile.mkdtemp(prefix="hs-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_settings(
+    directory: Path,
+    csms_url: str,
+    *,
+    connectors: int = 2,
+    extra_charge_point: str = "",
+) -> Settings:
+    tables = "\n".join(
+        f"[[connector]]\nid = {i}\nvoltage_V = 230.0\nmax_power_W = {11000 if i == 1 else 7400}\n"
+        for i in range(1, connectors + 1)
+    )
+    text = f"""
+[charge_point]
+id = "{CP_ID}"
+csms_url = "{csms_url}"
+vendor = "hilsim"
+model = "bench"
+firmware_version = "9.9.9"
+{extra_charge_point}
+{tables}
+[storage]
+database = "{directory / 'hilsim.db'}"
+[control]
+socket = "{directory / 'ctl.sock'}"
+[gpio]
+backend = "mock"
+"""
+    path = directory / "hilsim.toml"
+    path.write_text(text)
+    return parse_settings(text, str(path))
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[CentralSystem]:
+    async with CentralSystem("127.0.0.1", 0) as central:
+        yield central
+
+
+@dataclass
+class Bench:
+    """A running charge point connected to the CSMS, and helpers to drive it like a user."""
+
+    settings: Settings
+    service: Service
+    csms: CentralSystem
+    session: ChargePointSession
+    task: asyncio.Task[None]
+    starts: dict[int, dict[str, Any]] = field(default_factory=dict)  # last StartTransaction seen
+
+    async def ctl(self, cmd: str, connector: int | None = None, **extra: Any) -> dict[str, Any]:
+        payload: dict[str, Any] = {"cmd": cmd, **extra}
+        if connector is not None:
+            payload["connector"] = connector
+        return await request(self.settings.control.socket, payload)
+
+    async def status(self, connector: int, status: str, timeout: float = 5) -> dict[str, Any]:
+        return await self.session.wait_for(
+            "StatusNotification",
+            lambda p: p["connectorId"] == connector and p["status"] == status,
+            timeout=timeout,
+        )
+
+    async def start_local(self, connector: int = 1, tag: str = TAG) -> int:
+        """Plug in and present a tag; returns the transaction id once Charging."""
+        assert (await self.ctl("plug", connector))["ok"]
+        await self.status(connector, "Preparing")
+        assert (await self.ctl("tag", connector, id_tag=tag))["ok"]
+        start = await self.session.wait_for(
+            "StartTransaction", lambda p: p["connectorId"] == connector
+        )
+        await self.status(connector, "Charging")
+        assert start["idTag"] == tag
+        self.starts[connector] = start
+        charger = self.service.charger
+        assert charger is not None
+        tx_id = charger.connectors[connector].machine.state.transaction_id
+        assert tx_id is not None
+        return tx_id
+
+
+async def start_service(settings: Settings) -> tuple[Service, asyncio.Task[None]]:
+    service = Service(settings, backoff=FAST_BACKOFF, response_timeout=5)
+    task = asyncio.create_task(service.run())
+    ready = asyncio.create_task(service.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises the failure
+    assert ready in done, "service did not become ready"
+    return service, task
+
+
+async def stop_service(service: Service, task: asyncio.Task[None]) -> None:
+    service.stop()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def bench_factory(
+    csms: CentralSystem, short_dir: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    running: list[tuple[Service, asyncio.Task[None], ChargePointSession]] = []
+
+    async def factory(**kwargs: Any) -> Bench:
+        settings = make_settings(short_dir, csms.url, **kwargs)
+        service, task = await start_service(settings)
+        session = await csms.wait_for_charge_point(CP_ID, timeout=5)
+        running.append((service, task, session))
+        return Bench(settings, service, csms, session, task)
+
+    yield factory
+    for service, task, session in running:
+        await stop_service(service, task)
+        # Every frame the charge point sent must pass the official schemas, applied strictly.
+        assert session.violations == []
+
+
+@pytest.fixture
+async def bench(bench_factory: Callable[..., Any]) -> Bench:
+    bench: Bench = await bench_factory()
+    for connector in (0, 1, 2):
+        await bench.status(connector, "Available")
+    return bench
