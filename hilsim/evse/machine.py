@@ -8,6 +8,7 @@ is returned, so a stray button press or a confused CSMS can never half-apply a t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from hilsim.evse import events as ev
@@ -269,8 +270,8 @@ def _ev_resume(s: _Step, e: ev.EvResume) -> None:
 
 
 def _set_power_limit(s: _Step, e: ev.SetPowerLimit) -> None:
-    if e.limit_W is not None and e.limit_W < 0:
-        raise Refused("a power limit cannot be negative")
+    if e.limit_W is not None and not 0 <= e.limit_W < math.inf:
+        raise Refused("a power limit must be a finite number of watts, 0 or more")
     s.set(power_limit_W=e.limit_W)
 
 
