@@ -175,7 +175,59 @@ SPECS: tuple[KeySpec, ...] = (
         1000,
         description="EVSE voltage used to convert between current and power.",
     ),
+    # -- beyond the spec's eight: offline operation and dead-link detection (OCPP 1.6 Core) ----
+    KeySpec(
+        "TransactionMessageAttempts",
+        int,
+        3,
+        1,
+        100,
+        description="How often a transaction message answered with a CALLERROR is tried.",
+    ),
+    KeySpec(
+        "TransactionMessageRetryInterval",
+        int,
+        60,
+        0,
+        86400,
+        description="Seconds before retry n of a refused transaction message, times n.",
+    ),
+    KeySpec(
+        "LocalAuthorizeOffline",
+        bool,
+        True,
+        description="While offline, start for idTags the authorization cache accepts.",
+    ),
+    KeySpec(
+        "AllowOfflineTxForUnknownId",
+        bool,
+        False,
+        description="While offline, also start for idTags the cache does not know.",
+    ),
+    KeySpec(
+        "LocalPreAuthorize",
+        bool,
+        False,
+        description="While online, start at once for idTags the cache accepts.",
+    ),
+    KeySpec(
+        "AuthorizationCacheEnabled",
+        bool,
+        True,
+        description="Remember the IdTagInfo of every idTag the CSMS answers for.",
+    ),
+    KeySpec(
+        "WebSocketPingInterval",
+        int,
+        30,
+        0,
+        86400,
+        description="Seconds between WebSocket pings (a missed pong drops the link); 0 is off.",
+    ),
 )
+
+#: The eight keys of the project's spec, in its order; the rest extend it.
+SPEC_KEY_NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS[:8])
 
 
 def _index(specs: Sequence[KeySpec]) -> Mapping[str, KeySpec]:

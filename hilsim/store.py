@@ -13,6 +13,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +39,84 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: nothing lost. A transaction is recorded before StartTransaction is sent; transaction
+    # messages wait in the outbox until the CSMS confirmed them; the energy register survives.
+    """
+    CREATE TABLE charging_transaction (
+        local_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        connector_id INTEGER NOT NULL,
+        id_tag TEXT NOT NULL,
+        transaction_id INTEGER,
+        meter_start_Wh INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        last_energy_Wh REAL NOT NULL,
+        last_sample_at TEXT NOT NULL,
+        stopped INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL
+            CHECK (action IN ('StartTransaction', 'MeterValues', 'StopTransaction')),
+        local_id INTEGER NOT NULL REFERENCES charging_transaction (local_id),
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE meter_register (
+        connector_id INTEGER PRIMARY KEY,
+        energy_Wh REAL NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE authorization_cache (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry_date TEXT,
+        parent_id_tag TEXT,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    seq: int
+    action: str
+    local_id: int
+    payload: str  # JSON: the keyword arguments of the client method that sends it
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRow:
+    local_id: int
+    connector_id: int
+    id_tag: str
+    transaction_id: int | None  # the CSMS's id, once StartTransaction was confirmed
+    meter_start_Wh: int
+    started_at: str
+    last_energy_Wh: float
+    last_sample_at: str
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CachedIdTag:
+    id_tag: str
+    status: str
+    expiry_date: str | None
+    parent_id_tag: str | None
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(aside.with_name(aside.name + suffix))
+    return aside
 
 
 def _now() -> str:
@@ -60,7 +138,7 @@ class Store:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
+    async def open(cls, path: str | Path, *, _moved_aside: bool = False) -> Store:
         """Open (creating if needed) and migrate the database at `path`."""
         path = Path(path)
         try:
@@ -76,6 +154,22 @@ class Store:
         store = cls(path, connection)
         try:
             await store._configure()
+        except StoreError as exc:
+            await store._close_quietly()
+            if not isinstance(exc.__cause__, sqlite3.DatabaseError) or _moved_aside:
+                raise
+            # A corrupt file (SD card, power cut mid-write) must not keep the charger down, but
+            # it must not vanish silently either: keep it for inspection and say so loudly.
+            aside = _move_aside(path)
+            logger.error(
+                "%s is corrupt (%s); moved it to %s and started a fresh database. "
+                "Configuration keys are back to their defaults and queued transaction "
+                "messages in the old file were NOT delivered.",
+                path,
+                exc.__cause__,
+                aside,
+            )
+            return await cls.open(path, _moved_aside=True)
         except BaseException:
             await store._close_quietly()
             raise
@@ -165,7 +259,250 @@ class Store:
         )
         return {name for (name,) in rows}
 
+    # -- transactions and the outbox ------------------------------------------------------------
+    #
+    # Start and stop are committed with synchronous=FULL: a transaction the CSMS may bill must
+    # survive a power cut the instant after it was decided. Samples and the energy register use
+    # the connection's NORMAL: at worst the samples of the last seconds before a power cut are
+    # lost (a process crash loses nothing), and the SD card is spared an fsync per sample.
+
+    async def begin_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, started_at: str, payload: str
+    ) -> int:
+        """Record a new transaction and queue its StartTransaction; returns its local id."""
+
+        async def run() -> int:
+            async with self._transaction(durable=True):
+                cursor = await self._db.execute(
+                    """
+                    INSERT INTO charging_transaction (connector_id, id_tag, meter_start_Wh,
+                        started_at, last_energy_Wh, last_sample_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                    (connector_id, id_tag, meter_start, started_at, meter_start, started_at),
+                )
+                local_id = int(cursor.lastrowid or 0)
+                await self._enqueue("StartTransaction", local_id, payload)
+                return local_id
+
+        return await self._guard("record a transaction start", run)
+
+    async def record_sample(
+        self,
+        connector_id: int,
+        energy_Wh: float,
+        at: str,
+        local_id: int | None = None,
+        payload: str | None = None,
+    ) -> None:
+        """Persist the energy register (and queue a transaction's MeterValues) in one commit."""
+
+        async def run() -> None:
+            async with self._transaction():
+                await self._db.execute(
+                    """
+                    INSERT INTO meter_register (connector_id, energy_Wh, updated_at)
+                    VALUES (?, ?, ?)
+                    ON CONFLICT (connector_id) DO UPDATE
+                        SET energy_Wh = excluded.energy_Wh, updated_at = excluded.updated_at
+                    """,
+                    (connector_id, energy_Wh, at),
+                )
+                if local_id is not None:
+                    await self._db.execute(
+                        """
+                        UPDATE charging_transaction SET last_energy_Wh = ?, last_sample_at = ?
+                        WHERE local_id = ?
+                        """,
+                        (energy_Wh, at, local_id),
+                    )
+                    if payload is not None:
+                        await self._enqueue("MeterValues", local_id, payload)
+
+        await self._guard("record a meter sample", run)
+
+    async def end_transaction(
+        self, local_id: int, connector_id: int, energy_Wh: float, at: str, payload: str
+    ) -> None:
+        """Mark a transaction stopped and queue its StopTransaction."""
+
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                await self._db.execute(
+                    """
+                    UPDATE charging_transaction
+                    SET stopped = 1, last_energy_Wh = ?, last_sample_at = ?
+                    WHERE local_id = ?
+                    """,
+                    (energy_Wh, at, local_id),
+                )
+                await self._db.execute(
+                    """
+                    INSERT INTO meter_register (connector_id, energy_Wh, updated_at)
+                    VALUES (?, ?, ?)
+                    ON CONFLICT (connector_id) DO UPDATE
+                        SET energy_Wh = max(meter_register.energy_Wh, excluded.energy_Wh),
+                            updated_at = excluded.updated_at
+                    """,
+                    (connector_id, energy_Wh, at),
+                )
+                await self._enqueue("StopTransaction", local_id, payload)
+
+        await self._guard("record a transaction stop", run)
+
+    async def outbox_head(self) -> OutboxEntry | None:
+        """The oldest unconfirmed transaction message: they are delivered strictly in order."""
+        rows = await self._guard(
+            "read the outbox",
+            lambda: self._db.execute_fetchall(
+                "SELECT seq, action, local_id, payload, attempts FROM outbox ORDER BY seq LIMIT 1"
+            ),
+        )
+        for seq, action, local_id, payload, attempts in rows:
+            return OutboxEntry(seq, action, local_id, payload, attempts)
+        return None
+
+    async def outbox_size(self) -> int:
+        rows = await self._guard(
+            "read the outbox",
+            lambda: self._db.execute_fetchall("SELECT count(*) FROM outbox"),
+        )
+        return int(next(iter(rows))[0])
+
+    async def outbox_attempted(self, seq: int) -> int:
+        """Count a refused delivery; returns the attempts made so far."""
+
+        async def run() -> int:
+            async with self._transaction():
+                await self._db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,)
+                )
+                rows = await self._db.execute_fetchall(
+                    "SELECT attempts FROM outbox WHERE seq = ?", (seq,)
+                )
+            return int(next(iter(rows))[0]) if rows else 0
+
+        return await self._guard("update the outbox", run)
+
+    async def outbox_done(self, seq: int, transaction_id: int | None = None) -> None:
+        """Drop a confirmed (or abandoned) message; a confirmed start records the CSMS's id.
+
+        A stopped transaction whose messages have all left is forgotten in the same commit.
+        """
+
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                rows = list(
+                    await self._db.execute_fetchall(
+                        "SELECT local_id FROM outbox WHERE seq = ?", (seq,)
+                    )
+                )
+                await self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                if not rows:
+                    return
+                local_id = rows[0][0]
+                if transaction_id is not None:
+                    await self._db.execute(
+                        "UPDATE charging_transaction SET transaction_id = ? WHERE local_id = ?",
+                        (transaction_id, local_id),
+                    )
+                await self._db.execute(
+                    """
+                    DELETE FROM charging_transaction
+                    WHERE local_id = ? AND stopped = 1
+                      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.local_id = ?)
+                    """,
+                    (local_id, local_id),
+                )
+
+        await self._guard("update the outbox", run)
+
+    async def transactions(self) -> list[TransactionRow]:
+        """Every transaction not yet forgotten: open ones, and stopped ones with messages queued."""
+        rows = await self._guard(
+            "read transactions",
+            lambda: self._db.execute_fetchall(
+                """
+                SELECT local_id, connector_id, id_tag, transaction_id, meter_start_Wh,
+                       started_at, last_energy_Wh, last_sample_at, stopped
+                FROM charging_transaction ORDER BY local_id
+                """
+            ),
+        )
+        return [
+            TransactionRow(
+                local_id=row[0],
+                connector_id=row[1],
+                id_tag=row[2],
+                transaction_id=row[3],
+                meter_start_Wh=row[4],
+                started_at=row[5],
+                last_energy_Wh=row[6],
+                last_sample_at=row[7],
+                stopped=bool(row[8]),
+            )
+            for row in rows
+        ]
+
+    async def meter_registers(self) -> dict[int, float]:
+        """The last persisted energy register of each connector, so energy never goes back."""
+        rows = await self._guard(
+            "read meter registers",
+            lambda: self._db.execute_fetchall("SELECT connector_id, energy_Wh FROM meter_register"),
+        )
+        return {int(cid): float(energy) for cid, energy in rows}
+
+    # -- authorization cache -------------------------------------------------------------------
+
+    async def cache_id_tag(
+        self, id_tag: str, status: str, expiry_date: str | None, parent_id_tag: str | None
+    ) -> None:
+        async def run() -> None:
+            async with self._transaction():
+                await self._db.execute(
+                    """
+                    INSERT INTO authorization_cache (id_tag, status, expiry_date, parent_id_tag,
+                        updated_at)
+                    VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (id_tag) DO UPDATE
+                        SET status = excluded.status, expiry_date = excluded.expiry_date,
+                            parent_id_tag = excluded.parent_id_tag,
+                            updated_at = excluded.updated_at
+                    """,
+                    (id_tag, status, expiry_date, parent_id_tag, _now()),
+                )
+
+        await self._guard("update the authorization cache", run)
+
+    async def cached_id_tag(self, id_tag: str) -> CachedIdTag | None:
+        rows = await self._guard(
+            "read the authorization cache",
+            lambda: self._db.execute_fetchall(
+                """
+                SELECT id_tag, status, expiry_date, parent_id_tag FROM authorization_cache
+                WHERE id_tag = ?
+                """,
+                (id_tag,),
+            ),
+        )
+        for row in rows:
+            return CachedIdTag(row[0], row[1], row[2], row[3])
+        return None
+
+    async def clear_authorization_cache(self) -> None:
+        async def run() -> None:
+            async with self._transaction():
+                await self._db.execute("DELETE FROM authorization_cache")
+
+        await self._guard("clear the authorization cache", run)
+
     # -- internals -----------------------------------------------------------------------------
+
+    async def _enqueue(self, action: str, local_id: int, payload: str) -> None:
+        await self._db.execute(
+            "INSERT INTO outbox (action, local_id, payload, created_at) VALUES (?, ?, ?, ?)",
+            (action, local_id, payload, _now()),
+        )
 
     async def _configure(self) -> None:
         async def run() -> None:
@@ -175,6 +512,9 @@ class Store:
                 # Still usable, just less robust on power loss; e.g. some network filesystems.
                 logger.warning("%s: journal_mode is %s, not wal", self.path, mode)
             await self._db.execute("PRAGMA synchronous=NORMAL")
+            check = list(await self._db.execute_fetchall("PRAGMA quick_check"))
+            if not check or check[0][0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check[0][0] if check else '?'}")
             await self._migrate()
 
         await self._guard("open database", run)
@@ -201,15 +541,22 @@ class Store:
                 raise
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
+    async def _transaction(self, *, durable: bool = False) -> AsyncIterator[None]:
+        """One write transaction; ``durable`` fsyncs its commit (synchronous=FULL)."""
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            if durable:
+                await self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield
-            except BaseException:
-                await self._db.rollback()
-                raise
-            await self._db.commit()
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    await self._db.rollback()
+                    raise
+                await self._db.commit()
+            finally:
+                if durable:
+                    await self._db.execute("PRAGMA synchronous=NORMAL")
 
     async def _guard(self, action: str, operation: Callable[[], Awaitable[T]]) -> T:
         try:

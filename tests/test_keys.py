@@ -81,15 +81,48 @@ CHANGES: list[tuple[str, str, ChangeStatus, Value | None, str]] = [
     ("voltage_V", "0.5", ChangeStatus.rejected, None, "range"),
     ("voltage_V", "1000.1", ChangeStatus.rejected, None, "range"),
     ("voltage_V", "1" * 400, ChangeStatus.rejected, None, "range"),
+    # the keys added for offline operation
+    ("TransactionMessageAttempts", "5", ChangeStatus.accepted, 5, "valid"),
+    ("TransactionMessageAttempts", "many", ChangeStatus.rejected, None, "type"),
+    ("TransactionMessageAttempts", "0", ChangeStatus.rejected, None, "range"),
+    ("TransactionMessageRetryInterval", "0", ChangeStatus.accepted, 0, "valid"),
+    ("TransactionMessageRetryInterval", "1.5", ChangeStatus.rejected, None, "type"),
+    ("TransactionMessageRetryInterval", "-1", ChangeStatus.rejected, None, "range"),
+    ("LocalAuthorizeOffline", "false", ChangeStatus.accepted, False, "valid"),
+    ("LocalAuthorizeOffline", "nope", ChangeStatus.rejected, None, "type"),
+    ("LocalAuthorizeOffline", "1", ChangeStatus.rejected, None, "range"),
+    ("AllowOfflineTxForUnknownId", "true", ChangeStatus.accepted, True, "valid"),
+    ("AllowOfflineTxForUnknownId", "y", ChangeStatus.rejected, None, "type"),
+    ("AllowOfflineTxForUnknownId", "0", ChangeStatus.rejected, None, "range"),
+    ("LocalPreAuthorize", "true", ChangeStatus.accepted, True, "valid"),
+    ("LocalPreAuthorize", "si", ChangeStatus.rejected, None, "type"),
+    ("LocalPreAuthorize", "2", ChangeStatus.rejected, None, "range"),
+    ("AuthorizationCacheEnabled", "false", ChangeStatus.accepted, False, "valid"),
+    ("AuthorizationCacheEnabled", "off", ChangeStatus.rejected, None, "type"),
+    ("AuthorizationCacheEnabled", "1", ChangeStatus.rejected, None, "range"),
+    ("WebSocketPingInterval", "0", ChangeStatus.accepted, 0, "valid"),
+    ("WebSocketPingInterval", "30s", ChangeStatus.rejected, None, "type"),
+    ("WebSocketPingInterval", "-5", ChangeStatus.rejected, None, "range"),
     # unknown key
     ("NoSuchKey", "1", ChangeStatus.not_supported, None, "unknown"),
     ("heartbeatinterval", "300", ChangeStatus.not_supported, None, "unknown"),
 ]
 
 
-def test_specs_are_the_spec_keys_in_order() -> None:
-    assert [spec.name for spec in SPECS] == SPEC_NAMES
-    assert {spec.name: spec.default for spec in SPECS} == DEFAULTS
+OFFLINE_DEFAULTS: dict[str, Value] = {
+    "TransactionMessageAttempts": 3,
+    "TransactionMessageRetryInterval": 60,
+    "LocalAuthorizeOffline": True,
+    "AllowOfflineTxForUnknownId": False,
+    "LocalPreAuthorize": False,
+    "AuthorizationCacheEnabled": True,
+    "WebSocketPingInterval": 30,
+}
+
+
+def test_specs_are_the_spec_keys_in_order_then_the_offline_keys() -> None:
+    assert [spec.name for spec in SPECS[:8]] == SPEC_NAMES
+    assert {spec.name: spec.default for spec in SPECS} == DEFAULTS | OFFLINE_DEFAULTS
     for spec in SPECS:
         assert type(spec.default) is spec.kind
         assert not spec.readonly
@@ -205,8 +238,8 @@ def test_get_unknown_raises_key_error() -> None:
 def test_report_all_keys_in_spec_order(names: list[str] | None) -> None:
     keys = ConfigurationKeys()
     known, unknown = keys.report(names)
-    assert [spec.name for spec, _ in known] == SPEC_NAMES
-    assert dict((spec.name, text) for spec, text in known) == {
+    assert [spec.name for spec, _ in known] == SPEC_NAMES + list(OFFLINE_DEFAULTS)
+    assert dict((spec.name, text) for spec, text in known[:8]) == {
         "HeartbeatInterval": "120",
         "ConnectionTimeOut": "60",
         "MeterValueSampleInterval": "30",

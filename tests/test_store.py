@@ -148,14 +148,6 @@ async def test_parent_is_a_file_raises_store_error(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-async def test_not_a_database_raises_store_error(tmp_path: Path) -> None:
-    path = tmp_path / "hilsim.db"
-    path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError) as info:
-        await Store.open(path)
-    assert str(path) in str(info.value)
-
-
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "hilsim.db"
     with closing(sqlite3.connect(path)) as connection:
@@ -190,9 +182,52 @@ async def test_failed_migration_leaves_previous_version(
     path = tmp_path / "hilsim.db"
     async with await Store.open(path):
         pass
-    broken = "CREATE TABLE outbox (id INTEGER PRIMARY KEY); SELECT * FROM no_such_table;"
+    broken = "CREATE TABLE scratch (id INTEGER PRIMARY KEY); SELECT * FROM no_such_table;"
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
     with pytest.raises(StoreError, match="no_such_table"):
         await Store.open(path)
     assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
-    assert query(path, "SELECT name FROM sqlite_master WHERE name = 'outbox'") == []
+    assert query(path, "SELECT name FROM sqlite_master WHERE name = 'scratch'") == []
+
+
+async def test_corrupt_database_is_moved_aside_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        await store.save_key("HeartbeatInterval", "33")
+    path.write_bytes(b"this is not an SQLite database, the SD card ate it" * 100)
+    with caplog.at_level(logging.ERROR, logger="hilsim.store"):
+        async with await Store.open(path) as store:
+            assert await store.load_keys() == {}
+    asides = sorted(tmp_path.glob("hilsim.db.corrupt-*"))  # noqa: ASYNC240
+    assert len(asides) == 1 and asides[0].read_bytes().startswith(b"this is not")
+    assert "is corrupt" in caplog.text and str(asides[0]) in caplog.text
+
+
+async def test_outbox_keeps_order_and_forgets_delivered_transactions(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "hilsim.db") as store:
+        local = await store.begin_transaction(1, "TAG", 100, "2026-01-01T00:00:00Z", '{"a": 1}')
+        await store.record_sample(1, 150.0, "2026-01-01T00:00:30Z", local, '{"b": 2}')
+        await store.end_transaction(local, 1, 160.0, "2026-01-01T00:01:00Z", '{"c": 3}')
+        seen = []
+        while (head := await store.outbox_head()) is not None:
+            seen.append(head.action)
+            await store.outbox_done(head.seq, transaction_id=7 if not seen[:-1] else None)
+            if head.action == "StartTransaction":
+                assert (await store.transactions())[0].transaction_id == 7
+        assert seen == ["StartTransaction", "MeterValues", "StopTransaction"]
+        assert await store.transactions() == []
+        assert await store.meter_registers() == {1: 160.0}
+
+
+async def test_open_transaction_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        local = await store.begin_transaction(2, "TAG", 5, "2026-01-01T00:00:00Z", "{}")
+        await store.record_sample(2, 42.5, "2026-01-01T00:00:30Z", local, "{}")
+    async with await Store.open(path) as store:
+        (row,) = await store.transactions()
+        assert (row.local_id, row.connector_id, row.stopped) == (local, 2, False)
+        assert row.last_energy_Wh == 42.5 and row.last_sample_at == "2026-01-01T00:00:30Z"
+        assert await store.outbox_size() == 2
