@@ -12,14 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hilsim.clock import utc_iso
+from hilsim.authorization import Authorizer
+from hilsim.clock import Clock, utc_iso
 from hilsim.config import ConnectorSettings
-from hilsim.errors import CsmsError
+from hilsim.errors import HilsimError
 from hilsim.evse import (
     TRANSACTION_STATUSES,
     Connector,
@@ -33,9 +34,10 @@ from hilsim.evse import (
     transition,
 )
 from hilsim.keys import ChangeStatus, ConfigurationKeys, KeySpec
-from hilsim.meter import MeterSource, SyntheticMeter
-from hilsim.ocpp.client import ChargePointClient, ConfigurationEntry, Release
+from hilsim.meter import MeterHealth, MeterReading, MeterSource, MeterState, SyntheticMeter
+from hilsim.ocpp.client import ConfigurationEntry, Release
 from hilsim.ocpp.session import CsmsLink, LinkState
+from hilsim.outbox import Outbox
 from hilsim.store import Store
 from hilsim.vehicle import SimulatedVehicle
 
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 StatusListener = Callable[[int, Status, ErrorCode], None]
 LinkListener = Callable[[LinkState], None]
+EventListener = Callable[[int, events.Event, Outcome], None]
 
 #: Keys whose change the machines' Policy depends on.
 _POLICY_KEYS = {"OCPPAuthorizationEnabled", "AuthorizeRemoteTxRequests", "ConnectionTimeOut"}
@@ -61,6 +64,7 @@ class ConnectorRuntime:
     metering: asyncio.Task[None] | None = None
     deadline: asyncio.TimerHandle | None = None
     last_sample: dict[str, float] = field(default_factory=dict)
+    meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
 
     @property
     def id(self) -> int:
@@ -85,13 +89,22 @@ class Charger:
         *,
         voltage_overridden: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall: Clock | None = None,
+        registers: Mapping[int, float] | None = None,
+        meters: Mapping[int, MeterSource] | None = None,
     ) -> None:
+        """`meters`: connector id -> its meter source; the others get the synthetic counter."""
         self.keys = keys
         self.store = store
-        self.clock = clock
+        self.clock = clock  # monotonic: the machines' deadlines
+        self.wall = wall or Clock()  # what OCPP timestamps say
         self.link: CsmsLink | None = None
+        self.outbox: Outbox | None = None
+        self.authorizer: Authorizer | None = None
         self.status_listeners: list[StatusListener] = []
         self.link_listeners: list[LinkListener] = []
+        #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
+        self.event_listeners: list[EventListener] = []
         self._voltage_overridden = voltage_overridden
         self._metering_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -102,10 +115,25 @@ class Charger:
             self.connectors[cs.id] = ConnectorRuntime(
                 settings=cs,
                 machine=Connector(cs.id, policy),
-                meter=SyntheticMeter(voltage),
+                # The register starts where it stopped: energy never goes backwards.
+                meter=(meters or {}).get(cs.id)
+                or SyntheticMeter(voltage, (registers or {}).get(cs.id, 0.0)),
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
+
+    def attach(self, link: CsmsLink) -> None:
+        """Connect the charger to its CSMS link (the link needs the charger first)."""
+        self.link = link
+        self.outbox = Outbox(self.store, link, self.keys, self._start_confirmed_late)
+        self.authorizer = Authorizer(self.store, self.keys, link, self.wall)
+
+    def transaction_id(self, connector_id: int) -> int | None:
+        """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
+        local = self.connectors[connector_id].machine.state.transaction_id
+        if local is None or self.outbox is None:
+            return None
+        return self.outbox.transaction_id(local)
 
     # -- events in -----------------------------------------------------------------------------
 
@@ -117,6 +145,8 @@ class Charger:
         """
         rt = self.connectors[connector_id]
         outcome = rt.machine.handle(event, self.clock())
+        for listener in self.event_listeners:
+            listener(connector_id, event, outcome)
         if outcome.refused:
             log.info("C%d refused %s: %s", connector_id, type(event).__name__, outcome.refused)
         elif not hold:
@@ -157,12 +187,15 @@ class Charger:
         self._send_status(rt.id, effect.status, effect.error_code)
         for listener in self.status_listeners:
             listener(rt.id, effect.status, effect.error_code)
+        if effect.status != Status.FAULTED and rt.meter.health.state == MeterState.FAILED:
+            # Another fault ended (or a person cleared this one) while the meter is still dead.
+            asyncio.get_running_loop().call_soon(self._meter_health_changed, rt, rt.meter.health)
 
     def _send_status(self, connector_id: int, status: Status, error_code: ErrorCode) -> None:
         link = self.link
         if link is None or link.state != LinkState.CONNECTED:
             return  # the current status is sent again once the link is back
-        stamp = utc_iso()
+        stamp = self.wall.iso()
         link.submit(
             lambda c: c.status_notification(connector_id, status, error_code, stamp),
             f"StatusNotification C{connector_id}",
@@ -170,62 +203,93 @@ class Charger:
         )
 
     async def _authorize(self, rt: ConnectorRuntime, id_tag: str) -> None:
-        try:
-            info = await self._call(lambda c: c.authorize(id_tag), "Authorize")
-            status = str(info.get("status", "Invalid"))
-            parent = info.get("parent_id_tag")
-        except CsmsError as exc:
-            log.warning("C%d Authorize %s failed: %s", rt.id, id_tag, exc)
-            status, parent = "Unreachable", None
-        self.dispatch(rt.id, events.AuthorizeResult(id_tag, status, parent))
+        assert self.authorizer is not None
+        decision = await self.authorizer.authorize(id_tag)
+        log.info("C%d idTag %s: %s (%s)", rt.id, id_tag, decision.status, decision.source)
+        self.dispatch(
+            rt.id, events.AuthorizeResult(id_tag, decision.status, decision.parent_id_tag)
+        )
 
     async def _start_transaction(
         self, rt: ConnectorRuntime, effect: effects.SendStartTransaction
     ) -> None:
+        """Record the start first, then wait (briefly) for the CSMS's id and verdict.
+
+        Offline, or with a CSMS that does not answer in time, the transaction goes on under its
+        local id, as a real charger's would; the StartTransaction waits in the outbox.
+        """
+        assert self.outbox is not None and self.link is not None
         meter_start = round(rt.meter.read(self.clock()).energy_Wh)
-        stamp = utc_iso()
+        stamp = self.wall.iso()
         try:
-            tx_id, info = await self._call(
-                lambda c: c.start_transaction(
-                    rt.id, effect.id_tag, meter_start, stamp, effect.reservation_id
-                ),
-                "StartTransaction",
+            local_id = await self.outbox.start(
+                rt.id, effect.id_tag, meter_start, stamp, effect.reservation_id
             )
-        except CsmsError as exc:
-            log.warning("C%d StartTransaction failed: %s", rt.id, exc)
+        except HilsimError as exc:
+            log.error("C%d cannot record the transaction start: %s", rt.id, exc)
             self.dispatch(rt.id, events.StartFailed(str(exc)))
             return
+        answer = None
+        if self.link.state == LinkState.CONNECTED:
+            answer = await self.outbox.wait_confirmed(local_id, self.link.response_timeout)
+        if answer is None:
+            log.warning("C%d transaction started offline (local id %d)", rt.id, local_id)
+            status = "Accepted"
+        else:
+            transaction_id, info = answer
+            status = str(info.get("status", "Invalid"))
+            log.info(
+                "C%d transaction %d started for %s (%s)",
+                rt.id,
+                transaction_id,
+                effect.id_tag,
+                status,
+            )
+            if self.authorizer is not None:
+                await self.authorizer.remember(effect.id_tag, info)
+        self.dispatch(rt.id, events.TransactionStarted(local_id, status))
+
+    def _start_confirmed_late(
+        self, local_id: int, transaction_id: int, info: dict[str, Any]
+    ) -> None:
+        """A StartTransaction sent from the outbox after an offline start was confirmed."""
         status = str(info.get("status", "Invalid"))
-        log.info("C%d transaction %d started for %s (%s)", rt.id, tx_id, effect.id_tag, status)
-        self.dispatch(rt.id, events.TransactionStarted(int(tx_id), status))
+        log.info("transaction %d (local %d) confirmed: %s", transaction_id, local_id, status)
+        if status == "Accepted":
+            return
+        for rt in self.connectors.values():
+            if rt.machine.state.transaction_id == local_id:
+                log.warning("C%d idTag refused after an offline start; stopping", rt.id)
+                self.dispatch(rt.id, events.EndTransaction(StopReason.DE_AUTHORIZED))
 
     def _stop_transaction(self, rt: ConnectorRuntime, effect: effects.SendStopTransaction) -> None:
         reading = rt.meter.read(self.clock())
         meter_stop = round(reading.energy_Wh)
-        stamp = utc_iso()
+        stamp = self.wall.iso()
+        local_id = effect.transaction_id
         log.info(
-            "C%d transaction %d stopping (%s) at %d Wh",
+            "C%d transaction %s stopping (%s) at %d Wh",
             rt.id,
-            effect.transaction_id,
+            self._describe(local_id),
             effect.reason,
             meter_stop,
         )
-        link = self.link
-        if link is None:
-            log.error("C%d StopTransaction %d lost: no link", rt.id, effect.transaction_id)
-            return
-        link.submit(
-            lambda c: c.stop_transaction(
-                effect.transaction_id, meter_stop, stamp, effect.reason, effect.id_tag
-            ),
-            f"StopTransaction {effect.transaction_id}",
-            quiet=True,
+        assert self.outbox is not None
+        self._spawn(
+            self.outbox.stop(
+                local_id,
+                rt.id,
+                meter_stop,
+                reading.energy_Wh,
+                stamp,
+                effect.reason,
+                effect.id_tag,
+            )
         )
 
-    async def _call(self, job: Callable[[ChargePointClient], Any], name: str) -> Any:
-        if self.link is None:
-            raise CsmsError(f"{name}: no CSMS link")
-        return await self.link.submit(job, name)
+    def _describe(self, local_id: int) -> str:
+        csms = self.outbox.transaction_id(local_id) if self.outbox else None
+        return str(csms) if csms is not None else f"(local {local_id})"
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -273,29 +337,33 @@ class Charger:
             self._sample(rt)
 
     def _sample(self, rt: ConnectorRuntime) -> None:
-        tx_id = rt.machine.state.transaction_id
-        if tx_id is None or self.link is None:
+        local_id = rt.machine.state.transaction_id
+        if local_id is None or self.outbox is None:
+            return
+        if not rt.meter.health.ok:
+            # Its last reading is stale; the meter's register keeps counting, so the next good
+            # sample (or meterStop) carries the energy of the gap: nothing is lost by skipping.
+            log.debug("C%d sample skipped: meter %s", rt.id, rt.meter.health.describe())
             return
         reading = rt.meter.read(self.clock())
         soc = rt.vehicle.soc(reading.energy_Wh)
-        rt.last_sample = {"energy_Wh": reading.energy_Wh, "power_W": reading.power_W, "soc": soc}
+        rt.last_sample = {
+            "energy_Wh": reading.energy_Wh,
+            "power_W": reading.power_W or 0.0,
+            "soc": soc,
+        }
+        stamp = self.wall.iso()
         meter_value = [
             {
-                "timestamp": utc_iso(),
+                "timestamp": stamp,
                 "sampledValue": [
-                    _sampled(reading.energy_Wh, "Energy.Active.Import.Register", "Wh", "Outlet"),
-                    _sampled(reading.power_W, "Power.Active.Import", "W", "Outlet"),
-                    _sampled(reading.current_A, "Current.Import", "A", "Outlet"),
+                    *_measurands(reading),
                     _sampled(soc, "SoC", "Percent", "EV", digits=2),
                 ],
             }
         ]
-        if self.link.state == LinkState.CONNECTED:
-            self.link.submit(
-                lambda c: c.meter_values(rt.id, tx_id, meter_value),
-                f"MeterValues C{rt.id}",
-                quiet=True,
-            )
+        # Persisted (and queued) in sample order; sent when the link allows.
+        self._spawn(self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value))
         if soc >= 100.0 and rt.machine.status == Status.CHARGING:
             log.info("C%d EV battery full", rt.id)
             self.dispatch(rt.id, events.EvSuspend())
@@ -313,6 +381,9 @@ class Charger:
         for rt in self.connectors.values():
             state = rt.machine.state
             self._send_status(rt.id, state.status, state.error_code or ErrorCode.NO_ERROR)
+
+    def learn_time(self, current_time: str) -> None:
+        self.wall.learn(current_time)
 
     def adopt_heartbeat_interval(self, seconds: int) -> None:
         if seconds != self.keys.get("HeartbeatInterval"):
@@ -350,7 +421,7 @@ class Charger:
             running = [rt for rt in targets if rt.machine.state.transaction_id is not None]
             if connector_id == 0 or not running:
                 return "Rejected"  # a TxProfile needs a running transaction on that connector
-            if tx_id is not None and running[0].machine.state.transaction_id != tx_id:
+            if tx_id is not None and self.transaction_id(running[0].id) != tx_id:
                 return "Rejected"
         limits = {rt.id: _limit_W(profile, rt.voltage_V) for rt in targets}
         if any(limit is None for limit in limits.values()):
@@ -399,9 +470,10 @@ class Charger:
         return state.plugged and state.transaction is None and state.authorization is None
 
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]:
+        local_id = self.outbox.local_id(transaction_id) if self.outbox else None
         for rt in self.connectors.values():
-            if rt.machine.state.transaction_id == transaction_id:
-                outcome = self.dispatch(rt.id, events.RemoteStop(transaction_id), hold=True)
+            if local_id is not None and rt.machine.state.transaction_id == local_id:
+                outcome = self.dispatch(rt.id, events.RemoteStop(local_id), hold=True)
                 if outcome.accepted:
                     return "Accepted", self._held(rt.id, outcome)
         return "Rejected", _nothing
@@ -431,17 +503,49 @@ class Charger:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def end_all_transactions(self, reason: StopReason) -> None:
-        """Stop every running transaction and wait (briefly) for the StopTransactions to leave."""
-        pending: list[asyncio.Future[Any]] = []
+    async def end_all_transactions(self, reason: StopReason, timeout: float = 5.0) -> None:
+        """Stop every running transaction and give the outbox a moment to deliver the stops.
+
+        Whatever is not delivered in time stays in the outbox for the next start.
+        """
         for rt in self.connectors.values():
-            if rt.machine.state.transaction_id is not None:
+            if rt.machine.state.transaction is not None:
                 self.dispatch(rt.id, events.EndTransaction(reason))
-        if self.link is not None:
-            pending = [self.link.submit(_barrier, "flush")]
-        if pending:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*pending), 5.0)
+        with contextlib.suppress(TimeoutError):  # the stops are recorded by spawned tasks
+            await asyncio.wait_for(
+                asyncio.gather(*list(self._tasks), return_exceptions=True), timeout
+            )
+        link = self.link
+        if self.outbox is not None and link is not None and link.state == LinkState.CONNECTED:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox.drained(), timeout)
+
+    async def start(self) -> None:
+        """Start each connector's meter (a polled one tries its first poll); watch its health."""
+        for rt in self.connectors.values():
+            rt.meter.health_listeners.append(
+                lambda health, rt=rt: self._meter_health_changed(rt, health)
+            )
+        await asyncio.gather(*(rt.meter.start() for rt in self.connectors.values()))
+
+    def _meter_health_changed(self, rt: ConnectorRuntime, health: MeterHealth) -> None:
+        """A meter failing for fault_after_s faults its connector; its recovery clears that fault.
+
+        The machine ends a running transaction on the fault; meterStop is then the meter's last
+        good register, so the energy up to the failure is billed and nothing is counted twice.
+        """
+        state = rt.machine.state
+        if health.state == MeterState.FAILED:
+            if state.error_code is not None:
+                return  # already Faulted; re-checked when that fault ends
+            log.error("C%d meter failed (%s): PowerMeterFailure", rt.id, health.describe())
+            event = events.Fault(ErrorCode.POWER_METER_FAILURE, StopReason.OTHER)
+            rt.meter_fault = not self.dispatch(rt.id, event).refused
+        elif health.ok and rt.meter_fault:
+            rt.meter_fault = False
+            if state.error_code == ErrorCode.POWER_METER_FAILURE:
+                log.info("C%d meter answers again: PowerMeterFailure cleared", rt.id)
+                self.dispatch(rt.id, events.ClearFault())
 
     async def close(self) -> None:
         for rt in self.connectors.values():
@@ -455,6 +559,9 @@ class Charger:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(rt.meter.close() for rt in self.connectors.values()), return_exceptions=True
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """What `hilsim ctl status` prints."""
@@ -471,15 +578,17 @@ class Charger:
                     "status": str(state.status),
                     "error_code": str(state.error_code or ErrorCode.NO_ERROR),
                     "plugged": state.plugged,
-                    "transaction_id": state.transaction_id,
+                    "transaction_id": self.transaction_id(rt.id),
+                    "local_transaction_id": state.transaction_id,
                     "id_tag": tx.id_tag if tx else None,
                     "energy_Wh": round(reading.energy_Wh, 1),
-                    "power_W": round(reading.power_W, 1),
-                    "current_A": round(reading.current_A, 2),
-                    "voltage_V": reading.voltage_V,
+                    "power_W": _round(reading.power_W, 1),
+                    "current_A": _round(reading.current_A, 2),
+                    "voltage_V": _round(reading.voltage_V, 1),
                     "soc": round(rt.vehicle.soc(reading.energy_Wh), 1) if tx else None,
                     "limit_W": rt.limit_W,
                     "max_power_W": rt.settings.max_power_W,
+                    "meter": _meter_status(rt.meter, reading, now),
                 }
             )
         return {
@@ -490,16 +599,17 @@ class Charger:
                 "connected_since": _iso_or_none(link.connected_since if link else None),
                 "last_message_at": _iso_or_none(link.last_message_at if link else None),
             },
+            "clock": self.wall.source,
+            "outbox": {
+                "delivered": self.outbox.delivered if self.outbox else 0,
+                "dropped": self.outbox.dropped if self.outbox else 0,
+            },
             "connectors": connectors,
         }
 
 
 def _nothing() -> None:
     return None
-
-
-async def _barrier(client: ChargePointClient) -> None:
-    """A no-op job: when it runs, every job queued before it has been sent and answered."""
 
 
 def _iso_or_none(wall: float | None) -> str | None:
@@ -509,14 +619,80 @@ def _iso_or_none(wall: float | None) -> str | None:
 
 
 def _sampled(
-    value: float, measurand: str, unit: str, location: str, digits: int = 1
+    value: float,
+    measurand: str,
+    unit: str | None,
+    location: str,
+    digits: int = 1,
+    phase: str | None = None,
 ) -> dict[str, str]:
-    return {
+    sampled = {
         "value": f"{value:.{digits}f}",
         "context": "Sample.Periodic",
         "measurand": measurand,
         "location": location,
-        "unit": unit,
+    }
+    if phase is not None:
+        sampled["phase"] = phase
+    if unit is not None:  # OCPP 1.6 has no unit for Frequency: it is Hertz by definition
+        sampled["unit"] = unit
+    return sampled
+
+
+def _measurands(reading: MeterReading) -> list[dict[str, str]]:
+    """Totals first (what most CSMSs read), then each phase; units from the official enum.
+
+    A synthetic reading adds only power and current: its voltage is configured, not measured.
+    """
+    totals: list[tuple[float | None, str, str | None, int]] = [
+        (reading.power_W, "Power.Active.Import", "W", 1),
+        (reading.current_A, "Current.Import", "A", 2),
+    ]
+    if reading.measured:
+        totals += [
+            (reading.voltage_V, "Voltage", "V", 1),
+            (reading.frequency_Hz, "Frequency", None, 2),
+        ]
+    sampled = [_sampled(reading.energy_Wh, "Energy.Active.Import.Register", "Wh", "Outlet")]
+    sampled += [_sampled(v, m, u, "Outlet", d) for v, m, u, d in totals if v is not None]
+    for p in reading.phases:
+        per_phase: list[tuple[float | None, str, str, int, str]] = [
+            (p.energy_Wh, "Energy.Active.Import.Register", "Wh", 1, p.phase),
+            (p.power_W, "Power.Active.Import", "W", 1, p.phase),
+            (p.current_A, "Current.Import", "A", 2, p.phase),
+            (p.voltage_V, "Voltage", "V", 1, f"{p.phase}-N"),  # measured line to neutral
+        ]
+        sampled += [
+            _sampled(v, m, u, "Outlet", d, ph) for v, m, u, d, ph in per_phase if v is not None
+        ]
+    return sampled
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _meter_status(meter: MeterSource, reading: MeterReading, now: float) -> dict[str, Any]:
+    """The meter part of `ctl status`: where it is, whether it answers, and per-phase values."""
+    health = meter.health
+    return {
+        "source": meter.description,
+        "health": str(health.state),
+        "problem": str(health.problem) if health.problem else None,
+        "detail": health.detail or None,
+        "for_s": round(now - health.since, 1) if health.problem else None,
+        "reading_age_s": None if reading.taken_at is None else round(now - reading.taken_at, 1),
+        "frequency_Hz": _round(reading.frequency_Hz, 2),
+        "phases": [
+            {
+                "phase": p.phase,
+                "energy_Wh": _round(p.energy_Wh, 1),
+                "power_W": _round(p.power_W, 1),
+                "current_A": _round(p.current_A, 2),
+                "voltage_V": _round(p.voltage_V, 1),
+            }
+            for p in reading.phases
+        ],
     }
 
 

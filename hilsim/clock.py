@@ -1,11 +1,30 @@
-"""Wall-clock timestamps in the form OCPP wants: ISO 8601, UTC, millisecond precision, 'Z'."""
+"""Wall-clock time for OCPP timestamps, on a board with no real-time clock.
+
+A Pi boots with whatever time it had when it lost power, or 1970, and at a field demo NTP is often
+unreachable. Until the kernel says the system clock is synchronised, the time the CSMS states in
+its BootNotification and Heartbeat replies is the better clock, so timestamps follow it. Whatever
+the source, stamps never go backwards and never lie before this release was built: a CSMS that
+sees a transaction stop before it started, or in 1970, rejects or mangles it.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+log = logging.getLogger(__name__)
+
+#: No message is ever stamped earlier than this (the release date of this build).
+BUILD_DATE = datetime(2026, 11, 1, tzinfo=UTC)
+
+_TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised (STA_UNSYNC)
 
 
 def utc_iso(moment: datetime | None = None) -> str:
+    """ISO 8601, UTC, millisecond precision, 'Z', as OCPP wants it."""
     moment = (moment or datetime.now(UTC)).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -14,3 +33,72 @@ def parse_iso(text: str) -> datetime:
     """Parse an OCPP timestamp; naive ones are taken as UTC."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def kernel_clock_synchronized() -> bool | None:
+    """Ask the kernel (adjtimex, read-only) whether NTP has disciplined the clock.
+
+    None when it cannot be asked (not Linux, no libc): the caller then trusts the system clock.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 reads only
+        state = libc.adjtimex(timex)
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return bool(state != _TIME_ERROR)
+
+
+class Clock:
+    """The charge point's idea of 'now', corrected by the CSMS while the kernel clock is not."""
+
+    def __init__(
+        self,
+        synchronized: Callable[[], bool | None] = kernel_clock_synchronized,
+        system_now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._synchronized = synchronized
+        self._system_now = system_now
+        self._offset: timedelta | None = None  # CSMS time minus system time
+        self._last = BUILD_DATE
+        self._source = ""
+
+    def learn(self, current_time: str) -> None:
+        """Take note of the CSMS's currentTime (BootNotification.conf, Heartbeat.conf)."""
+        try:
+            csms = parse_iso(current_time)
+        except ValueError:
+            log.warning("CSMS sent an unreadable currentTime %r; ignored", current_time)
+            return
+        self._offset = csms - self._system_now()
+
+    @property
+    def source(self) -> str:
+        """Which clock stamps messages, for the log and `hilsim ctl status`."""
+        synced = self._synchronized()
+        if synced is not False:
+            return "system clock (synchronised)" if synced else "system clock"
+        if self._offset is not None:
+            return f"CSMS time (system clock is off by {self._offset.total_seconds():+.1f} s)"
+        return "system clock (NOT synchronised, no CSMS time yet)"
+
+    def now(self) -> datetime:
+        system = self._system_now()
+        synced = self._synchronized()
+        moment = system if synced is not False or self._offset is None else system + self._offset
+        source = self.source
+        if source != self._source:
+            log.info("timestamps now come from the %s", source)
+            self._source = source
+        # Never backwards, never before the build: clamp, do not guess.
+        moment = max(moment, self._last)
+        self._last = moment
+        return moment
+
+    def iso(self) -> str:
+        return utc_iso(self.now())

@@ -94,6 +94,20 @@ class Bench:
             timeout=timeout,
         )
 
+    def next_event(self, kind: type, connector: int | None = None) -> asyncio.Future[Any]:
+        """A future for the outcome of the next event of ``kind`` fed to a connector's machine."""
+        charger = self.service.charger
+        assert charger is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def listener(cid: int, event: Any, outcome: Any) -> None:
+            if isinstance(event, kind) and connector in (None, cid) and not future.done():
+                future.set_result(outcome)
+                charger.event_listeners.remove(listener)
+
+        charger.event_listeners.append(listener)
+        return future
+
     async def start_local(self, connector: int = 1, tag: str = TAG) -> int:
         """Plug in and present a tag; returns the transaction id once Charging."""
         assert (await self.ctl("plug", connector))["ok"]
@@ -107,7 +121,7 @@ class Bench:
         self.starts[connector] = start
         charger = self.service.charger
         assert charger is not None
-        tx_id = charger.connectors[connector].machine.state.transaction_id
+        tx_id = charger.transaction_id(connector)
         assert tx_id is not None
         return tx_id
 

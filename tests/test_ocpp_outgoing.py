@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
 
 from hilsim.csms import CentralSystem
+from hilsim.evse import events
 
 from conftest import CP_ID, TAG, Bench
 
@@ -69,8 +71,11 @@ async def test_authorize_skipped_when_authorization_disabled(bench: Bench) -> No
 async def test_rejected_tag_starts_nothing(bench: Bench) -> None:
     await bench.ctl("plug", 1)
     await bench.status(1, "Preparing")
+    refused = bench.next_event(events.AuthorizeResult, 1)
     await bench.ctl("tag", 1, id_tag="UNKNOWN1")
     await bench.session.wait_for("Authorize", lambda p: p["idTag"] == "UNKNOWN1")
+    outcome = await asyncio.wait_for(refused, 5)
+    assert outcome.state.authorization is None  # the CSMS said Invalid: nothing waits
     # The connector stays Preparing and a known tag can still start.
     await bench.ctl("tag", 1, id_tag=TAG)
     start = await bench.session.wait_for("StartTransaction")

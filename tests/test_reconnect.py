@@ -45,7 +45,7 @@ async def test_csms_restart_mid_session(short_dir) -> None:
         await request(control, {"cmd": "plug", "connector": 1})
         await request(control, {"cmd": "tag", "connector": 1, "id_tag": TAG})
         await session.wait_for("StatusNotification", lambda p: p["status"] == "Charging")
-        tx = service.charger.connectors[1].machine.state.transaction_id
+        tx = service.charger.transaction_id(1)
     try:
         # The CSMS is gone; the charge point notices and retries.
         async with CentralSystem("127.0.0.1", port) as restarted:

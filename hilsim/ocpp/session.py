@@ -20,6 +20,7 @@ from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
 from hilsim.ocpp.client import ChargePointClient, ChargerPort, Identity
 from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
+from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp.wire import FrameListener, TracedConnection
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class LinkOwner(ChargerPort, Protocol):
     def booted(self) -> None: ...
 
     def adopt_heartbeat_interval(self, seconds: int) -> None: ...
+
+    def learn_time(self, current_time: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -78,7 +81,11 @@ class CsmsLink:
         self.backoff = backoff or Backoff()
         self.frame_listeners = frame_listeners if frame_listeners is not None else []
         self.response_timeout = response_timeout
+        self.schemas = Schemas()  # compiled on first use, kept across reconnections
         self.state = LinkState.DISCONNECTED
+        self.connected = asyncio.Event()  # set exactly while state is CONNECTED
+        self.disconnected = asyncio.Event()
+        self.disconnected.set()
         self.client: ChargePointClient | None = None
         self.connected_since: float | None = None  # wall clock
         self.last_message_at: float | None = None  # wall clock
@@ -112,7 +119,13 @@ class CsmsLink:
         while True:
             self._set_state(LinkState.CONNECTING)
             try:
-                ws = await open_link(self.endpoint, open_timeout=self.response_timeout)
+                ping = float(self.keys.get("WebSocketPingInterval")) or None
+                ws = await open_link(
+                    self.endpoint,
+                    open_timeout=self.response_timeout,
+                    ping_interval=ping,
+                    ping_timeout=ping,
+                )
             except CsmsError as exc:
                 delay = next(delays)
                 log.warning("%s; retrying in %.1f s", exc, delay)
@@ -140,7 +153,11 @@ class CsmsLink:
     async def _serve(self, ws: Any) -> None:
         connection = TracedConnection(ws, [self._touch, *self.frame_listeners])
         client = ChargePointClient(
-            self.charge_point_id, connection, self.owner, response_timeout=self.response_timeout
+            self.charge_point_id,
+            connection,
+            self.owner,
+            response_timeout=self.response_timeout,
+            schemas=self.schemas,
         )
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(client.start(), name="ocpp-reader")
@@ -158,6 +175,7 @@ class CsmsLink:
         self._set_state(LinkState.BOOTING)
         while True:
             result = await client.boot_notification(self.identity)
+            self.owner.learn_time(result.current_time)
             if result.status == "Accepted":
                 if result.interval > 0:
                     self.owner.adopt_heartbeat_interval(int(result.interval))
@@ -195,7 +213,7 @@ class CsmsLink:
                     await asyncio.wait_for(self._keys_changed.wait(), remaining)
                 continue
             last = time.monotonic()
-            await self.submit(lambda c: c.heartbeat(), "Heartbeat")
+            self.owner.learn_time(await self.submit(lambda c: c.heartbeat(), "Heartbeat"))
 
     def _fail_queued(self) -> None:
         while not self._queue.empty():
@@ -209,6 +227,12 @@ class CsmsLink:
     def _set_state(self, state: LinkState) -> None:
         if state != self.state:
             self.state = state
+            if state == LinkState.CONNECTED:
+                self.disconnected.clear()
+                self.connected.set()
+            else:
+                self.connected.clear()
+                self.disconnected.set()
             self.owner.link_changed(state)
 
 
