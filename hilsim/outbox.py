@@ -55,6 +55,8 @@ class Outbox:
         self._writes: asyncio.Lock = asyncio.Lock()
         self.delivered = 0
         self.dropped = 0
+        #: told the action of every message once it is safely in the database
+        self.recorded_listeners: list[Callable[[str], None]] = []
 
     # -- ids ---------------------------------------------------------------------------------
 
@@ -91,7 +93,7 @@ class Outbox:
             )
         # Registered before anything else runs, so the confirmation cannot slip past it.
         self._waiters[local_id] = asyncio.get_running_loop().create_future()
-        self._wake.set()
+        self._recorded("StartTransaction")
         return local_id
 
     async def sample(
@@ -108,7 +110,7 @@ class Outbox:
         async with self._writes:
             await self.store.record_sample(connector_id, energy_Wh, timestamp, local_id, payload)
         if payload is not None:
-            self._wake.set()
+            self._recorded("MeterValues")
 
     async def stop(
         self,
@@ -130,7 +132,12 @@ class Outbox:
             await self.store.end_transaction(
                 local_id, connector_id, energy_Wh, timestamp, json.dumps(payload)
             )
+        self._recorded("StopTransaction")
+
+    def _recorded(self, action: str) -> None:
         self._wake.set()
+        for listener in self.recorded_listeners:
+            listener(action)
 
     async def wait_confirmed(
         self, local_id: int, timeout: float

@@ -61,10 +61,28 @@ class TransactionLedger(dict[int, TransactionRecord]):
     def __init__(self) -> None:
         super().__init__()
         self._last_id = 0
+        self.repeated_starts = 0  # StartTransactions received again for a known transaction
 
     def start(
         self, charge_point_id: str, payload: dict[str, Any], id_tag_status: str
     ) -> TransactionRecord:
+        # A charge point that lost power (or its link) after sending StartTransaction but before
+        # reading the answer sends it again from its outbox: the same start, the same id.
+        for record in self.values():
+            if (
+                record.charge_point_id == charge_point_id
+                and record.connector_id == payload["connectorId"]
+                and record.id_tag == payload["idTag"]
+                and record.start_timestamp == payload["timestamp"]
+                and record.meter_start == payload["meterStart"]
+            ):
+                self.repeated_starts += 1
+                logger.info(
+                    "%s: StartTransaction repeated; still transaction %d",
+                    charge_point_id,
+                    record.transaction_id,
+                )
+                return record
         self._last_id += 1
         record = TransactionRecord(
             transaction_id=self._last_id,

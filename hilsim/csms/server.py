@@ -78,6 +78,8 @@ class CentralSystem:
         #: currently connected charge points
         self.sessions: dict[str, ChargePointSession] = {}
         self.ledger = TransactionLedger()
+        #: failure injection: answer the next N CALLs of an action with CALLERROR InternalError
+        self.refuse_next: dict[str, int] = {}
         self._registration: dict[str, str] = {}
         self._history: list[ChargePointSession] = []  # connected sessions not yet handed out
         self._connected = asyncio.Condition()

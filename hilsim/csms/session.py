@@ -264,6 +264,10 @@ class ChargePointSession(ChargePoint):
                     {"violations": [str(v) for v in found]},
                 )
                 return
+        if self.central.refuse_next.get(msg.action, 0) > 0:
+            self.central.refuse_next[msg.action] -= 1
+            await self._send_call_error(msg.unique_id, "InternalError", "refused on purpose")
+            return
         self._check_registration(msg.action)
         try:
             await super()._handle_call(msg)

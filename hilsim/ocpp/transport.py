@@ -58,6 +58,9 @@ async def open_link(
             open_timeout=open_timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            # A CSMS that does not finish the closing handshake within this is gone anyway;
+            # waiting websockets' default 10 s only delays the reconnection.
+            close_timeout=5.0,
             max_size=2**20,
             compression=None,
         )
