@@ -6,17 +6,30 @@ look like a charger's, with energy that only rises while power flows.
 
 from __future__ import annotations
 
-from hilsim.meter.base import MeterReading
+from hilsim.meter.base import HealthListener, MeterHealth, MeterReading, MeterState
 
 
 class SyntheticMeter:
     """Energy is integrated lazily at each offer/read, so it costs nothing between samples."""
 
+    description = "synthetic"
+
     def __init__(self, voltage_V: float, energy_Wh: float = 0.0) -> None:
         self.voltage_V = voltage_V
+        self.health_listeners: list[HealthListener] = []
         self._energy_Wh = energy_Wh
         self._power_W = 0.0
         self._since: float | None = None
+
+    @property
+    def health(self) -> MeterHealth:
+        return MeterHealth(MeterState.OK)
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     def _integrate(self, now: float) -> None:
         if self._since is not None and now > self._since:
