@@ -1,0 +1,555 @@
+"""What the CSMS's commands do to the charger: Core, LocalAuthListManagement, Reservation and
+RemoteTrigger (OCPP 1.6 chapters 5.1-5.17).
+
+The OCPP handlers (`hilsim.ocpp.core_handlers`) translate each CALL into one method here; the
+connectors' machines decide transitions; this class decides what a real charger answers and
+hands back the effects to release once that answer is on the wire. Where OCPP leaves a choice,
+the choice is written next to the code and in README.md ("OCPP feature profiles").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from enum import StrEnum
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hilsim.authorization import Authorizer
+from hilsim.errors import CsmsError, StoreError
+from hilsim.evse import ErrorCode, Status, StopReason, events
+from hilsim.local_list import LocalAuthList, UpdateStatus
+from hilsim.measurands import choose, wanted
+from hilsim.ocpp.session import CsmsLink, LinkState
+from hilsim.ocpp.transport import ConnectionClosed
+from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
+
+if TYPE_CHECKING:
+    from hilsim.charger import Charger
+    from hilsim.ocpp.client import BootResult, Identity
+
+log = logging.getLogger(__name__)
+
+Release = Callable[[], None]
+
+#: The vendorId hilsim answers DataTransfer for (CiString255: compared case-insensitively).
+VENDOR_ID = "hilsim"
+
+
+class AvailabilityStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    SCHEDULED = "Scheduled"
+
+
+class ResetType(StrEnum):
+    HARD = "Hard"
+    SOFT = "Soft"
+
+
+class UnlockStatus(StrEnum):
+    UNLOCKED = "Unlocked"
+    UNLOCK_FAILED = "UnlockFailed"
+    NOT_SUPPORTED = "NotSupported"
+
+
+class DataTransferStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    UNKNOWN_MESSAGE_ID = "UnknownMessageId"
+    UNKNOWN_VENDOR_ID = "UnknownVendorId"
+
+
+class TriggerStatus(StrEnum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    NOT_IMPLEMENTED = "NotImplemented"
+
+
+class TriggerSender(Protocol):
+    """What a triggered message is sent through: the OCPP client of the current connection."""
+
+    async def boot_notification(self, identity: Identity) -> BootResult: ...
+    async def heartbeat(self) -> str: ...
+    async def status_notification(
+        self, connector_id: int, status: str, error_code: str, timestamp: str
+    ) -> None: ...
+    async def meter_values(
+        self, connector_id: int, transaction_id: int | None, meter_value: list[dict[str, Any]]
+    ) -> None: ...
+    async def diagnostics_status_notification(self, status: str) -> None: ...
+    async def firmware_status_notification(self, status: str) -> None: ...
+
+
+#: Sends the message a TriggerMessage asked for, once its answer is on the wire.
+Trigger = Callable[[TriggerSender], Awaitable[None]]
+
+
+def _nothing() -> None:
+    return None
+
+
+class Operations:
+    """The charge point's side of every CSMS command outside transactions and configuration."""
+
+    def __init__(
+        self,
+        charger: Charger,
+        link: CsmsLink,
+        authorizer: Authorizer,
+        local_list: LocalAuthList,
+    ) -> None:
+        self.charger = charger
+        self.link = link
+        self.authorizer = authorizer
+        self.local_list = local_list
+        self.reservations = Reservations(charger, charger.store)
+        #: connector id (0: the charge point as a whole) -> operative, as the CSMS last set it
+        self.availability: dict[int, bool] = {}
+        #: What a triggered FirmwareStatusNotification / DiagnosticsStatusNotification reports;
+        #: the firmware and diagnostics jobs keep them current ("Idle" when nothing runs).
+        self.firmware_status = "Idle"
+        self.diagnostics_status = "Idle"
+        #: Ends the service and starts the program afresh (the service sets it); without it a
+        #: Hard reset cannot be carried out and is Rejected.
+        self.hard_reset: Callable[[], None] | None = None
+        #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
+        self.resetting: ResetType | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._aligned_changed = asyncio.Event()
+        #: per local transaction id: MeterValues for StopTransaction's transactionData
+        self._transaction_data: dict[int, list[dict[str, Any]]] = {}
+        authorizer.conflict_listeners.append(self._local_list_conflict)
+        charger.keys.subscribe(self._key_changed)
+
+    async def restore(self) -> None:
+        """Load what the CSMS set before the last stop, before the charge point connects."""
+        await self.local_list.load()
+        self.availability = await self.charger.store.availability()
+        for connector_id in self.charger.connectors:
+            if not self.operative(connector_id):
+                log.info("C%d is Inoperative, as the CSMS left it", connector_id)
+                self.charger.dispatch(connector_id, events.ChangeAvailability(False))
+        await self.reservations.restore()
+        self._spawn(self._clock_aligned_data())
+
+    async def close(self) -> None:
+        await self.reservations.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- ChangeAvailability --------------------------------------------------------------------
+
+    def operative(self, connector_id: int) -> bool:
+        """Whether a connector may be used: it and the charge point as a whole are Operative."""
+        return self.availability.get(0, True) and self.availability.get(connector_id, True)
+
+    def charge_point_status(self) -> Status:
+        """The status of connector 0, the charge point as a whole."""
+        return Status.AVAILABLE if self.availability.get(0, True) else Status.UNAVAILABLE
+
+    async def change_availability(
+        self, connector_id: int, operative: bool
+    ) -> tuple[AvailabilityStatus, Release]:
+        """Persisted before the answer: a charger made Inoperative stays so after a reboot.
+
+        Scheduled when a transaction runs on a connector that is to become Inoperative; its
+        machine applies the change when the transaction ends.
+        """
+        wanted = "Operative" if operative else "Inoperative"
+        if connector_id != 0 and connector_id not in self.charger.connectors:
+            why = "no such connector"
+            log.info("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, why)
+            return AvailabilityStatus.REJECTED, _nothing
+        try:
+            await self.charger.store.save_availability(connector_id, operative)
+        except StoreError as exc:
+            log.error("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, exc)
+            return AvailabilityStatus.REJECTED, _nothing
+        was = self.charge_point_status()
+        self.availability[connector_id] = operative
+        targets = list(self.charger.connectors) if connector_id == 0 else [connector_id]
+        releases: list[Release] = []
+        scheduled = False
+        for cid in targets:
+            effective = self.operative(cid)
+            state = self.charger.connectors[cid].machine.state
+            if state.operative == effective and state.scheduled_operative is None:
+                continue
+            outcome = self.charger.dispatch(cid, events.ChangeAvailability(effective), hold=True)
+            if outcome.accepted:
+                releases.append(self.charger._held(cid, outcome))
+                scheduled = scheduled or outcome.state.scheduled_operative is not None
+        if self.charge_point_status() != was:
+            releases.append(self._send_charge_point_status)
+        status = AvailabilityStatus.SCHEDULED if scheduled else AvailabilityStatus.ACCEPTED
+        where = "the charge point" if connector_id == 0 else f"C{connector_id}"
+        log.info("ChangeAvailability %s %s: %s", where, wanted, status)
+        return status, _all(releases)
+
+    def _send_charge_point_status(self, error_code: ErrorCode = ErrorCode.NO_ERROR) -> None:
+        if self.link.state != LinkState.CONNECTED:
+            return  # sent with the others after the next BootNotification
+        status, stamp = self.charge_point_status(), self.charger.wall.iso()
+        self.link.submit(
+            lambda c: c.status_notification(0, status, error_code, stamp),
+            "StatusNotification C0",
+            quiet=True,
+        )
+
+    # -- Reset ---------------------------------------------------------------------------------
+
+    def reset(self, reset_type: str) -> tuple[str, Release]:
+        """Soft: stop transactions (SoftReset) and connect again. Hard: stop them (HardReset),
+        end the service cleanly and start the program afresh (see `hilsim.restart`).
+        """
+        kind = ResetType(reset_type)
+        if self.resetting is not None:
+            log.info("Reset %s: Rejected (a %s reset is in progress)", kind, self.resetting)
+            return "Rejected", _nothing
+        if kind == ResetType.HARD and self.hard_reset is None:
+            log.info("Reset Hard: Rejected (no service to restart)")
+            return "Rejected", _nothing
+        self.resetting = kind
+        log.warning("Reset %s requested by the CSMS", kind)
+        return "Accepted", lambda: self._spawn(self._reset(kind))
+
+    async def _reset(self, kind: ResetType) -> None:
+        if kind == ResetType.HARD:
+            assert self.hard_reset is not None
+            self.hard_reset()  # the service stops transactions with reason HardReset
+            return
+        try:
+            await self.charger.end_all_transactions(StopReason.SOFT_RESET)
+            log.warning("Reset Soft: connecting to the CSMS again")
+            await self.link.reconnect()
+        finally:
+            self.resetting = None
+
+    # -- UnlockConnector -----------------------------------------------------------------------
+
+    def unlock_connector(self, connector_id: int) -> tuple[UnlockStatus, Release]:
+        """The lock answers as `[[connector]] unlock` says; a running transaction is stopped
+        first (reason UnlockCommand), as 5.17 says, whether the lock then opens or not.
+        """
+        rt = self.charger.connectors.get(connector_id)
+        if rt is None:
+            log.info("UnlockConnector C%d: NotSupported (no such connector)", connector_id)
+            return UnlockStatus.NOT_SUPPORTED, _nothing
+        outcome_of_lock = {
+            "unlocked": UnlockStatus.UNLOCKED,
+            "failed": UnlockStatus.UNLOCK_FAILED,
+            "not_supported": UnlockStatus.NOT_SUPPORTED,
+        }[rt.settings.unlock]
+        if outcome_of_lock == UnlockStatus.NOT_SUPPORTED:
+            log.info("UnlockConnector C%d: NotSupported (the connector has no lock)", connector_id)
+            return outcome_of_lock, _nothing
+        release: Release = _nothing
+        if rt.machine.state.transaction is not None:
+            outcome = self.charger.dispatch(
+                connector_id, events.EndTransaction(StopReason.UNLOCK_COMMAND), hold=True
+            )
+            if outcome.accepted:
+                release = self.charger._held(connector_id, outcome)
+        if outcome_of_lock == UnlockStatus.UNLOCKED:
+            log.info("UnlockConnector C%d: Unlocked", connector_id)
+        else:
+            log.error("UnlockConnector C%d: UnlockFailed (the lock did not open)", connector_id)
+        return outcome_of_lock, release
+
+    # -- ClearCache ----------------------------------------------------------------------------
+
+    async def clear_cache(self) -> str:
+        """Rejected while AuthorizationCacheEnabled is false: there is no cache in use to clear."""
+        if not self.charger.keys.get("AuthorizationCacheEnabled"):
+            log.info("ClearCache: Rejected (AuthorizationCacheEnabled is false)")
+            return "Rejected"
+        try:
+            await self.charger.store.clear_authorization_cache()
+        except StoreError as exc:
+            log.error("ClearCache: Rejected (%s)", exc)
+            return "Rejected"
+        log.info("ClearCache: authorization cache cleared")
+        return "Accepted"
+
+    # -- DataTransfer --------------------------------------------------------------------------
+
+    def data_transfer(
+        self, vendor_id: str, message_id: str | None, data: str | None
+    ) -> tuple[DataTransferStatus, str | None]:
+        """Vendor "hilsim" knows two messages, for demos and tests:
+
+        * ``Echo``: Accepted, ``data`` sent back unchanged;
+        * ``Status``: Accepted, ``data`` the JSON of `hilsim ctl status` (the whole charge
+          point), or of one connector when ``data`` is its id; Rejected for any other ``data``.
+
+        Any other messageId (or none) is UnknownMessageId; any other vendor UnknownVendorId.
+        """
+        if vendor_id.casefold() != VENDOR_ID:
+            log.info("DataTransfer from vendor %r: UnknownVendorId", vendor_id)
+            return DataTransferStatus.UNKNOWN_VENDOR_ID, None
+        if message_id == "Echo":
+            log.info("DataTransfer Echo: Accepted")
+            return DataTransferStatus.ACCEPTED, data
+        if message_id == "Status":
+            snapshot = self.charger.snapshot()
+            if not data:
+                return DataTransferStatus.ACCEPTED, json.dumps(snapshot)
+            for connector in snapshot["connectors"]:
+                if str(connector["id"]) == data.strip():
+                    return DataTransferStatus.ACCEPTED, json.dumps(connector)
+            log.info("DataTransfer Status %r: Rejected (no such connector)", data)
+            return DataTransferStatus.REJECTED, None
+        log.info("DataTransfer messageId %r: UnknownMessageId", message_id)
+        return DataTransferStatus.UNKNOWN_MESSAGE_ID, None
+
+    # -- LocalAuthListManagement ---------------------------------------------------------------
+
+    async def send_local_list(
+        self,
+        list_version: int,
+        update_type: str,
+        local_authorization_list: Sequence[Mapping[str, Any]] | None,
+    ) -> UpdateStatus:
+        return await self.local_list.update(list_version, update_type, local_authorization_list)
+
+    def get_local_list_version(self) -> int:
+        return self.local_list.reported_version()
+
+    def _local_list_conflict(self, id_tag: str, why: str) -> None:
+        """3.5.3: the CSMS answered differently from the list; say so on connector 0."""
+        self._send_charge_point_status(ErrorCode.LOCAL_LIST_CONFLICT)
+
+    # -- Reservation ---------------------------------------------------------------------------
+
+    async def reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+    ) -> tuple[ReservationStatus, Release]:
+        return await self.reservations.reserve(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+
+    async def cancel_reservation(self, reservation_id: int) -> tuple[CancelStatus, Release]:
+        return await self.reservations.cancel(reservation_id)
+
+    # -- TriggerMessage ------------------------------------------------------------------------
+
+    def trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> tuple[TriggerStatus, Trigger | None]:
+        """Accepted, with the message to send after the answer; Rejected for an unknown
+        connector (or connector 0 for MeterValues, which has no meter of its own). Every
+        message OCPP 1.6 lets a CSMS trigger is implemented, so NotImplemented is never needed.
+        A connectorId is ignored for the messages that are not about a connector.
+        """
+        known = self.charger.connectors
+        if connector_id is not None and connector_id != 0 and connector_id not in known:
+            why = "no such connector"
+            log.info("TriggerMessage %s C%d: Rejected (%s)", requested_message, connector_id, why)
+            return TriggerStatus.REJECTED, None
+        trigger: Trigger
+        if requested_message == "BootNotification":
+            trigger = self._trigger_boot
+        elif requested_message == "Heartbeat":
+            trigger = self._trigger_heartbeat
+        elif requested_message == "StatusNotification":
+            ids = [0, *known] if connector_id is None else [connector_id]
+            trigger = partial(self._trigger_status, connector_ids=ids)
+        elif requested_message == "MeterValues":
+            if connector_id == 0:
+                log.info("TriggerMessage MeterValues C0: Rejected (no main meter)")
+                return TriggerStatus.REJECTED, None
+            ids = list(known) if connector_id is None else [connector_id]
+            trigger = partial(self._trigger_meter_values, connector_ids=ids)
+        elif requested_message == "DiagnosticsStatusNotification":
+            trigger = self._trigger_diagnostics_status
+        elif requested_message == "FirmwareStatusNotification":
+            trigger = self._trigger_firmware_status
+        else:
+            log.warning("TriggerMessage %s: NotImplemented", requested_message)
+            return TriggerStatus.NOT_IMPLEMENTED, None
+        where = "" if connector_id is None else f" C{connector_id}"
+        log.info("TriggerMessage %s%s: Accepted", requested_message, where)
+        return TriggerStatus.ACCEPTED, trigger
+
+    async def _trigger_boot(self, sender: TriggerSender) -> None:
+        # A triggered BootNotification restarts nothing (5.17); its answer is taken in as usual.
+        result = await sender.boot_notification(self.link.identity)
+        self.charger.learn_time(result.current_time)
+        if result.status == "Accepted" and result.interval > 0:
+            self.charger.adopt_heartbeat_interval(int(result.interval))
+
+    async def _trigger_heartbeat(self, sender: TriggerSender) -> None:
+        self.charger.learn_time(await sender.heartbeat())
+
+    async def _trigger_diagnostics_status(self, sender: TriggerSender) -> None:
+        await sender.diagnostics_status_notification(self.diagnostics_status)
+
+    async def _trigger_firmware_status(self, sender: TriggerSender) -> None:
+        await sender.firmware_status_notification(self.firmware_status)
+
+    async def _trigger_status(self, sender: TriggerSender, connector_ids: list[int]) -> None:
+        for cid in connector_ids:
+            if cid == 0:
+                status, error = self.charge_point_status(), ErrorCode.NO_ERROR
+            else:
+                state = self.charger.connectors[cid].machine.state
+                status, error = state.status, state.error_code or ErrorCode.NO_ERROR
+            await sender.status_notification(cid, status, error, self.charger.wall.iso())
+
+    async def _trigger_meter_values(self, sender: TriggerSender, connector_ids: list[int]) -> None:
+        for cid in connector_ids:
+            meter_value = self.meter_value(cid, "Trigger")
+            await sender.meter_values(cid, self.charger.transaction_id(cid), [meter_value])
+
+    def meter_value(
+        self, connector_id: int, context: str, key: str = "MeterValuesSampledData"
+    ) -> dict[str, Any]:
+        """One MeterValue of a connector now, with the measurands ``key`` names."""
+        from hilsim.charger import _measurands, _sampled  # the charger imports this module
+
+        rt = self.charger.connectors[connector_id]
+        reading = rt.meter.read(self.charger.clock())
+        sampled = _measurands(reading)
+        if rt.machine.state.transaction is not None:
+            soc = rt.vehicle.soc(reading.energy_Wh)
+            sampled.append(_sampled(soc, "SoC", "Percent", "EV", digits=2))
+        chosen = choose(
+            sampled,
+            wanted(self.charger.keys, key),
+            offered_W=rt.offered_power_W(),
+            voltage_V=rt.voltage_V,
+            context=context,
+        )
+        return {"timestamp": self.charger.wall.iso(), "sampledValue": chosen}
+
+    # -- clock-aligned meter data (ClockAlignedDataInterval, MeterValuesAlignedData) -------------
+
+    def _key_changed(self, spec: Any, value: Any) -> None:
+        if spec.name == "ClockAlignedDataInterval":
+            self._aligned_changed.set()
+
+    async def _clock_aligned_data(self) -> None:
+        """MeterValues (Sample.Clock) at every multiple of ClockAlignedDataInterval after
+        midnight UTC, from every connector, with the measurands of MeterValuesAlignedData.
+
+        During a transaction they are transaction messages (the outbox keeps them, with the
+        transactionId); outside one they are sent when connected, and not kept otherwise.
+        """
+        while True:
+            interval = int(self.charger.keys.get("ClockAlignedDataInterval"))
+            self._aligned_changed.clear()
+            if interval <= 0:
+                await self._aligned_changed.wait()
+                continue
+            now = self.charger.wall.now()
+            since_midnight = (now - now.replace(hour=0, minute=0, second=0, microsecond=0))
+            elapsed = since_midnight.total_seconds()
+            delay = (elapsed // interval + 1) * interval - elapsed
+            try:
+                await asyncio.wait_for(self._aligned_changed.wait(), delay)
+            except TimeoutError:
+                self._send_clock_aligned()
+
+    def _send_clock_aligned(self) -> None:
+        outbox = self.charger.outbox
+        for cid, rt in self.charger.connectors.items():
+            meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
+            if not meter_value["sampledValue"]:
+                return  # MeterValuesAlignedData is empty: nothing is wanted
+            local_id = rt.machine.state.transaction_id
+            if local_id is not None and outbox is not None:
+                kept = self.meter_value(cid, "Sample.Clock", "StopTxnAlignedData")
+                if kept["sampledValue"]:
+                    self._transaction_data.setdefault(local_id, []).append(kept)
+                energy = rt.meter.read(self.charger.clock()).energy_Wh
+                stamp = meter_value["timestamp"]
+                self._spawn(outbox.sample(cid, energy, stamp, local_id, [meter_value]))
+            elif self.link.state == LinkState.CONNECTED:
+                self.link.submit(
+                    lambda c, cid=cid, mv=meter_value: c.meter_values(cid, None, [mv]),
+                    f"MeterValues C{cid} (clock-aligned)",
+                    quiet=True,
+                )
+
+    # -- StopTransaction's transactionData (StopTxnSampledData, StopTxnAlignedData) -------------
+
+    def transaction_began(self, connector_id: int, local_id: int) -> None:
+        """Take the Transaction.Begin values of StopTxnSampledData, when any are wanted."""
+        begin = self.meter_value(connector_id, "Transaction.Begin", "StopTxnSampledData")
+        self._transaction_data[local_id] = [begin] if begin["sampledValue"] else []
+
+    def transaction_data(self, connector_id: int, local_id: int) -> list[dict[str, Any]]:
+        """Begin, the clock-aligned values, End: what StopTransaction carries along.
+
+        Kept in memory: a transaction that a power cut ended (PowerLoss) stops without it.
+        """
+        data = self._transaction_data.pop(local_id, [])
+        end = self.meter_value(connector_id, "Transaction.End", "StopTxnSampledData")
+        if end["sampledValue"]:
+            data.append(end)
+        return data
+
+    # -- for `hilsim ctl status` -----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        connectors = self.charger.connectors
+        return {
+            "charge_point_status": str(self.charge_point_status()),
+            "availability": {
+                str(cid): {
+                    "set": "Operative" if self.availability.get(cid, True) else "Inoperative",
+                    "scheduled": _scheduled(connectors[cid].machine.state.scheduled_operative)
+                    if cid in connectors
+                    else None,
+                }
+                for cid in [0, *connectors]
+            },
+            "local_list": {
+                "enabled": self.local_list.enabled,
+                "version": self.local_list.version,
+                "id_tags": len(self.local_list),
+            },
+            "reservations": self.reservations.snapshot(),
+            "reset": None if self.resetting is None else str(self.resetting),
+            "firmware_status": self.firmware_status,
+            "diagnostics_status": self.diagnostics_status,
+        }
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _scheduled(value: bool | None) -> str | None:
+    if value is None:
+        return None
+    return "Operative" if value else "Inoperative"
+
+
+def _all(releases: list[Release]) -> Release:
+    def release() -> None:
+        for one in releases:
+            one()
+
+    return release
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, CsmsError | ConnectionClosed | TimeoutError):
+        log.warning("%s", exc or type(exc).__name__)  # the link dropped: nothing to be done
+    elif exc is not None:
+        log.error("operation failed", exc_info=exc)
