@@ -1,0 +1,356 @@
+"""Smart charging on the charger: installed profiles in force, persisted, and followed in time.
+
+The rules live in the pure `hilsim.smart_charging`; this adapter gives them the charger's
+connectors, the wall clock and the store, and carries their answer out through
+`Charger.apply_limit`, the one place a limit is applied. It never polls: after every change it
+asks the engine when the limit can next change and sets one loop timer for that instant.
+
+TxProfiles are bound to a transaction: one set by SetChargingProfile to the transaction running
+on its connector, one that came with RemoteStartTransaction to the transaction that start
+brings. Either is dropped when that transaction ends (or the remote start never becomes one).
+They are kept in memory only, since no transaction outlives the process. ChargePointMaxProfiles
+and TxDefaultProfiles are stored before the CSMS hears Accepted and reloaded at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hilsim.evse import Status
+from hilsim.smart_charging import (
+    ConnectorContext,
+    Limit,
+    Profile,
+    ProfileRejected,
+    ProfileSet,
+    Purpose,
+    RateUnit,
+    iso,
+)
+
+if TYPE_CHECKING:
+    from hilsim.charger import Charger, ConnectorRuntime
+
+log = logging.getLogger(__name__)
+
+#: ChargingScheduleAllowedChargingRateUnit members -> the unit they allow.
+_UNITS = {"Current": RateUnit.AMPERE, "Power": RateUnit.WATT}
+
+
+class ChargingLimits:
+    """The installed profiles of one charge point and the limits they put on its connectors."""
+
+    def __init__(self, charger: Charger) -> None:
+        self.charger = charger
+        self.profiles = ProfileSet()
+        #: TxProfile id -> local id of the transaction it belongs to (None: a RemoteStart's,
+        #: waiting for its transaction)
+        self._bound: dict[int, int | None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._due: float | None = None
+        self._pending_recompute = False
+        self._closed = False
+        self.last: dict[int, Limit] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reload the stored profiles (those the store cannot parse are dropped and logged)."""
+        received = self._now()
+        dropped: list[int] = []
+        for connector_id, payload in await self.charger.store.charging_profiles():
+            try:
+                data = json.loads(payload)
+                profile = Profile.from_wire(connector_id, data, received)
+            except (ValueError, ProfileRejected) as exc:
+                log.warning("stored charging profile dropped: %s", exc)
+                continue
+            if profile.purpose == Purpose.TX or (
+                profile.connector_id != 0 and profile.connector_id not in self.charger.connectors
+            ):
+                dropped.append(profile.id)
+                continue
+            self.profiles.install(profile)
+        if dropped:
+            await self.charger.store.replace_charging_profiles(dropped)
+        if self.profiles.profiles:
+            log.info(
+                "charging profiles reloaded: %s",
+                ", ".join(_describe(p) for p in self.profiles.profiles),
+            )
+        self.recompute()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- SetChargingProfile, ClearChargingProfile, GetCompositeSchedule ------------------------
+
+    async def set(self, connector_id: int, data: Mapping[str, Any]) -> str:
+        """SetChargingProfile; returns Accepted or Rejected (the log says why)."""
+        try:
+            profile = self._check(connector_id, data)
+            bound: int | None = None
+            if profile.purpose == Purpose.TX:
+                bound = self._transaction_for(profile)
+            replaced = self.profiles.install(profile, max_installed=self._max_installed())
+        except ProfileRejected as exc:
+            log.warning("C%d SetChargingProfile rejected: %s", connector_id, exc)
+            return "Rejected"
+        for old in replaced:
+            self._bound.pop(old.id, None)
+        stored = [p.id for p in replaced]
+        try:
+            if profile.purpose == Purpose.TX:
+                self._bound[profile.id] = bound
+                if stored:
+                    await self.charger.store.replace_charging_profiles(stored)
+            else:
+                await self.charger.store.replace_charging_profiles(
+                    stored,
+                    (
+                        profile.id,
+                        profile.connector_id,
+                        str(profile.purpose),
+                        profile.stack_level,
+                        json.dumps(profile.to_wire()),
+                    ),
+                )
+        except Exception:
+            # Not stored, so not Accepted: take it back out, put back what it replaced.
+            self.profiles.clear(profile_id=profile.id)
+            self._bound.pop(profile.id, None)
+            for old in replaced:
+                self.profiles.install(old)
+            raise
+        log.info("C%d charging profile installed: %s", connector_id, _describe(profile))
+        self.recompute()
+        return "Accepted"
+
+    def remote_start_profile(self, connector_id: int, data: Mapping[str, Any]) -> Profile:
+        """Check the chargingProfile of a RemoteStartTransaction (ProfileRejected if bad)."""
+        profile = self._check(connector_id, data)
+        if profile.purpose != Purpose.TX:
+            raise ProfileRejected("a RemoteStartTransaction's profile must be a TxProfile")
+        if profile.transaction_id is not None:
+            raise ProfileRejected("a RemoteStartTransaction's profile names no transactionId")
+        return profile
+
+    def install_for_remote_start(self, profile: Profile) -> None:
+        """Install a checked RemoteStart TxProfile, to be bound to the transaction it starts."""
+        for old in self.profiles.install(profile):
+            self._bound.pop(old.id, None)
+        self._bound[profile.id] = None
+        log.info("C%d charging profile installed: %s", profile.connector_id, _describe(profile))
+        self.recompute()
+
+    async def clear(
+        self,
+        profile_id: int | None,
+        connector_id: int | None,
+        purpose: str | None,
+        stack_level: int | None,
+    ) -> str:
+        """ClearChargingProfile: Accepted when something was cleared, else Unknown."""
+        removed = self.profiles.clear(profile_id, connector_id, purpose, stack_level)
+        if not removed:
+            return "Unknown"
+        for profile in removed:
+            self._bound.pop(profile.id, None)
+        await self.charger.store.replace_charging_profiles([p.id for p in removed])
+        log.info("charging profiles cleared: %s", ", ".join(_describe(p) for p in removed))
+        self.recompute()
+        return "Accepted"
+
+    def composite(self, connector_id: int, duration: int, unit: str | None) -> dict[str, Any]:
+        """GetCompositeSchedule.conf."""
+        if connector_id != 0 and connector_id not in self.charger.connectors:
+            return {"status": "Rejected"}
+        allowed = self._allowed_units()
+        if not allowed:
+            return {"status": "Rejected"}
+        if unit:
+            wanted = RateUnit(unit)
+        else:
+            wanted = RateUnit.WATT if RateUnit.WATT in allowed else allowed[0]
+        if wanted not in allowed:
+            log.info("GetCompositeSchedule in %s refused: not an allowed rate unit", unit)
+            return {"status": "Rejected"}
+        now = self._now()
+        schedule = self.profiles.composite_schedule(
+            connector_id,
+            now,
+            max(0, int(duration)),
+            self._contexts(now),
+            unit=wanted,
+            grid_voltage_V=self._grid_voltage(),
+        )
+        return {
+            "status": "Accepted",
+            "connectorId": connector_id,
+            "scheduleStart": iso(now),
+            "chargingSchedule": schedule,
+        }
+
+    # -- following the charger -----------------------------------------------------------------
+
+    def connector_changed(self, rt: ConnectorRuntime) -> None:
+        """A status changed: bind or drop TxProfiles, and recompute once the change settled."""
+        state = rt.machine.state
+        local = state.transaction_id
+        doomed: list[int] = []
+        for profile in self.profiles.profiles:
+            if profile.purpose != Purpose.TX or profile.connector_id != rt.id:
+                continue
+            bound = self._bound.get(profile.id)
+            if bound is None and local is not None:
+                self._bound[profile.id] = local  # the RemoteStart's transaction began
+            elif bound is not None and bound != local:
+                doomed.append(profile.id)  # its transaction ended
+            elif bound is None and state.authorization is None:
+                doomed.append(profile.id)  # the remote start came to nothing
+        for profile_id in doomed:
+            for profile in self.profiles.clear(profile_id=profile_id):
+                log.info("C%d TxProfile %d dropped: its transaction ended", rt.id, profile.id)
+            self._bound.pop(profile_id, None)
+        if not self._pending_recompute:
+            # Not now: a status change happens inside dispatch(), and recomputing may dispatch.
+            self._pending_recompute = True
+            asyncio.get_running_loop().call_soon(self._deferred_recompute)
+
+    def _deferred_recompute(self) -> None:
+        self._pending_recompute = False
+        self.recompute()
+
+    def recompute(self, at: float | None = None) -> None:
+        """Apply every connector's limit at ``at`` (now) and sleep until the next change."""
+        if self._closed:
+            return
+        now = self._now() if at is None else max(self._now(), at)
+        contexts = self._contexts(now)
+        limits = self.profiles.limits(now, contexts, grid_voltage_V=self._grid_voltage())
+        self.last = limits
+        for cid, limit in limits.items():
+            rt = self.charger.connectors[cid]
+            if rt.limit_W != limit.limit_W:
+                self.charger.apply_limit(cid, limit.limit_W)
+        self._schedule(self.profiles.next_boundary(now, contexts), now)
+
+    def _schedule(self, due: float | None, now: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = due
+        if due is None:
+            return
+        delay = max(0.0, due - now)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._boundary, due)
+
+    def _boundary(self, due: float) -> None:
+        self._timer = None
+        log.debug("charging schedule boundary at %s", iso(due))
+        self.recompute(at=due)
+
+    # -- what the engine is told ---------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.charger.wall.now().timestamp()
+
+    def _contexts(self, now: float) -> list[ConnectorContext]:
+        mono = self.charger.clock()
+        contexts = []
+        for rt in self.charger.connectors.values():
+            tx = rt.machine.state.transaction
+            started = None if tx is None else now - max(0.0, mono - tx.started_at)
+            contexts.append(
+                ConnectorContext(
+                    rt.id,
+                    float(rt.settings.max_power_W),
+                    rt.voltage_V,
+                    transaction_started=started,
+                    drawing=tx is not None and rt.machine.status != Status.SUSPENDED_EV,
+                )
+            )
+        return contexts
+
+    def _grid_voltage(self) -> float:
+        return float(self.charger.keys.get("voltage_V"))
+
+    def _key(self, name: str, default: Any) -> Any:
+        try:
+            return self.charger.keys.get(name)
+        except KeyError:
+            return default
+
+    def _max_installed(self) -> int:
+        return int(self._key("MaxChargingProfilesInstalled", 20))
+
+    def _allowed_units(self) -> list[RateUnit]:
+        text = str(self._key("ChargingScheduleAllowedChargingRateUnit", "Current,Power"))
+        return [_UNITS[m] for m in text.split(",") if m in _UNITS]
+
+    def _check(self, connector_id: int, data: Mapping[str, Any]) -> Profile:
+        """Everything a SetChargingProfile must pass besides installing it."""
+        if connector_id != 0 and connector_id not in self.charger.connectors:
+            raise ProfileRejected(f"no connector {connector_id}")
+        profile = Profile.from_wire(connector_id, data, self._now())
+        max_stack = int(self._key("ChargeProfileMaxStackLevel", 10))
+        if profile.stack_level > max_stack:
+            raise ProfileRejected(
+                f"stackLevel {profile.stack_level} above ChargeProfileMaxStackLevel {max_stack}"
+            )
+        max_periods = int(self._key("ChargingScheduleMaxPeriods", 24))
+        if len(profile.schedule.periods) > max_periods:
+            raise ProfileRejected(
+                f"{len(profile.schedule.periods)} periods, more than ChargingScheduleMaxPeriods "
+                f"{max_periods}"
+            )
+        if profile.schedule.rate_unit not in self._allowed_units():
+            raise ProfileRejected(
+                f"rate unit {profile.schedule.rate_unit} not in "
+                "ChargingScheduleAllowedChargingRateUnit"
+            )
+        return profile
+
+    def _transaction_for(self, profile: Profile) -> int:
+        """The local id of the transaction a SetChargingProfile TxProfile belongs to."""
+        rt = self.charger.connectors[profile.connector_id]
+        local = rt.machine.state.transaction_id
+        if local is None:
+            raise ProfileRejected("a TxProfile needs a transaction running on its connector")
+        wanted = profile.transaction_id
+        if wanted is not None and self.charger.transaction_id(rt.id) != wanted:
+            raise ProfileRejected(f"transaction {wanted} is not running on C{rt.id}")
+        return local
+
+    def snapshot(self) -> dict[str, Any]:
+        """For `hilsim ctl status`: the installed profiles and when the limit next changes."""
+        return {
+            "profiles": [
+                {
+                    "id": p.id,
+                    "connector_id": p.connector_id,
+                    "purpose": str(p.purpose),
+                    "stack_level": p.stack_level,
+                    "kind": str(p.kind),
+                }
+                for p in self.profiles.profiles
+            ],
+            "next_change": None if self._due is None else iso(self._due),
+        }
+
+
+def _describe(profile: Profile) -> str:
+    s = profile.schedule
+    limits = "/".join(f"{p.limit:g}" for p in s.periods)
+    return (
+        f"#{profile.id} {profile.purpose} stack {profile.stack_level} on C{profile.connector_id} "
+        f"({profile.kind}{' ' + str(profile.recurrency) if profile.recurrency else ''}, "
+        f"{limits} {s.rate_unit})"
+    )
