@@ -1,0 +1,551 @@
+"""FirmwareManagement, simulated honestly: real downloads, real uploads, a real restart.
+
+UpdateFirmware fetches the file named by its location (http://, https:// or ftp://, the CSMS's
+retries and retryInterval honoured) into the state directory, and sends the whole
+FirmwareStatusNotification sequence: Downloading, Downloaded, Installing, then, once the program
+has started afresh with the new version, Installed (or DownloadFailed / InstallationFailed). The
+"installation" records the new version (the file's name without its extension, as firmware
+images are usually named) in SQLite; BootNotification reports it from then on. An empty file
+is not an image: InstallationFailed. Installing waits until no transaction runs, as a real
+charger does (and as OCPP 2.0.1 later required), then restarts the service the way Reset Hard
+does.
+
+GetDiagnostics uploads a tar.gz holding the recent log lines (an in-memory ring, `LogRing`), a
+consistent copy of the database (SQLite's online backup) and a summary of the installation, and
+sends DiagnosticsStatusNotification Uploading, then Uploaded or UploadFailed. An http(s)://
+location gets the archive by PUT (what pre-signed cloud storage URLs and WebDAV take); a server
+that answers 405 gets a multipart/form-data POST (field "file") instead; an ftp:// location by
+STOR. A location ending in "/" is a directory: the file name is appended. Secrets are in
+neither part: the AuthorizationKey is never in SQLite, and log lines never carry it.
+
+Network IO runs in worker threads (urllib, ftplib): no new dependency, and the event loop never
+waits on a slow server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ftplib
+import io
+import json
+import logging
+import shutil
+import ssl
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from hilsim.clock import parse_iso, utc_iso
+from hilsim.ocpp.session import LinkState
+
+if TYPE_CHECKING:
+    from hilsim.charger import Charger
+    from hilsim.config import Settings
+    from hilsim.ocpp.client import Identity
+    from hilsim.ocpp.session import CsmsLink
+    from hilsim.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Firmware images larger than this are refused (the Pi's SD card is small).
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_RETRIES = 3
+DEFAULT_RETRY_INTERVAL_S = 60
+NETWORK_TIMEOUT_S = 30.0
+_VERSION_MAX = 50  # BootNotification firmwareVersion is CiString50
+
+
+class TransferError(Exception):
+    """One download or upload attempt failed; the message says why."""
+
+
+# -- the log ring -------------------------------------------------------------------------------
+
+
+class LogRing(logging.Handler):
+    """The most recent log lines, for a diagnostics archive (bounded: the Pi has little RAM)."""
+
+    def __init__(self, capacity: int = 5000) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: collections.deque[tuple[float, str]] = collections.deque(maxlen=capacity)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a broken record must not break logging
+            return
+        if "Authorization" in line:  # belt and braces: never a secret in an archive
+            line = f"{record.name}: (a line about authorization credentials, left out)"
+        self.records.append((record.created, line))
+
+    def lines(self, since: float | None = None, until: float | None = None) -> list[str]:
+        return [
+            line
+            for created, line in list(self.records)
+            if (since is None or created >= since) and (until is None or created <= until)
+        ]
+
+
+# -- transfers (in worker threads) --------------------------------------------------------------
+
+
+def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+
+
+def download(location: str, target: Path, ca_file: Path | None = None) -> int:
+    """Fetch ``location`` into ``target``; returns its size. TransferError on any failure."""
+    parts = urlsplit(location)
+    try:
+        if parts.scheme in ("http", "https"):
+            context = _ssl_context(ca_file) if parts.scheme == "https" else None
+            with (
+                urllib.request.urlopen(location, timeout=NETWORK_TIMEOUT_S, context=context) as r,
+                target.open("wb") as out,
+            ):
+                return _copy_bounded(r, out)
+        if parts.scheme == "ftp":
+            with _ftp(location) as (ftp, path), target.open("wb") as out:
+                size = 0
+
+                def write(chunk: bytes) -> None:
+                    nonlocal size
+                    size += len(chunk)
+                    if size > MAX_IMAGE_BYTES:
+                        raise TransferError(f"larger than {MAX_IMAGE_BYTES} bytes")
+                    out.write(chunk)
+
+                ftp.retrbinary(f"RETR {path}", write)
+                return size
+    except urllib.error.HTTPError as exc:
+        raise TransferError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise TransferError(str(exc.reason)) from None
+    except ftplib.all_errors as exc:
+        raise TransferError(f"FTP: {exc}") from None
+    raise TransferError(f"unsupported location scheme {parts.scheme!r} (http, https or ftp)")
+
+
+def _copy_bounded(source: Any, out: Any) -> int:
+    size = 0
+    while chunk := source.read(65536):
+        size += len(chunk)
+        if size > MAX_IMAGE_BYTES:
+            raise TransferError(f"larger than {MAX_IMAGE_BYTES} bytes")
+        out.write(chunk)
+    return size
+
+
+@contextlib.contextmanager
+def _ftp(location: str) -> Iterator[tuple[ftplib.FTP, str]]:
+    parts = urlsplit(location)
+    ftp = ftplib.FTP(timeout=NETWORK_TIMEOUT_S)
+    try:
+        ftp.connect(parts.hostname or "", parts.port or 21)
+        ftp.login(unquote(parts.username or "anonymous"), unquote(parts.password or ""))
+        yield ftp, unquote(parts.path) or "/"
+    finally:
+        with contextlib.suppress(Exception):
+            ftp.quit()
+        ftp.close()
+
+
+def upload(location: str, name: str, data: bytes, ca_file: Path | None = None) -> str:
+    """Send ``data`` as ``name`` to ``location``; returns how. TransferError on failure."""
+    parts = urlsplit(location)
+    url = location + name if parts.path.endswith("/") or not parts.path else location
+    try:
+        if parts.scheme in ("http", "https"):
+            context = _ssl_context(ca_file) if parts.scheme == "https" else None
+            try:
+                _http_send(url, "PUT", data, "application/gzip", context)
+                return "PUT"
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (405, 501):
+                    raise
+            boundary = uuid.uuid4().hex
+            body = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                    f'filename="{name}"\r\nContent-Type: application/gzip\r\n\r\n'
+                ).encode()
+                + data
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            _http_send(location, "POST", body, f"multipart/form-data; boundary={boundary}", context)
+            return "POST"
+        if parts.scheme == "ftp":
+            with _ftp(location) as (ftp, path):
+                target = path + name if path.endswith("/") else path
+                ftp.storbinary(f"STOR {target}", io.BytesIO(data))
+            return "FTP STOR"
+    except urllib.error.HTTPError as exc:
+        raise TransferError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise TransferError(str(exc.reason)) from None
+    except ftplib.all_errors as exc:
+        raise TransferError(f"FTP: {exc}") from None
+    raise TransferError(f"unsupported location scheme {parts.scheme!r} (http, https or ftp)")
+
+
+def _http_send(
+    url: str, method: str, body: bytes, content_type: str, context: ssl.SSLContext | None
+) -> None:
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": content_type}
+    )
+    with urllib.request.urlopen(request, timeout=NETWORK_TIMEOUT_S, context=context) as r:
+        r.read()
+
+
+def version_of(location: str) -> str:
+    """The version an image at ``location`` installs: its file name without the extension."""
+    name = Path(unquote(urlsplit(location).path)).name or "firmware"
+    for suffix in (".tar.gz", ".tgz", ".bin", ".img", ".zip", ".fw", ".swu", ".tar", ".gz"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name[:_VERSION_MAX]
+
+
+# -- the manager ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """How often and how far apart a transfer is tried (UpdateFirmware / GetDiagnostics)."""
+
+    tries: int
+    interval_s: float
+
+    @classmethod
+    def of(cls, retries: int | None, retry_interval: int | None) -> Attempts:
+        # "How many times the charge point must try before giving up": at least once.
+        tries = DEFAULT_RETRIES if retries is None else max(1, retries)
+        interval = DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
+        return cls(tries, float(interval))
+
+
+class Firmware:
+    """The installed firmware version, UpdateFirmware and GetDiagnostics of one charge point."""
+
+    def __init__(
+        self,
+        charger: Charger,
+        store: Store,
+        link: CsmsLink,
+        *,
+        configured_version: str | None,
+        state_dir: Path,
+        log_ring: LogRing | None = None,
+        ca_file: Path | None = None,
+        installation: dict[str, Any] | None = None,
+    ) -> None:
+        """``installation``: what a diagnostics archive says about the setup (no secrets)."""
+        self.charger = charger
+        self.store = store
+        self.link = link
+        self.version = configured_version
+        self.state_dir = state_dir
+        self.log_ring = log_ring
+        self.ca_file = ca_file
+        self.installation = installation or {}
+        #: the restart that makes a new version run (the service sets it; Reset Hard's)
+        self.restart: Callable[[], None] | None = None
+        self._pending: str | None = None  # status to report once connected after the restart
+        self._update: asyncio.Task[None] | None = None
+        self._upload: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        charger.link_listeners.append(self._link_changed)
+        charger.status_listeners.append(lambda *_: self._check_idle())
+
+    async def load(self) -> None:
+        """Take up what an earlier UpdateFirmware installed, and what it still has to say."""
+        record = await self.store.firmware()
+        if record is None:
+            return
+        version, self._pending = record
+        if version != self.version:
+            log.info("firmware %s installed by UpdateFirmware (configured: %s)", version,
+                     self.version)  # fmt: skip
+        self.version = version
+
+    def identity(self, identity: Identity) -> Identity:
+        """What BootNotification says, with the version UpdateFirmware installed."""
+        return replace(identity, firmware_version=self.version) if self.version else identity
+
+    # -- status notifications ------------------------------------------------------------------
+
+    def _set_firmware_status(self, status: str) -> asyncio.Future[Any]:
+        operations = self.charger.operations
+        if operations is not None:
+            operations.firmware_status = status
+        log.info("FirmwareStatusNotification %s", status)
+        return self.link.submit(
+            lambda c: c.firmware_status_notification(status),
+            f"FirmwareStatusNotification {status}",
+            quiet=True,
+        )
+
+    def _set_diagnostics_status(self, status: str) -> asyncio.Future[Any]:
+        operations = self.charger.operations
+        if operations is not None:
+            operations.diagnostics_status = status
+        log.info("DiagnosticsStatusNotification %s", status)
+        return self.link.submit(
+            lambda c: c.diagnostics_status_notification(status),
+            f"DiagnosticsStatusNotification {status}",
+            quiet=True,
+        )
+
+    def _link_changed(self, state: LinkState) -> None:
+        if state == LinkState.CONNECTED and self._pending is not None:
+            status, self._pending = self._pending, None
+            self._set_firmware_status(status)
+            self._back_to_idle("firmware")
+            self._spawn(self.store.save_firmware(self.version or "", None))
+
+    def _back_to_idle(self, which: str) -> None:
+        """After a final status (already queued), a triggered notification says Idle again."""
+        operations = self.charger.operations
+        if operations is not None:
+            if which == "firmware":
+                operations.firmware_status = "Idle"
+            else:
+                operations.diagnostics_status = "Idle"
+
+    # -- UpdateFirmware ------------------------------------------------------------------------
+
+    def update(
+        self, location: str, retrieve_date: str, retries: int | None, retry_interval: int | None
+    ) -> None:
+        """Start an update (UpdateFirmware.conf has nothing to say); a running one is replaced."""
+        if self._update is not None and not self._update.done():
+            log.warning("UpdateFirmware: a new one replaces the update in progress")
+            self._update.cancel()
+        try:
+            due = parse_iso(retrieve_date).timestamp()
+        except ValueError:
+            due = time.time()
+        attempts = Attempts.of(retries, retry_interval)
+        self._update = asyncio.get_running_loop().create_task(
+            self._run_update(location, due, attempts), name="firmware-update"
+        )
+
+    async def _run_update(self, location: str, due: float, attempts: Attempts) -> None:
+        wait = due - self.charger.wall.now().timestamp()
+        if wait > 0:
+            log.info("UpdateFirmware: downloading %s at %s", location, utc_iso(
+                datetime.fromtimestamp(due, UTC)))  # fmt: skip
+            await asyncio.sleep(wait)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        image = self.state_dir / "firmware.download"
+        self._set_firmware_status("Downloading")
+        size = await self._try(
+            "download " + location,
+            attempts,
+            lambda: download(location, image, self.ca_file),
+        )
+        if size is None:
+            image.unlink(missing_ok=True)
+            self._set_firmware_status("DownloadFailed")
+            self._back_to_idle("firmware")
+            return
+        self._set_firmware_status("Downloaded")
+        log.info("firmware image %s: %d bytes", location, size)
+        await self._until_no_transaction()
+        installing = self._set_firmware_status("Installing")
+        version = version_of(location)
+        if size == 0:
+            log.error("firmware image %s is empty: InstallationFailed", location)
+            image.unlink(missing_ok=True)
+            self._set_firmware_status("InstallationFailed")
+            self._back_to_idle("firmware")
+            return
+        shutil.move(image, self.state_dir / "firmware.installed")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(installing), self.link.response_timeout)
+        if self.restart is None:
+            # Nothing to restart (hilsim used as a library): the version applies at next start.
+            await self.store.save_firmware(version, None)
+            self.version = version
+            self._set_firmware_status("Installed")
+            self._back_to_idle("firmware")
+            return
+        await self.store.save_firmware(version, "Installed")
+        log.warning("firmware %s installed; restarting to run it", version)
+        self.restart()
+
+    async def _until_no_transaction(self) -> None:
+        self._check_idle()
+        if not self._idle.is_set():
+            log.info("firmware waits for the running transactions to end before installing")
+        await self._idle.wait()
+
+    def _check_idle(self) -> None:
+        busy = any(
+            rt.machine.state.transaction is not None for rt in self.charger.connectors.values()
+        )
+        if busy:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    # -- GetDiagnostics ------------------------------------------------------------------------
+
+    def diagnostics(
+        self,
+        location: str,
+        retries: int | None,
+        retry_interval: int | None,
+        start_time: str | None,
+        stop_time: str | None,
+    ) -> str:
+        """Start an upload; returns the file name GetDiagnostics.conf announces."""
+        stamp = self.charger.wall.now().strftime("%Y%m%dT%H%M%SZ")
+        cp = self.link.charge_point_id.replace("/", "_")
+        name = f"diagnostics-{cp}-{stamp}.tar.gz"
+        since = _time_or_none(start_time)
+        until = _time_or_none(stop_time)
+        if self._upload is not None and not self._upload.done():
+            log.warning("GetDiagnostics: a new one replaces the upload in progress")
+            self._upload.cancel()
+        self._upload = asyncio.get_running_loop().create_task(
+            self._run_upload(location, name, Attempts.of(retries, retry_interval), since, until),
+            name="diagnostics-upload",
+        )
+        return name
+
+    async def _run_upload(
+        self,
+        location: str,
+        name: str,
+        attempts: Attempts,
+        since: float | None,
+        until: float | None,
+    ) -> None:
+        self._set_diagnostics_status("Uploading")
+        try:
+            archive = await self.archive(since, until)
+        except Exception as exc:
+            log.error("GetDiagnostics: cannot make the archive: %s", exc)
+            self._set_diagnostics_status("UploadFailed")
+            self._back_to_idle("diagnostics")
+            return
+        how = await self._try(
+            f"upload {name} to {location}",
+            attempts,
+            lambda: upload(location, name, archive, self.ca_file),
+        )
+        if how is None:
+            self._set_diagnostics_status("UploadFailed")
+        else:
+            log.info("diagnostics %s (%d bytes) uploaded by %s", name, len(archive), how)
+            self._set_diagnostics_status("Uploaded")
+        self._back_to_idle("diagnostics")
+
+    async def archive(self, since: float | None = None, until: float | None = None) -> bytes:
+        """tar.gz: log.txt (the recent log lines), hilsim.db (a consistent copy), info.json."""
+        lines = self.log_ring.lines(since, until) if self.log_ring else []
+        info = {
+            "charge_point": self.link.charge_point_id,
+            "firmware_version": self.version,
+            "made_at": self.charger.wall.iso(),
+            "status": self.charger.snapshot(),
+            **self.installation,
+        }
+        with tempfile.TemporaryDirectory(prefix="hilsim-diag-") as tmp:
+            copy = Path(tmp) / "hilsim.db"
+            await self.store.backup_to(copy)
+            return await asyncio.to_thread(_pack, copy, "\n".join(lines) + "\n", info)
+
+    async def _try(self, what: str, attempts: Attempts, job: Callable[[], Any]) -> Any:
+        for attempt in range(1, attempts.tries + 1):
+            try:
+                return await asyncio.to_thread(job)
+            except (TransferError, OSError) as exc:
+                log.warning("%s: attempt %d of %d failed: %s", what, attempt, attempts.tries, exc)
+            if attempt < attempts.tries:
+                await asyncio.sleep(attempts.interval_s)
+        log.error("%s: gave up after %d attempts", what, attempts.tries)
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._update, self._upload) if t is not None and not t.done()]
+        tasks += list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        operations = self.charger.operations
+        return {
+            "version": self.version,
+            "status": operations.firmware_status if operations else None,
+            "diagnostics_status": operations.diagnostics_status if operations else None,
+        }
+
+
+def installation_summary(settings: Settings) -> dict[str, Any]:
+    """What a diagnostics archive says about the setup: no secret, no file contents."""
+    from hilsim import __version__
+    from hilsim.security import security_settings
+
+    csms = urlsplit(settings.charge_point.csms_url)
+    return {
+        "hilsim_version": __version__,
+        "config_file": settings.source,
+        "csms": f"{csms.scheme}://{csms.hostname}:{csms.port or ''}{csms.path}",
+        "security_profile_configured": security_settings(settings).profile,
+        "connectors": [
+            {"id": c.id, "voltage_V": c.voltage_V, "max_power_W": c.max_power_W}
+            for c in settings.connectors
+        ],
+    }
+
+
+def _pack(database: Path, log_text: str, info: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(database, arcname="hilsim.db")
+        for name, text in (
+            ("log.txt", log_text),
+            ("info.json", json.dumps(info, indent=2, default=str) + "\n"),
+        ):
+            data = text.encode("utf-8")
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            member.mtime = int(time.time())
+            member.mode = 0o600
+            tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _time_or_none(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return parse_iso(text).timestamp()
+    except ValueError:
+        log.warning("GetDiagnostics: unreadable time %r ignored", text)
+        return None

@@ -1,0 +1,62 @@
+"""The handlers of the CSMS's FirmwareManagement CALLs: UpdateFirmware and GetDiagnostics.
+
+A mixin of `ChargePointClient` (its router finds the ``@on`` methods of every base). The answer
+goes out at once; the download, installation and upload run on afterwards, reported by
+FirmwareStatusNotification and DiagnosticsStatusNotification (see `hilsim.firmware`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from hilsim.firmware import Firmware
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# The client's router reads this attribute; repeated here because client.py imports this module
+# to use it as a base class (as hilsim.ocpp.core_handlers does).
+def on(action: str) -> Callable[[F], F]:
+    """Mark a method as the handler of a CALL the CSMS sends. It returns the CALLRESULT payload."""
+
+    def mark(method: F) -> F:
+        method.__ocpp_on__ = action  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class FirmwareHandlers:
+    charger: Any  # provided by ChargePointClient
+
+    @property
+    def firmware(self) -> Firmware:
+        firmware: Firmware | None = getattr(self.charger, "firmware", None)
+        if firmware is None:
+            raise RuntimeError("the charger has no firmware manager attached")
+        return firmware
+
+    @on("UpdateFirmware")
+    def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> dict[str, Any]:
+        self.firmware.update(location, retrieve_date, retries, retry_interval)
+        return {}
+
+    @on("GetDiagnostics")
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> dict[str, Any]:
+        name = self.firmware.diagnostics(location, retries, retry_interval, start_time, stop_time)
+        return {"fileName": name}
