@@ -1,0 +1,509 @@
+"""Validation of every payload the CSMS sends, with each JSON schema compiled once.
+
+The `ocpp` library validates a payload by handing it to `jsonschema`, which walks the schema
+anew for every message; on a Pi Zero that walk costs more than the round trip on the wire. Here
+each schema is translated, on first use, into nested Python closures that check exactly what
+``jsonschema.Draft4Validator`` checks, keyword by keyword in the schema's own order. The first
+violation found is therefore the one the library would have raised, and it is answered with the
+same CALLERROR code (tests/test_validation.py holds the two side by side on generated payloads).
+
+The schemas are the ones the `ocpp` library ships and validated with until now (the official
+OCA schemas in ``hilsim/csms/schemas`` are stricter; they are the built-in CSMS's business). They
+are read as files, so the library itself, and `jsonschema` with it, is never imported by a
+running charge point.
+
+Only the draft-04 keywords those schemas use are supported; a schema with any other validating
+keyword is refused when it is compiled, never silently half-checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[Any], None]
+
+#: Calls whose schemas hold ``multipleOf: 0.1``: numbers are compared as exact decimals, as on
+#: the wire (and as the library does), so that 21.4 is a multiple of 0.1.
+DECIMAL_CALLS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
+DECIMAL_RESULTS = frozenset({"GetCompositeSchedule"})
+
+#: Keywords that describe rather than constrain (draft-04 ignores ``format`` without a checker,
+#: as the library's validators have none).
+_ANNOTATIONS = frozenset(
+    {"$schema", "id", "$id", "title", "description", "definitions", "javaType", "format"}
+)
+
+# Which CALLERROR a violated keyword is answered with: the library's mapping (OCPP-J 2.0 names
+# for missing fields, "ProtocolError"), spelled as OCPP-J 1.6 spells the others.
+_CODES = {
+    "type": "TypeConstraintViolation",
+    "maxLength": "TypeConstraintViolation",
+    "additionalProperties": "FormationViolation",
+    "required": "ProtocolError",
+}
+_OTHER_CODE = "FormationViolation"
+
+
+class SchemaViolation(Exception):
+    """A payload breaks its schema. ``error_code`` is the CALLERROR code to answer it with."""
+
+    def __init__(self, keyword: str, message: str, path: Sequence[str | int] = ()) -> None:
+        super().__init__(message)
+        self.keyword = keyword
+        self.message = message
+        self.path: list[str | int] = list(path)
+
+    @property
+    def error_code(self) -> str:
+        return _CODES.get(self.keyword, _OTHER_CODE)
+
+    @property
+    def where(self) -> str:
+        """Where the offending value is, e.g. ``chargingSchedule/chargingSchedulePeriod/0``."""
+        return "/".join(str(part) for part in self.path)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.path else self.message
+
+
+class UnknownSchema(SchemaViolation):
+    """No schema for this action: the library answers NotImplemented, and so do we."""
+
+    @property
+    def error_code(self) -> str:
+        return "NotImplemented"
+
+
+def library_schema_dir() -> Path:
+    """Where the installed `ocpp` library keeps its OCPP 1.6 schemas, without importing it."""
+    spec = find_spec("ocpp")
+    locations = spec.submodule_search_locations if spec is not None else None
+    if not locations:
+        raise RuntimeError("the ocpp library is not installed: it ships the OCPP 1.6 schemas")
+    return Path(next(iter(locations))) / "v16" / "schemas"
+
+
+class Schemas:
+    """The OCPP 1.6 request and response validators, each compiled the first time it is used.
+
+    One instance is meant to live as long as the process (the CSMS link owns it), so a
+    reconnection does not compile anything again.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory if directory is not None else library_schema_dir()
+        self._compiled: dict[str, Check] = {}
+
+    def check_call(self, action: str, payload: Any) -> None:
+        """Raise SchemaViolation unless ``payload`` is a valid CALL payload of ``action``."""
+        self._validator(action, action, action in DECIMAL_CALLS)(payload)
+
+    def check_result(self, action: str, payload: Any) -> None:
+        """Raise SchemaViolation unless ``payload`` is a valid CALLRESULT payload of ``action``."""
+        name = f"{action}Response"
+        self._validator(name, action, action in DECIMAL_RESULTS)(payload)
+
+    def _validator(self, name: str, action: str, exact_decimals: bool) -> Check:
+        check = self._compiled.get(name)
+        if check is None:
+            check = self._compiled[name] = self._compile_file(name, action, exact_decimals)
+        return check
+
+    def _compile_file(self, name: str, action: str, exact_decimals: bool) -> Check:
+        # decimal is imported for the three schemas that need it, not by every start-up
+        from decimal import Decimal
+
+        try:
+            text = (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
+            schema = json.loads(text, parse_float=Decimal if exact_decimals else float)
+        except (OSError, ValueError):
+            cause = f"Failed to validate action: {action}"
+
+            def unknown(payload: Any) -> None:
+                raise UnknownSchema("schema", cause)
+
+            return unknown
+        check = compile_schema(schema, exact_decimals=exact_decimals)
+        if not exact_decimals:
+            return check
+
+        def exact(payload: Any) -> None:
+            check(_as_decimals(payload, Decimal))
+
+        return exact
+
+
+def _as_decimals(payload: Any, decimal: type) -> Any:
+    """The payload as a JSON parser with exact decimals sees it (floats come from the wire)."""
+    if isinstance(payload, float):
+        finite = payload == payload and abs(payload) != float("inf")
+        return decimal(repr(payload)) if finite else payload
+    if isinstance(payload, dict):
+        return {key: _as_decimals(value, decimal) for key, value in payload.items()}
+    if isinstance(payload, list):
+        return [_as_decimals(value, decimal) for value in payload]
+    return payload
+
+
+# -- the compiler --------------------------------------------------------------------------------
+
+
+def compile_schema(
+    schema: Mapping[str, Any],
+    root: Mapping[str, Any] | None = None,
+    *,
+    exact_decimals: bool = False,
+) -> Check:
+    """One callable that raises the first SchemaViolation Draft4Validator would report.
+
+    ``exact_decimals``: the schema and the payloads hold `decimal.Decimal` for JSON fractions.
+    """
+    numbers: tuple[type, ...] = (int, float)
+    if exact_decimals:
+        from decimal import Decimal
+
+        numbers = (int, float, Decimal)
+    return _Compiler(root if root is not None else schema, numbers).compile(schema)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+_EXACT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+}
+
+
+class _Compiler:
+    def __init__(self, root: Mapping[str, Any], numbers: tuple[type, ...]) -> None:
+        self.root = root
+        self._refs: dict[str, Check] = {}
+        self._numbers = numbers
+
+    def _is_number(self, value: Any) -> bool:
+        return isinstance(value, self._numbers) and not isinstance(value, bool)
+
+    def compile(self, schema: Any) -> Check:
+        if not isinstance(schema, dict):
+            raise ValueError(f"not a draft-04 schema: {schema!r}")
+        if "$ref" in schema:  # draft-04: a $ref replaces every keyword beside it
+            return self._ref(schema["$ref"])
+        checks = []
+        for keyword, value in schema.items():
+            if keyword in _ANNOTATIONS:
+                continue
+            make = getattr(self, f"_{keyword}", None)
+            if make is None:
+                raise ValueError(f"schema keyword {keyword!r} is not supported")
+            check = make(value, schema)
+            if check is not None:
+                checks.append(check)
+        if not checks:
+            return _accept
+        if len(checks) == 1:
+            return checks[0]
+        first, *rest = checks
+
+        def all_of(value: Any) -> None:
+            first(value)
+            for check in rest:
+                check(value)
+
+        return all_of
+
+    def _ref(self, ref: str) -> Check:
+        if ref in self._refs:
+            return self._refs[ref]
+        if not ref.startswith("#/"):
+            raise ValueError(f"only local $ref is supported, not {ref!r}")
+        target: Any = self.root
+        for part in ref[2:].split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        compiled: list[Check] = []
+
+        def deferred(value: Any) -> None:  # a reference may be used before it is compiled
+            compiled[0](value)
+
+        self._refs[ref] = deferred
+        compiled.append(self.compile(target))
+        self._refs[ref] = compiled[0]
+        return compiled[0]
+
+    # -- keywords: each returns a check, or None when it can never fail ---------------------------
+
+    def _type(self, types: str | list[str], schema: Mapping[str, Any]) -> Check:
+        names = [types] if isinstance(types, str) else list(types)
+        reprs = ", ".join(repr(name) for name in names)
+        if len(names) == 1 and names[0] in _EXACT_TYPES:
+            exact = _EXACT_TYPES[names[0]]
+
+            def one_type(value: Any) -> None:
+                if not isinstance(value, exact):
+                    raise SchemaViolation("type", f"{value!r} is not of type {reprs}")
+
+            return one_type
+        tests = [self._is_number if name == "number" else _TYPES[name] for name in names]
+
+        def any_type(value: Any) -> None:
+            for test in tests:
+                if test(value):
+                    return
+            raise SchemaViolation("type", f"{value!r} is not of type {reprs}")
+
+        return any_type
+
+    def _properties(self, properties: Mapping[str, Any], schema: Mapping[str, Any]) -> Check | None:
+        checks = [(name, self.compile(sub)) for name, sub in properties.items()]
+        checks = [(name, check) for name, check in checks if check is not _accept]
+        if not checks:
+            return None
+
+        def each_property(value: Any) -> None:
+            if not isinstance(value, dict):
+                return
+            for name, check in checks:
+                if name in value:
+                    try:
+                        check(value[name])
+                    except SchemaViolation as violation:
+                        violation.path.insert(0, name)
+                        raise
+
+        return each_property
+
+    def _additionalProperties(
+        self, allowed: bool | Mapping[str, Any], schema: Mapping[str, Any]
+    ) -> Check | None:
+        if "patternProperties" in schema:
+            raise ValueError("patternProperties is not supported")
+        known = frozenset(schema.get("properties", {}))
+        if isinstance(allowed, dict):
+            check = self.compile(allowed)
+
+            def additional_schema(value: Any) -> None:
+                if not isinstance(value, dict):
+                    return
+                for name in {key for key in value if key not in known}:
+                    try:
+                        check(value[name])
+                    except SchemaViolation as violation:
+                        violation.path.insert(0, name)
+                        raise
+
+            return additional_schema
+        if allowed:
+            return None
+
+        def no_additional(value: Any) -> None:
+            if not isinstance(value, dict):
+                return
+            for key in value:
+                if key not in known:
+                    extras = sorted({k for k in value if k not in known}, key=str)
+                    verb = "was" if len(extras) == 1 else "were"
+                    listed = ", ".join(repr(extra) for extra in extras)
+                    raise SchemaViolation(
+                        "additionalProperties",
+                        f"Additional properties are not allowed ({listed} {verb} unexpected)",
+                    )
+
+        return no_additional
+
+    def _required(self, names: list[str], schema: Mapping[str, Any]) -> Check | None:
+        if not names:
+            return None
+        required = tuple(names)
+
+        def all_present(value: Any) -> None:
+            if not isinstance(value, dict):
+                return
+            for name in required:
+                if name not in value:
+                    raise SchemaViolation("required", f"{name!r} is a required property")
+
+        return all_present
+
+    def _enum(self, choices: list[Any], schema: Mapping[str, Any]) -> Check:
+        if all(isinstance(choice, str) for choice in choices):
+            allowed = frozenset(choices)
+
+            def one_of_strings(value: Any) -> None:
+                if not (isinstance(value, str) and value in allowed):
+                    raise SchemaViolation("enum", f"{value!r} is not one of {choices!r}")
+
+            return one_of_strings
+
+        def one_of(value: Any) -> None:
+            if not any(_equal(choice, value) for choice in choices):
+                raise SchemaViolation("enum", f"{value!r} is not one of {choices!r}")
+
+        return one_of
+
+    def _maxLength(self, limit: int, schema: Mapping[str, Any]) -> Check:
+        message = "is expected to be empty" if limit == 0 else "is too long"
+
+        def short_enough(value: Any) -> None:
+            if isinstance(value, str) and len(value) > limit:
+                raise SchemaViolation("maxLength", f"{value!r} {message}")
+
+        return short_enough
+
+    def _minItems(self, limit: int, schema: Mapping[str, Any]) -> Check:
+        message = "should be non-empty" if limit == 1 else "is too short"
+
+        def long_enough(value: Any) -> None:
+            if isinstance(value, list) and len(value) < limit:
+                raise SchemaViolation("minItems", f"{value!r} {message}")
+
+        return long_enough
+
+    def _items(self, items: Any, schema: Mapping[str, Any]) -> Check | None:
+        if isinstance(items, dict):
+            check = self.compile(items)
+            if check is _accept:
+                return None
+
+            def every_item(value: Any) -> None:
+                if not isinstance(value, list):
+                    return
+                for index, item in enumerate(value):
+                    try:
+                        check(item)
+                    except SchemaViolation as violation:
+                        violation.path.insert(0, index)
+                        raise
+
+            return every_item
+        checks = [self.compile(sub) for sub in items]
+
+        def by_position(value: Any) -> None:
+            if not isinstance(value, list):
+                return
+            for index, (item, check) in enumerate(zip(value, checks, strict=False)):
+                try:
+                    check(item)
+                except SchemaViolation as violation:
+                    violation.path.insert(0, index)
+                    raise
+
+        return by_position
+
+    def _additionalItems(self, allowed: Any, schema: Mapping[str, Any]) -> Check | None:
+        items = schema.get("items", {})
+        if isinstance(items, dict):
+            return None  # draft-04: only meaningful beside a list of item schemas
+        count = len(items)
+        if isinstance(allowed, dict):
+            check = self.compile(allowed)
+
+            def additional_items(value: Any) -> None:
+                if not isinstance(value, list):
+                    return
+                for index in range(count, len(value)):
+                    try:
+                        check(value[index])
+                    except SchemaViolation as violation:
+                        violation.path.insert(0, index)
+                        raise
+
+            return additional_items
+        if allowed:
+            return None
+
+        def no_additional_items(value: Any) -> None:
+            if isinstance(value, list) and len(value) > count:
+                extras = value[count:]
+                verb = "was" if len(extras) == 1 else "were"
+                listed = ", ".join(repr(extra) for extra in extras)
+                raise SchemaViolation(
+                    "additionalItems",
+                    f"Additional items are not allowed ({listed} {verb} unexpected)",
+                )
+
+        return no_additional_items
+
+    def _multipleOf(self, step: Any, schema: Mapping[str, Any]) -> Check:
+        is_number = self._is_number
+
+        def multiple(value: Any) -> None:
+            if not is_number(value):
+                return
+            if isinstance(step, float):
+                try:
+                    quotient = value / step
+                    failed = int(quotient) != quotient
+                except (ArithmeticError, ValueError, TypeError):
+                    failed = True
+            else:
+                try:
+                    failed = bool(value % step)
+                except (ArithmeticError, TypeError, ValueError):  # decimal.InvalidOperation too
+                    failed = True
+            if failed:
+                raise SchemaViolation("multipleOf", f"{value!r} is not a multiple of {step}")
+
+        return multiple
+
+
+def _accept(value: Any) -> None:
+    return None
+
+
+def _equal(one: Any, two: Any) -> bool:
+    """JSON equality as jsonschema sees it: ``True`` is not ``1``, in containers too."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return bool(one == two)
+    if isinstance(one, list) and isinstance(two, list):
+        return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
+    if isinstance(one, dict) and isinstance(two, dict):
+        return one.keys() == two.keys() and all(_equal(one[k], two[k]) for k in one)
+    if isinstance(one, bool) or isinstance(two, bool):
+        return type(one) is type(two) and one == two
+    return bool(one == two)
+
+
+# -- keys: the wire's camelCase, the handlers' snake_case ---------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def snake_key(key: str) -> str:
+    """``chargingProfileId`` -> ``charging_profile_id``, exactly as the `ocpp` library does it.
+
+    Cached: the same few dozen keys arrive over and over, and the regular expressions are the
+    most expensive part of handling a small CALL.
+    """
+    key = key.replace("ocppCSMSURL", "ocpp_csms_url")
+    key = key.replace("V2X", "_v2x").replace("V2G", "_v2g")
+    first = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", key)
+    return re.sub("([a-z0-9])([A-Z])(?=\\S)", r"\1_\2", first).lower()
+
+
+def snake_case(data: Any) -> Any:
+    """Every dict key inside ``data`` converted with `snake_key`; values left as they are."""
+    if isinstance(data, dict):
+        return {snake_key(key): snake_case(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [snake_case(value) for value in data]
+    return data
