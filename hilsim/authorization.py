@@ -8,12 +8,14 @@ whose Wi-Fi dropped must still start a session for a tag it has seen accepted be
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hilsim.clock import Clock, parse_iso
 from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
+from hilsim.local_list import LocalAuthList
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.store import CachedIdTag, Store
 
@@ -26,23 +28,45 @@ ACCEPTED = "Accepted"
 class Decision:
     status: str  # an IdTagInfo status, e.g. Accepted, Invalid, Blocked, Expired
     parent_id_tag: str | None
-    source: str  # "CSMS", "cache (online)", "cache (offline)", "offline, unknown idTag"
+    source: str  # "CSMS", "cache (online)", "local list (offline)", "offline, unknown idTag"
+
+
+#: Told of an IdTagInfo from the CSMS that contradicts the local list (idTag, why).
+ConflictListener = Callable[[str, str], None]
 
 
 class Authorizer:
-    def __init__(self, store: Store, keys: ConfigurationKeys, link: CsmsLink, clock: Clock):
+    """Decides per idTag: the local list first, then the authorization cache, then the CSMS.
+
+    The local list takes precedence over the cache (3.5.3), and an idTag on it is never cached.
+    LocalPreAuthorize and LocalAuthorizeOffline apply to both: an entry that is Accepted and not
+    expired starts a transaction without asking the CSMS (online) or without the CSMS (offline).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        keys: ConfigurationKeys,
+        link: CsmsLink,
+        clock: Clock,
+        local_list: LocalAuthList | None = None,
+    ):
         self.store = store
         self.keys = keys
         self.link = link
         self.clock = clock
+        self.local_list = local_list
+        self.conflict_listeners: list[ConflictListener] = []
 
     async def authorize(self, id_tag: str) -> Decision:
-        cached = await self._cached(id_tag)
-        usable = cached is not None and self._valid(cached)
+        listed = self._listed(id_tag)
+        known = listed if listed is not None else await self._cached(id_tag)
+        where = "local list" if listed is not None else "cache"
+        usable = known is not None and self._valid(known)
         if self.link.state == LinkState.CONNECTED:
             if usable and self.keys.get("LocalPreAuthorize"):
-                assert cached is not None
-                return Decision(ACCEPTED, cached.parent_id_tag, "cache (online)")
+                assert known is not None
+                return Decision(ACCEPTED, known.parent_id_tag, f"{where} (online)")
             try:
                 info = await self.link.submit(lambda c: c.authorize(id_tag), "Authorize")
             except CsmsError as exc:
@@ -51,20 +75,61 @@ class Authorizer:
                 await self.remember(id_tag, info)
                 return Decision(str(info.get("status")), info.get("parent_id_tag"), "CSMS")
         if usable and self.keys.get("LocalAuthorizeOffline"):
-            assert cached is not None
-            return Decision(ACCEPTED, cached.parent_id_tag, "cache (offline)")
-        if cached is None and self.keys.get("AllowOfflineTxForUnknownId"):
+            assert known is not None
+            return Decision(ACCEPTED, known.parent_id_tag, f"{where} (offline)")
+        if known is None and self.keys.get("AllowOfflineTxForUnknownId"):
             return Decision(ACCEPTED, None, "offline, unknown idTag allowed")
-        status = cached.status if cached is not None and cached.status != ACCEPTED else "Invalid"
-        return Decision(status, None, "offline")
+        if known is None:
+            return Decision("Invalid", None, "offline")
+        if known.status != ACCEPTED:
+            return Decision(known.status, None, f"{where} (offline)")
+        if not usable:
+            return Decision("Expired", None, f"{where} (offline)")
+        return Decision("Invalid", None, f"{where} (offline, LocalAuthorizeOffline is false)")
 
     async def remember(self, id_tag: str, info: dict[str, Any]) -> None:
-        """Feed the cache with every IdTagInfo the CSMS returns (Authorize, StartTransaction)."""
-        if not self.keys.get("AuthorizationCacheEnabled") or "status" not in info:
+        """Take in every IdTagInfo the CSMS returns (Authorize, StartTransaction, StopTransaction).
+
+        An idTag on the local list is not cached; an answer that contradicts its entry is
+        reported (StatusNotification LocalListConflict, 3.5.3).
+        """
+        if "status" not in info:
+            return
+        listed = self._listed(id_tag)
+        if listed is not None:
+            why = self._conflict(listed, info)
+            if why is not None:
+                log.warning("local list conflict for idTag %s: %s", id_tag, why)
+                for listener in self.conflict_listeners:
+                    listener(id_tag, why)
+            return
+        if not self.keys.get("AuthorizationCacheEnabled"):
             return
         await self.store.cache_id_tag(
             id_tag, str(info["status"]), info.get("expiry_date"), info.get("parent_id_tag")
         )
+
+    def _listed(self, id_tag: str) -> CachedIdTag | None:
+        local_list = self.local_list
+        if local_list is None or not local_list.enabled:
+            return None
+        return local_list.get(id_tag)
+
+    def _conflict(self, listed: CachedIdTag, info: dict[str, Any]) -> str | None:
+        # ConcurrentTx means "Accepted, but already charging elsewhere" (MicroOcpp does the same).
+        status = str(info["status"])
+        status = ACCEPTED if status == "ConcurrentTx" else status
+        local = listed.status
+        if local == ACCEPTED and not self._valid(listed):
+            local = "Expired"
+        if status != local:
+            return f"the list says {local}, the CSMS says {status}"
+        if (listed.parent_id_tag or "") != (info.get("parent_id_tag") or ""):
+            return (
+                f"the list says parent {listed.parent_id_tag}, "
+                f"the CSMS says {info.get('parent_id_tag')}"
+            )
+        return None
 
     async def _cached(self, id_tag: str) -> CachedIdTag | None:
         if not self.keys.get("AuthorizationCacheEnabled"):

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilsim.authorization import Authorizer
+from hilsim.charging_limits import ChargingLimits
 from hilsim.clock import Clock, utc_iso
 from hilsim.config import ConnectorSettings
 from hilsim.errors import HilsimError
@@ -34,12 +35,19 @@ from hilsim.evse import (
     transition,
 )
 from hilsim.keys import ChangeStatus, ConfigurationKeys, KeySpec
+from hilsim.local_list import LocalAuthList
+from hilsim.measurands import choose, wanted
 from hilsim.meter import MeterHealth, MeterReading, MeterSource, MeterState, SyntheticMeter
 from hilsim.ocpp.client import ConfigurationEntry, Release
 from hilsim.ocpp.session import CsmsLink, LinkState
+from hilsim.operations import Operations
 from hilsim.outbox import Outbox
+from hilsim.smart_charging import ProfileRejected
 from hilsim.store import Store
 from hilsim.vehicle import SimulatedVehicle
+
+if TYPE_CHECKING:
+    from hilsim.firmware import Firmware
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,13 @@ LinkListener = Callable[[LinkState], None]
 EventListener = Callable[[int, events.Event, Outcome], None]
 
 #: Keys whose change the machines' Policy depends on.
-_POLICY_KEYS = {"OCPPAuthorizationEnabled", "AuthorizeRemoteTxRequests", "ConnectionTimeOut"}
+_POLICY_KEYS = {
+    "OCPPAuthorizationEnabled",
+    "AuthorizeRemoteTxRequests",
+    "ConnectionTimeOut",
+    "StopTransactionOnEVSideDisconnect",
+    "StopTransactionOnInvalidId",
+}
 
 
 @dataclass(slots=True)
@@ -101,6 +115,7 @@ class Charger:
         self.link: CsmsLink | None = None
         self.outbox: Outbox | None = None
         self.authorizer: Authorizer | None = None
+        self.operations: Operations | None = None  # availability, reset, reservations, ...
         self.status_listeners: list[StatusListener] = []
         self.link_listeners: list[LinkListener] = []
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
@@ -108,6 +123,7 @@ class Charger:
         self._voltage_overridden = voltage_overridden
         self._metering_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reported: tuple[list[Any], list[ConfigurationEntry]] = ([], [])  # get_configuration
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
         for cs in connectors:
@@ -121,12 +137,22 @@ class Charger:
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
+        #: smart charging: the installed profiles and the limits they put on the connectors
+        self.smart_charging = ChargingLimits(self)
+        #: firmware version, UpdateFirmware and GetDiagnostics (the service attaches it)
+        self.firmware: Firmware | None = None
 
     def attach(self, link: CsmsLink) -> None:
         """Connect the charger to its CSMS link (the link needs the charger first)."""
         self.link = link
         self.outbox = Outbox(self.store, link, self.keys, self._start_confirmed_late)
-        self.authorizer = Authorizer(self.store, self.keys, link, self.wall)
+        local_list = LocalAuthList(self.store, self.keys)
+        self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
+        self.operations = Operations(self, link, self.authorizer, local_list)
+        authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
+        self.outbox.id_tag_info_listeners.append(
+            lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info))
+        )
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
@@ -184,6 +210,7 @@ class Charger:
             if rt.machine.state.transaction is None:
                 rt.vehicle.plugged_in(reading.energy_Wh)
         self._ensure_metering(rt)
+        self.smart_charging.connector_changed(rt)
         self._send_status(rt.id, effect.status, effect.error_code)
         for listener in self.status_listeners:
             listener(rt.id, effect.status, effect.error_code)
@@ -219,16 +246,30 @@ class Charger:
         local id, as a real charger's would; the StartTransaction waits in the outbox.
         """
         assert self.outbox is not None and self.link is not None
+        health = rt.meter.health
+        if not health.ok and rt.meter.read(self.clock()).taken_at is None:
+            # A meter that never answered has no register yet: meterStart would be made up, and
+            # the transaction would bill the meter's whole count once it answers.
+            log.warning("C%d cannot start: meter %s", rt.id, health.describe())
+            self.dispatch(rt.id, events.StartFailed(f"meter {health.describe()}"))
+            return
         meter_start = round(rt.meter.read(self.clock()).energy_Wh)
         stamp = self.wall.iso()
         try:
+            reservation_id = effect.reservation_id
+            if self.operations is not None:  # a start may use up a reservation
+                reservation_id = self.operations.reservations.claim(
+                    rt.id, effect.id_tag, reservation_id
+                )
             local_id = await self.outbox.start(
-                rt.id, effect.id_tag, meter_start, stamp, effect.reservation_id
+                rt.id, effect.id_tag, meter_start, stamp, reservation_id
             )
         except HilsimError as exc:
             log.error("C%d cannot record the transaction start: %s", rt.id, exc)
             self.dispatch(rt.id, events.StartFailed(str(exc)))
             return
+        if self.operations is not None:  # Transaction.Begin, for StopTxnSampledData
+            self.operations.transaction_began(rt.id, local_id)
         answer = None
         if self.link.state == LinkState.CONNECTED:
             answer = await self.outbox.wait_confirmed(local_id, self.link.response_timeout)
@@ -275,6 +316,7 @@ class Charger:
             meter_stop,
         )
         assert self.outbox is not None
+        data = self.operations.transaction_data(rt.id, local_id) if self.operations else None
         self._spawn(
             self.outbox.stop(
                 local_id,
@@ -284,6 +326,7 @@ class Charger:
                 stamp,
                 effect.reason,
                 effect.id_tag,
+                data,
             )
         )
 
@@ -353,15 +396,14 @@ class Charger:
             "soc": soc,
         }
         stamp = self.wall.iso()
-        meter_value = [
-            {
-                "timestamp": stamp,
-                "sampledValue": [
-                    *_measurands(reading),
-                    _sampled(soc, "SoC", "Percent", "EV", digits=2),
-                ],
-            }
-        ]
+        # Only the measurands the CSMS asked for (MeterValuesSampledData); none: no MeterValues.
+        sampled = choose(
+            [*_measurands(reading), _sampled(soc, "SoC", "Percent", "EV", digits=2)],
+            wanted(self.keys),
+            offered_W=rt.offered_power_W(),
+            voltage_V=rt.voltage_V,
+        )
+        meter_value = [{"timestamp": stamp, "sampledValue": sampled}] if sampled else None
         # Persisted (and queued) in sample order; sent when the link allows.
         self._spawn(self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value))
         if soc >= 100.0 and rt.machine.status == Status.CHARGING:
@@ -377,13 +419,16 @@ class Charger:
 
     def booted(self) -> None:
         """After (re)boot the CSMS knows nothing current: send every connector's status."""
-        self._send_status(0, Status.AVAILABLE, ErrorCode.NO_ERROR)
+        whole = self.operations.charge_point_status() if self.operations else Status.AVAILABLE
+        self._send_status(0, whole, ErrorCode.NO_ERROR)
         for rt in self.connectors.values():
             state = rt.machine.state
             self._send_status(rt.id, state.status, state.error_code or ErrorCode.NO_ERROR)
 
     def learn_time(self, current_time: str) -> None:
         self.wall.learn(current_time)
+        # The wall clock may have moved: the next schedule boundary is timed again from it.
+        self.smart_charging.recompute()
 
     def adopt_heartbeat_interval(self, seconds: int) -> None:
         if seconds != self.keys.get("HeartbeatInterval"):
@@ -397,38 +442,29 @@ class Charger:
         self, keys: Sequence[str] | None
     ) -> tuple[list[ConfigurationEntry], list[str]]:
         known, unknown = self.keys.report(keys)
-        return [ConfigurationEntry(s.name, s.readonly, text) for s, text in known], unknown
+        # A CSMS polls every key over and over: while the values read the same, so do the entries
+        # (and the OCPP client reuses its answer for the same entries).
+        if known != self._reported[0]:
+            entries = [ConfigurationEntry(s.name, s.readonly, text) for s, text in known]
+            self._reported = (known, entries)
+        return self._reported[1], unknown
 
     async def change_configuration(self, key: str, value: str) -> str:
         status, spec, parsed = self.keys.change(key, value)
         if status == ChangeStatus.accepted and spec is not None:
-            # Persist before answering: Accepted must survive a power cut right after it.
-            await self.store.save_key(spec.name, spec.format(parsed))
-            log.info("configuration %s = %s", spec.name, spec.format(parsed))
+            # Persist before answering: Accepted must survive a power cut right after it. A
+            # write-only key (a secret) is persisted by its owner, hilsim.security, not here.
+            if not spec.writeonly:
+                await self.store.save_key(spec.name, spec.format(parsed))
+            log.info("configuration %s = %s", spec.name, spec.shown(parsed))
         else:
-            log.info("configuration %s = %r refused: %s", key, value, status)
+            shown = "(not shown)" if spec is not None and spec.writeonly else repr(value)
+            log.info("configuration %s = %s refused: %s", key, shown, status)
         return str(status)
 
-    def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
-        """Apply the first period's limit (W, or A times the connector's voltage)."""
-        if connector_id != 0 and connector_id not in self.connectors:
-            return "Rejected"
-        targets = list(self.connectors.values()) if connector_id == 0 else [
-            self.connectors[connector_id]
-        ]
-        if profile.get("charging_profile_purpose") == "TxProfile":
-            tx_id = profile.get("transaction_id")
-            running = [rt for rt in targets if rt.machine.state.transaction_id is not None]
-            if connector_id == 0 or not running:
-                return "Rejected"  # a TxProfile needs a running transaction on that connector
-            if tx_id is not None and self.transaction_id(running[0].id) != tx_id:
-                return "Rejected"
-        limits = {rt.id: _limit_W(profile, rt.voltage_V) for rt in targets}
-        if any(limit is None for limit in limits.values()):
-            return "Rejected"
-        for rt in targets:
-            self.apply_limit(rt.id, limits[rt.id])
-        return "Accepted"
+    async def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
+        """Install a profile; the composite of all of them is applied (hilsim.charging_limits)."""
+        return await self.smart_charging.set(connector_id, profile)
 
     def apply_limit(self, connector_id: int, limit_W: float | None) -> None:
         rt = self.connectors[connector_id]
@@ -443,8 +479,6 @@ class Charger:
     ) -> tuple[str, Release]:
         if connector_id is not None and connector_id not in self.connectors:
             return "Rejected", _nothing
-        if profile is not None and profile.get("charging_profile_purpose") != "TxProfile":
-            return "Rejected", _nothing
         if connector_id is not None:
             candidates = [connector_id]
         else:
@@ -455,13 +489,16 @@ class Charger:
         for cid in candidates:
             rt = self.connectors[cid]
             if transition(rt.machine.state, event, rt.machine.policy, now).accepted:
-                limit = _limit_W(profile, rt.voltage_V) if profile else None
-                if profile is not None and limit is None:
-                    return "Rejected", _nothing
-                outcome = self.dispatch(cid, event, hold=True)
+                tx_profile = None
                 if profile is not None:
-                    rt.limit_W = limit
-                    self.dispatch(cid, events.SetPowerLimit(limit))
+                    try:
+                        tx_profile = self.smart_charging.remote_start_profile(cid, profile)
+                    except ProfileRejected as exc:
+                        log.warning("C%d RemoteStartTransaction rejected: %s", cid, exc)
+                        return "Rejected", _nothing
+                outcome = self.dispatch(cid, event, hold=True)
+                if tx_profile is not None:
+                    self.smart_charging.install_for_remote_start(tx_profile)
                 return "Accepted", self._held(cid, outcome)
         return "Rejected", _nothing
 
@@ -485,6 +522,8 @@ class Charger:
             authorize_local=bool(self.keys.get("OCPPAuthorizationEnabled")),
             authorize_remote=bool(self.keys.get("AuthorizeRemoteTxRequests")),
             connection_timeout_s=float(self.keys.get("ConnectionTimeOut")),
+            stop_on_ev_disconnect=bool(self.keys.get("StopTransactionOnEVSideDisconnect")),
+            stop_on_invalid_id=bool(self.keys.get("StopTransactionOnInvalidId")),
         )
 
     def _key_changed(self, spec: KeySpec, value: Any) -> None:
@@ -498,6 +537,7 @@ class Charger:
                 rt.voltage_V = float(value)
                 if isinstance(rt.meter, SyntheticMeter):
                     rt.meter.voltage_V = float(value)
+            self.smart_charging.recompute()  # a limit in A is worth other watts now
         elif spec.name == "MeterValueSampleInterval":
             self._metering_wake.set()
 
@@ -511,17 +551,26 @@ class Charger:
         for rt in self.connectors.values():
             if rt.machine.state.transaction is not None:
                 self.dispatch(rt.id, events.EndTransaction(reason))
-        with contextlib.suppress(TimeoutError):  # the stops are recorded by spawned tasks
-            await asyncio.wait_for(
-                asyncio.gather(*list(self._tasks), return_exceptions=True), timeout
-            )
+        # The stops are recorded by spawned tasks; a start confirmed meanwhile spawns its stop
+        # only then, so wait until no task is left, not just for those running now.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while pending := [task for task in self._tasks if not task.done()]:
+                    await asyncio.gather(*pending, return_exceptions=True)
         link = self.link
         if self.outbox is not None and link is not None and link.state == LinkState.CONNECTED:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.drained(), timeout)
 
     async def start(self) -> None:
-        """Start each connector's meter (a polled one tries its first poll); watch its health."""
+        """Start each connector's meter (a polled one tries its first poll); watch its health.
+
+        What the CSMS set before the last stop (availability, local list, reservations) is put
+        back first.
+        """
+        if self.operations is not None:
+            await self.operations.restore()
+        await self.smart_charging.load()
         for rt in self.connectors.values():
             rt.meter.health_listeners.append(
                 lambda health, rt=rt: self._meter_health_changed(rt, health)
@@ -538,7 +587,7 @@ class Charger:
         if health.state == MeterState.FAILED:
             if state.error_code is not None:
                 return  # already Faulted; re-checked when that fault ends
-            log.error("C%d meter failed (%s): PowerMeterFailure", rt.id, health.describe())
+            log.error("C%d meter failed (%s): PowerMeterFailure", rt.id, health.problem)
             event = events.Fault(ErrorCode.POWER_METER_FAILURE, StopReason.OTHER)
             rt.meter_fault = not self.dispatch(rt.id, event).refused
         elif health.ok and rt.meter_fault:
@@ -548,6 +597,9 @@ class Charger:
                 self.dispatch(rt.id, events.ClearFault())
 
     async def close(self) -> None:
+        self.smart_charging.close()
+        if self.operations is not None:
+            await self.operations.close()
         for rt in self.connectors.values():
             if rt.deadline is not None:
                 rt.deadline.cancel()
@@ -598,6 +650,7 @@ class Charger:
                 "state": str(link.state) if link else "disconnected",
                 "connected_since": _iso_or_none(link.connected_since if link else None),
                 "last_message_at": _iso_or_none(link.last_message_at if link else None),
+                "security": link.security.snapshot() if link and link.security else None,
             },
             "clock": self.wall.source,
             "outbox": {
@@ -605,6 +658,9 @@ class Charger:
                 "dropped": self.outbox.dropped if self.outbox else 0,
             },
             "connectors": connectors,
+            "smart_charging": self.smart_charging.snapshot(),
+            "firmware": self.firmware.snapshot() if self.firmware else None,
+            **(self.operations.snapshot() if self.operations else {}),
         }
 
 
@@ -694,24 +750,3 @@ def _meter_status(meter: MeterSource, reading: MeterReading, now: float) -> dict
             for p in reading.phases
         ],
     }
-
-
-def _limit_W(profile: dict[str, Any] | None, voltage_V: float) -> float | None:
-    """The power limit of a profile's first schedule period, or None when it has none."""
-    if not profile:
-        return None
-    schedule = profile.get("charging_schedule") or {}
-    periods = schedule.get("charging_schedule_period") or []
-    if not periods:
-        return None
-    first = min(periods, key=lambda p: p.get("start_period", 0))
-    limit = float(first.get("limit", -1))
-    if limit < 0:
-        return None
-    unit = schedule.get("charging_rate_unit")
-    if unit == "W":
-        return limit
-    if unit == "A":
-        phases = int(first.get("number_phases") or 1)
-        return limit * voltage_V * phases
-    return None

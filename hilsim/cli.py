@@ -66,6 +66,31 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument(
         "error_code", nargs="?", default="OtherError", help="OCPP ChargePointErrorCode"
     )
+    ctl_sub.add_parser("pins", help="print every configured GPIO pin and what it shows, as JSON")
+    for name, text in [
+        ("press", "press the button on mock input pin PIN (BCM number, e.g. 17 or GPIO17)"),
+        ("release", "release the button on mock input pin PIN"),
+    ]:
+        ctl_sub.add_parser(name, help=text).add_argument("pin", metavar="PIN")
+
+    gpio = sub.add_parser("gpio", help="check the panel's wiring")
+    gpio_sub = gpio.add_subparsers(dest="gpio_command", required=True, metavar="ACTION")
+    gpio_test = gpio_sub.add_parser(
+        "test",
+        help="light every LED and relay in turn, then print each button press "
+        "(stop `hilsim run` first: it holds the pins)",
+    )
+    with_config(gpio_test)
+    gpio_test.add_argument(
+        "--step", type=float, default=1.0, metavar="SECONDS", help="time per output (default 1)"
+    )
+    gpio_test.add_argument(
+        "--listen",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to print button presses after the walk (default 60; 0: none)",
+    )
 
     csms = sub.add_parser("csms", help="run the built-in CSMS (central system)")
     with_config(csms)
@@ -74,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     csms.add_argument(
         "--id-tag", action="append", dest="id_tags", help="an idTag to accept (repeatable)"
     )
+    # Security profiles 1-3 against the built-in CSMS (hilsim.security, README "Security").
+    csms.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve wss:// with this cert")
+    csms.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    csms.add_argument(
+        "--client-ca", type=Path, metavar="PEM",
+        help="demand client certificates signed by this CA, CN = charge point id (profile 3)",
+    )  # fmt: skip
+    csms.add_argument(
+        "--password", action="append", dest="passwords", metavar="ID=FILE",
+        help="require Basic auth; charge point ID's password is in FILE (repeatable)",
+    )  # fmt: skip
 
     demo = sub.add_parser(
         "demo", help="play a whole charging session against the built-in CSMS and exit"
@@ -90,17 +126,24 @@ def _parser() -> argparse.ArgumentParser:
     set_ = config_sub.add_parser("set", help="change a key, as ChangeConfiguration would")
     set_.add_argument("key")
     set_.add_argument("value")
+
+    from hilsim.meter import probe  # no pymodbus import until a probe runs
+
+    meter = sub.add_parser("meter", help="check an energy meter's wiring and settings")
+    meter_sub = meter.add_subparsers(dest="meter_command", required=True, metavar="ACTION")
+    probe.add_arguments(
+        meter_sub.add_parser("probe", help="read a Modbus meter once and print what it said")
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet = args.command not in ("run", "csms")
-    logging.basicConfig(
-        level=args.log_level or ("WARNING" if quiet else "INFO"),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Under systemd: the journal with structured fields (hilsim.daemon.logs); else stderr.
+    from hilsim.daemon import configure_logging, load_bindings
+
+    configure_logging(args.log_level or ("WARNING" if quiet else "INFO"), load_bindings())
     try:
         return int(asyncio.run(_dispatch(args)) or 0)
     except HilsimError as exc:
@@ -112,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
-        return await _run(load_settings(args.config))
+        return await _run(load_settings(args.config), args.log_level)
     if args.command == "ctl":
         return await _ctl(load_settings(args.config), args)
     if args.command == "csms":
@@ -123,14 +166,28 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await play(trace=not args.quiet)
     if args.command == "config":
         return await _config(load_settings(args.config), args)
+    if args.command == "gpio":
+        return await _gpio_test(load_settings(args.config), args)
+    if args.command == "meter":
+        from hilsim.meter import probe
+
+        return await probe.run(args)
     raise AssertionError(args.command)
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, log_level: str | None = None) -> int:
+    from hilsim.daemon import Supervision
     from hilsim.service import Service
 
-    service = Service(settings)
+    # Says once here when systemd-python is missing; `--log-level` beats `[log] level`.
+    supervision = Supervision.from_environment(log_level_override=log_level)
+    supervision.apply_log_level(settings)
+    service = Service(settings, supervision=supervision)
     await service.run(handle_signals=True)
+    if service.restart_requested:  # Reset Hard, after a clean shutdown
+        from hilsim.restart import restart_process
+
+        restart_process()
     return 0
 
 
@@ -138,11 +195,31 @@ async def _ctl(settings: Settings, args: argparse.Namespace) -> int:
     from hilsim.control import request
 
     payload: dict[str, Any] = {"cmd": args.ctl_command}
-    for name in ("connector", "id_tag", "error_code"):
+    for name in ("connector", "id_tag", "error_code", "pin"):
         if hasattr(args, name):
             payload[name] = getattr(args, name)
     answer = await request(settings.control.socket, payload)
     return _print_answer(answer)
+
+
+async def _gpio_test(settings: Settings, args: argparse.Namespace) -> int:
+    from hilsim.panel import load_panel_settings, open_pin_factory
+    from hilsim.panel.selftest import self_test
+
+    panel = load_panel_settings(settings)
+    if panel.empty:
+        return await self_test(panel, None, _say)
+    factory, backend = open_pin_factory(panel.backend, panel.source)
+    try:
+        return await self_test(
+            panel, factory, _say, backend=backend, step_s=args.step, listen_s=args.listen
+        )
+    finally:
+        factory.close()
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _print_answer(answer: dict[str, Any]) -> int:
@@ -161,7 +238,19 @@ async def _csms(args: argparse.Namespace) -> int:
     host = args.host or settings.csms.host
     port = args.port if args.port is not None else settings.csms.port
     id_tags = args.id_tags or list(settings.csms.id_tags)
-    await serve(host, port, id_tags, trace=lambda line: print(line, flush=True))
+    from hilsim.csms.server import security_options
+
+    ssl_context, passwords = security_options(
+        args.tls_cert, args.tls_key, args.client_ca, args.passwords or []
+    )
+    await serve(
+        host,
+        port,
+        id_tags,
+        trace=lambda line: print(line, flush=True),
+        ssl_context=ssl_context,
+        passwords=passwords,
+    )
     return 0
 
 
@@ -181,16 +270,21 @@ async def _config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]:
-    from hilsim.keys import ChangeStatus
+    from hilsim.keys import ChangeStatus, installation_seed
     from hilsim.service import Service
     from hilsim.store import Store, load_configuration
 
     async with await Store.open(settings.storage.database) as store:
-        keys = await load_configuration(store, seed={"voltage_V": settings.connectors[0].voltage_V})
+        keys = await load_configuration(store, seed=installation_seed(settings))
         if payload["cmd"] == "config-get":
             return Service._config_get(keys, payload["key"])
         status, spec, value = keys.change(payload["key"], payload["value"])
         if status != ChangeStatus.accepted or spec is None:
             return {"ok": False, "error": str(status)}
-        await store.save_key(spec.name, spec.format(value))
+        if spec.writeonly:  # the AuthorizationKey: its own file, never the database
+            from hilsim.security import key_file_for
+
+            key_file_for(settings).save(bytes.fromhex(str(value)))
+        else:
+            await store.save_key(spec.name, spec.format(value))
         return {"ok": True, "result": {"status": str(status)}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,19 +36,30 @@ def parse_iso(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """Loaded once: find_library runs ldconfig in a subprocess, far too slow per timestamp."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
 def kernel_clock_synchronized() -> bool | None:
     """Ask the kernel (adjtimex, read-only) whether NTP has disciplined the clock.
 
     None when it cannot be asked (not Linux, no libc): the caller then trusts the system clock.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
+    libc = _libc()
+    if libc is None:
         return None
+    timex = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 reads only
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        timex = ctypes.create_string_buffer(512)  # struct timex, zeroed: modes = 0 reads only
         state = libc.adjtimex(timex)
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     if state < 0:
         return None

@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -34,7 +33,7 @@ EMBEDDED_SOURCE = "<embedded defaults>"
 GPIO_BACKENDS = ("auto", "mock", "lgpio", "rpigpio", "native")
 
 # Tables that later issues parse themselves; accepted here so adding them is not a config error.
-_FOREIGN_TABLES = ("security", "web", "meter")
+_FOREIGN_TABLES = ("security", "web", "meter", "log")  # log: hilsim.daemon.logs
 _CONNECTOR_SUBTABLES = ("gpio", "meter")
 _TOP_LEVEL = ("charge_point", "connector", "storage", "control", "gpio", "csms", *_FOREIGN_TABLES)
 
@@ -60,7 +59,9 @@ _CHARGE_POINT_MAX_LENGTH = {
     "meter_serial_number": 25,
     "meter_type": 25,
 }
-_CONNECTOR_KEYS = ("id", "voltage_V", "max_power_W", *_CONNECTOR_SUBTABLES)
+_CONNECTOR_KEYS = ("id", "voltage_V", "max_power_W", "unlock", *_CONNECTOR_SUBTABLES)
+#: How UnlockConnector ends on this connector: the answer a real charger's lock would give.
+UNLOCK_OUTCOMES = ("unlocked", "failed", "not_supported")
 _MAX_VOLTAGE_V = 1000.0
 _MAX_POWER_W = 400_000.0
 _ID_TAG_MAX_LENGTH = 20  # OCPP 1.6 IdToken is CiString20
@@ -100,6 +101,7 @@ class ConnectorSettings:
     id: int
     voltage_V: float = 230.0
     max_power_W: float = 11000.0
+    unlock: str = "unlocked"  # one of UNLOCK_OUTCOMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,8 @@ def embedded_defaults(base_dir: Path | None = None) -> Settings:
     socket are relative names, resolved against `base_dir` (default: the current directory),
     because a fixed absolute path in package data would collide between users and need root.
     """
+    from importlib import resources  # only here: `hilsim run` with a file never needs it
+
     text = resources.files("hilsim").joinpath("defaults.toml").read_text(encoding="utf-8")
     return parse_settings(text, EMBEDDED_SOURCE, base_dir=base_dir)
 
@@ -454,7 +458,20 @@ class _Parser:
             id=connector_id,
             voltage_V=self.number(table, prefix, "voltage_V", 230.0, _MAX_VOLTAGE_V),
             max_power_W=self.number(table, prefix, "max_power_W", 11000.0, _MAX_POWER_W),
+            unlock=self.choice(table, prefix, "unlock", UNLOCK_OUTCOMES),
         )
+
+    def choice(
+        self, table: dict[str, Any], prefix: str, key: str, choices: tuple[str, ...]
+    ) -> str:
+        """One of `choices`, the first being the default."""
+        value = table.get(key, choices[0])
+        if value not in choices:
+            raise self.error(
+                self.join(prefix, key),
+                f"expected one of {', '.join(repr(c) for c in choices)}, got {_describe(value)}",
+            )
+        return str(value)
 
     def gpio(self, table: dict[str, Any]) -> GpioSettings:
         # Only `backend` is ours; the panel's pin keys live in the same table and are parsed by

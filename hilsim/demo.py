@@ -1,9 +1,10 @@
 """`hilsim demo`: a whole charging session against the built-in CSMS, with a readable trace.
 
-It drives the charge point through its control socket, i.e. with exactly the events the panel's
-buttons produce, and plays the CSMS's part through the built-in CSMS's API. It is a product
-feature (the first thing a new user runs) and a smoke test of the whole stack: it exits 1 if the
-CSMS's ledger does not hold one complete transaction per session.
+It drives the charge point through its control socket: the EV and RFID steps press the buttons
+of the embedded config's panel on gpiozero mock pins (`ctl press`/`release`, so debounce and the
+button callbacks run for real), and it plays the CSMS's part through the built-in CSMS's API.
+It is a product feature (the first thing a new user runs) and a smoke test of the whole stack: it
+exits 1 if the CSMS's ledger does not hold one complete transaction per session.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from hilsim.control import request
 from hilsim.csms import CentralSystem, ChargePointSession
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import ActionNamer, Frame, format_frame
+from hilsim.panel import PanelSettings, load_panel_settings
 from hilsim.service import Service
+from hilsim.web import demo_listen, with_web
 
 TAG = "04A2B3C4"
 STEP_TIMEOUT = 10.0
@@ -38,15 +41,45 @@ class Demo:
         self.settings = settings
         self.session = session
         self.out = out
+        self.panel: PanelSettings = load_panel_settings(settings)
 
     def say(self, text: str) -> None:
         self.out(f"{_stamp()}  ▶ {text}")
 
-    async def ctl(self, cmd: str, connector: int, **extra: Any) -> None:
-        payload = {"cmd": cmd, "connector": connector, **extra}
-        answer = await request(self.settings.control.socket, payload)
-        if not answer.get("ok"):
-            raise RuntimeError(f"ctl {cmd} {connector}: {answer.get('error')}")
+    async def click(self, pin: int, what: str) -> None:
+        """Press and release a panel button on its mock pin, as a finger would."""
+        self.say(f"button GPIO{pin} pressed: {what}")
+        for cmd in ("press", "release"):
+            answer = await request(self.settings.control.socket, {"cmd": cmd, "pin": pin})
+            result = answer.get("result") or {}
+            if not answer.get("ok") or str(result.get("result", "")).startswith("refused"):
+                raise RuntimeError(f"ctl {cmd} {pin}: {answer.get('error') or result}")
+
+    def plug_pin(self, connector: int) -> int:
+        panel = self.panel.connector(connector)
+        if panel is None or panel.plug is None:
+            raise RuntimeError(f"the demo config has no plug button on connector {connector}")
+        return panel.plug.pin
+
+    def tag_pin(self, connector: int, id_tag: str) -> int:
+        panel = self.panel.connector(connector)
+        for tag in panel.tags if panel else ():
+            if tag.id_tag == id_tag:
+                return tag.button.pin
+        raise RuntimeError(f"the demo config has no {id_tag} button on connector {connector}")
+
+    async def show_lights(self, connector: int) -> None:
+        """Narrate what the connector's LED and relay show, read back from the mock pins."""
+        answer = await request(self.settings.control.socket, {"cmd": "pins"})
+        pins = [p for p in answer["result"]["pins"] if p["connector"] == connector]
+        lit = [p for p in pins if p["role"].startswith(("rgb_led", "led_")) and p["on"]]
+        relays = [p for p in pins if p["role"] == "relay"]
+        parts = []
+        if lit:
+            names = "/".join(f"GPIO{p['pin']}" for p in lit)
+            parts.append(f"LED {lit[0]['colour']} {lit[0]['pattern']} ({names})")
+        parts += [f"relay GPIO{p['pin']} {p['colour']}" for p in relays]
+        self.say(f"connector {connector} panel: " + ", ".join(parts))
 
     async def status(self, connector: int, status: str) -> None:
         await self.session.wait_for(
@@ -69,13 +102,12 @@ class Demo:
         self.say("CSMS sets MeterValueSampleInterval to 1 s")
         await s.change_configuration("MeterValueSampleInterval", "1")
 
-        self.say("EV plugged into connector 1")
-        await self.ctl("plug", 1)
+        await self.click(self.plug_pin(1), "EV plugged into connector 1")
         await self.status(1, "Preparing")
-        self.say(f"RFID tag {TAG} presented at connector 1")
-        await self.ctl("tag", 1, id_tag=TAG)
+        await self.click(self.tag_pin(1, TAG), f"RFID tag {TAG} presented at connector 1")
         start = await s.wait_for("StartTransaction", timeout=STEP_TIMEOUT)
         await self.status(1, "Charging")
+        await self.show_lights(1)
         tx1 = _transaction_of(s, start)
         await self.samples(1, 3)
         self.say("CSMS limits connector 1 to 16 A (3.7 kW at 230 V) with SetChargingProfile")
@@ -87,19 +119,18 @@ class Demo:
         await s.remote_stop(tx1)
         await s.wait_for("StopTransaction", timeout=STEP_TIMEOUT)
         await self.status(1, "Finishing")
-        self.say("EV unplugged from connector 1")
-        await self.ctl("unplug", 1)
+        await self.click(self.plug_pin(1), "EV unplugged from connector 1")
         await self.status(1, "Available")
 
-        self.say("EV plugged into connector 2; CSMS starts remotely without naming a connector")
-        await self.ctl("plug", 2)
+        await self.click(self.plug_pin(2), "EV plugged into connector 2")
         await self.status(2, "Preparing")
+        self.say("CSMS starts a transaction remotely without naming a connector")
         await s.remote_start("DEADBEEF")
         await s.wait_for("StartTransaction", timeout=STEP_TIMEOUT)
         await self.status(2, "Charging")
         await self.samples(2, 2)
-        self.say("EV unplugged from connector 2 while charging")
-        await self.ctl("unplug", 2)
+        await self.show_lights(2)
+        await self.click(self.plug_pin(2), "EV unplugged from connector 2 while charging")
         await s.wait_for("StopTransaction", timeout=STEP_TIMEOUT)
         await self.status(2, "Available")
 
@@ -123,12 +154,15 @@ async def play(trace: bool = True, out: Callable[[str], None] = print) -> int:
 
         async with CentralSystem("127.0.0.1", 0, id_tags=settings.csms.id_tags) as csms:
             cp = replace(settings.charge_point, csms_url=csms.url)
-            settings = replace(settings, charge_point=cp)
+            # The demo page, read-only (no password): the demo presses the buttons itself.
+            settings = with_web(replace(settings, charge_point=cp), demo_listen())
             service = Service(settings, frame_listeners=[show], backoff=Backoff(0.2, 2.0, 2.0))
             out(f"{_stamp()}  ▶ built-in CSMS on {csms.url}; charge point {cp.id} connecting")
             runner = asyncio.create_task(service.run())
             try:
                 session = await csms.wait_for_charge_point(cp.id, timeout=STEP_TIMEOUT)
+                if service.web is not None:
+                    out(f"{_stamp()}  ▶ demo page (live, read-only): {service.web.url}")
                 demo = Demo(settings, session, out)
                 await demo.play()
             finally:

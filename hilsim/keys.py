@@ -15,16 +15,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hilsim.config import Settings
 
 logger = logging.getLogger(__name__)
 
-Value = int | bool | float
+Value = int | bool | float | str
 Listener = Callable[["KeySpec", Value], None]
+Guard = Callable[[Value], "str | None"]
 
 # Strict on purpose: Python's int()/float() also accept "1_000", " 7 ", "nan" and non-ASCII
 # digits, none of which a CSMS should be able to slip into a timer.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: ChangeConfiguration.req's value is a CiString500Type.
+_MAX_TEXT_LENGTH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +39,27 @@ class KeySpec:
     """Name, type, default and range of one key; the single source of truth for its text form."""
 
     name: str
-    kind: type  # int, bool or float
+    kind: type  # int, bool, float or str
     default: Value
     minimum: float | None = None
     maximum: float | None = None
     readonly: bool = False
     aliases: tuple[str, ...] = ()
     description: str = ""
+    #: A str key with `choices` or `member` is an OCPP comma-separated list (CSL): each member
+    #: must be one of `choices` or match the regex `member`, none twice, at most `max_items`.
+    choices: tuple[str, ...] = ()
+    member: str | None = None
+    max_items: int | None = None
+    #: A str key that is not a list must match the regex `pattern` (said as `pattern_text`).
+    pattern: str | None = None
+    pattern_text: str = ""
+    #: A secret (AuthorizationKey): never reported, logged or stored with the other keys.
+    writeonly: bool = False
+
+    @property
+    def is_list(self) -> bool:
+        return bool(self.choices) or self.member is not None
 
     def parse(self, text: str) -> Value:
         """Turn the text of a ChangeConfiguration into a value, or say why it cannot be one.
@@ -58,6 +79,8 @@ class KeySpec:
             if not _DECIMAL.fullmatch(text):
                 raise ValueError(f"{self.name}: expected a decimal number, got {text!r}")
             return self.check(float(text))
+        if self.kind is str:
+            return self.check(text)
         raise TypeError(f"{self.name}: unsupported kind {self.kind!r}")
 
     def check(self, value: object) -> Value:
@@ -69,6 +92,8 @@ class KeySpec:
             if not isinstance(value, bool):
                 raise ValueError(f"{self.name}: expected a boolean, got {value!r}")
             return value
+        if self.kind is str:
+            return self._check_text(value)
         # bool is an int subclass; True is never a sensible interval or voltage.
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{self.name}: expected {self._kind_name()}, got {value!r}")
@@ -88,8 +113,58 @@ class KeySpec:
             )
         return number
 
+    def _check_text(self, value: object) -> str:
+        """A text key's value; a list is returned normalised ("a, b" -> "a,b")."""
+        if not isinstance(value, str):
+            raise ValueError(f"{self.name}: expected text, got {value!r}")
+        if len(value) > _MAX_TEXT_LENGTH:
+            raise ValueError(
+                f"{self.name}: expected at most {_MAX_TEXT_LENGTH} characters, got {len(value)}"
+            )
+        if not self.is_list:
+            if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+                # Never the value itself: it may be a secret.
+                raise ValueError(f"{self.name}: expected {self.pattern_text or self.pattern}")
+            return value
+        # An empty value is the empty list (e.g. no measurands in StopTransaction).
+        items = [item.strip() for item in value.split(",")] if value.strip() else []
+        if any(not item for item in items):
+            raise ValueError(
+                f"{self.name}: expected a comma-separated list without empty members, "
+                f"got {value!r}"
+            )
+        for item in items:
+            if not self._member_ok(item):
+                raise ValueError(
+                    f"{self.name}: expected members {self._members_text()}, got {item!r}"
+                )
+        if len(set(items)) != len(items):
+            raise ValueError(f"{self.name}: expected each member once, got {value!r}")
+        if self.max_items is not None and len(items) > self.max_items:
+            raise ValueError(
+                f"{self.name}: expected at most {self.max_items} members, got {len(items)}"
+            )
+        return ",".join(items)
+
+    def _member_ok(self, item: str) -> bool:
+        if self.choices:
+            return item in self.choices
+        return self.member is not None and re.fullmatch(self.member, item) is not None
+
+    def _members_text(self) -> str:
+        if self.choices:
+            return "from " + ", ".join(self.choices)
+        return f"matching {self.member}"
+
+    def items(self, value: Value) -> tuple[str, ...]:
+        """The members of a list key's value."""
+        text = str(value)
+        return tuple(text.split(",")) if text else ()
+
     def format(self, value: Value) -> str:
         """The text form used on the wire and in the database, so both round-trip through parse."""
+        if self.kind is str:
+            return str(value)
         if self.kind is bool:
             return "true" if value else "false"
         if self.kind is float:
@@ -97,8 +172,13 @@ class KeySpec:
             return repr(float(value))
         return str(int(value))
 
+    def shown(self, value: Value) -> str:
+        """The value as a log line may show it."""
+        return "(write-only, not shown)" if self.writeonly else self.format(value)
+
     def _kind_name(self) -> str:
-        return {bool: "a boolean", int: "an integer", float: "a number"}.get(self.kind, "a value")
+        names = {bool: "a boolean", int: "an integer", float: "a number", str: "text"}
+        return names.get(self.kind, "a value")
 
     def _range_text(self) -> str:
         def show(bound: float) -> str:
@@ -112,6 +192,30 @@ class KeySpec:
             return f"of at most {show(self.maximum)}"
         return ""
 
+
+#: OCPP 1.6 feature profiles, as SupportedFeatureProfiles spells them.
+FEATURE_PROFILES = (
+    "Core",
+    "FirmwareManagement",
+    "LocalAuthListManagement",
+    "Reservation",
+    "SmartCharging",
+    "RemoteTrigger",
+)
+#: The measurands hilsim can put in a MeterValue (Voltage and Frequency only from a real meter).
+MEASURANDS = (
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "Current.Import",
+    "Voltage",
+    "Frequency",
+    "SoC",
+    "Power.Offered",
+    "Current.Offered",
+)
+SAMPLED_DEFAULT = MEASURANDS[:6]
+LOCAL_LIST_MAX_LENGTH = 1000
+SEND_LOCAL_LIST_MAX_LENGTH = 250
 
 SPECS: tuple[KeySpec, ...] = (
     KeySpec(
@@ -224,6 +328,273 @@ SPECS: tuple[KeySpec, ...] = (
         86400,
         description="Seconds between WebSocket pings (a missed pong drops the link); 0 is off.",
     ),
+    # -- the rest of the OCPP 1.6 Core profile (section 9.1), then LocalAuthListManagement (9.2)
+    # and Reservation (9.3). Read-only values that depend on the installation are seeded by the
+    # service from the settings (`installation_seed`).
+    KeySpec(
+        "NumberOfConnectors",
+        int,
+        1,
+        1,
+        100,
+        readonly=True,
+        description="Physical connectors of this charge point (from the [[connector]] tables).",
+    ),
+    KeySpec(
+        "SupportedFeatureProfiles",
+        str,
+        ",".join(FEATURE_PROFILES),
+        readonly=True,
+        choices=FEATURE_PROFILES,
+        description="The OCPP 1.6 feature profiles this charge point implements.",
+    ),
+    KeySpec(
+        "SupportedFeatureProfilesMaxLength",
+        int,
+        len(FEATURE_PROFILES),
+        0,
+        100,
+        readonly=True,
+        description="Most members SupportedFeatureProfiles can hold.",
+    ),
+    KeySpec(
+        "GetConfigurationMaxKeys",
+        int,
+        100,
+        1,
+        1000,
+        readonly=True,
+        description="Most keys one GetConfiguration.req may ask for.",
+    ),
+    KeySpec(
+        "MeterValuesSampledData",
+        str,
+        ",".join(SAMPLED_DEFAULT),
+        choices=MEASURANDS,
+        max_items=len(MEASURANDS),
+        description="Measurands in the periodic (and triggered) MeterValues while charging.",
+    ),
+    KeySpec(
+        "MeterValuesSampledDataMaxLength",
+        int,
+        len(MEASURANDS),
+        0,
+        100,
+        readonly=True,
+        description="Most measurands MeterValuesSampledData can hold.",
+    ),
+    KeySpec(
+        "MeterValuesAlignedData",
+        str,
+        "Energy.Active.Import.Register",
+        choices=MEASURANDS,
+        max_items=len(MEASURANDS),
+        description="Measurands of the clock-aligned MeterValues (ClockAlignedDataInterval).",
+    ),
+    KeySpec(
+        "MeterValuesAlignedDataMaxLength",
+        int,
+        len(MEASURANDS),
+        0,
+        100,
+        readonly=True,
+        description="Most measurands MeterValuesAlignedData can hold.",
+    ),
+    KeySpec(
+        "StopTxnSampledData",
+        str,
+        "",
+        choices=MEASURANDS,
+        max_items=len(MEASURANDS),
+        description="Sampled measurands in StopTransaction's transactionData.",
+    ),
+    KeySpec(
+        "StopTxnSampledDataMaxLength",
+        int,
+        len(MEASURANDS),
+        0,
+        100,
+        readonly=True,
+        description="Most measurands StopTxnSampledData can hold.",
+    ),
+    KeySpec(
+        "StopTxnAlignedData",
+        str,
+        "",
+        choices=MEASURANDS,
+        max_items=len(MEASURANDS),
+        description="Clock-aligned measurands in StopTransaction's transactionData.",
+    ),
+    KeySpec(
+        "StopTxnAlignedDataMaxLength",
+        int,
+        len(MEASURANDS),
+        0,
+        100,
+        readonly=True,
+        description="Most measurands StopTxnAlignedData can hold.",
+    ),
+    KeySpec(
+        "ConnectorPhaseRotation",
+        str,
+        "0.Unknown",
+        member=r"[0-9]{1,3}\.(?:NotApplicable|Unknown|RST|RTS|SRT|STR|TRS|TSR)",
+        max_items=101,
+        description="Phase rotation per connector (e.g. 0.RST,1.RST); informational.",
+    ),
+    KeySpec(
+        "ConnectorPhaseRotationMaxLength",
+        int,
+        101,
+        0,
+        1000,
+        readonly=True,
+        description="Most members ConnectorPhaseRotation can hold.",
+    ),
+    KeySpec(
+        "StopTransactionOnEVSideDisconnect",
+        bool,
+        True,
+        description="Stop the transaction when the cable is pulled out of the EV.",
+    ),
+    KeySpec(
+        "StopTransactionOnInvalidId",
+        bool,
+        True,
+        description="Stop a transaction the CSMS answers StartTransaction for with a non-Accepted "
+        "idTag; false: keep it, without energy (SuspendedEVSE).",
+    ),
+    KeySpec(
+        # Read-only 0: energy stops the moment the CSMS refuses the idTag of a transaction kept
+        # running (StopTransactionOnInvalidId false); hilsim grants no allowance after that.
+        "MaxEnergyOnInvalidId",
+        int,
+        0,
+        0,
+        0,
+        readonly=True,
+        description="Wh still delivered after the idTag of a running transaction was refused.",
+    ),
+    KeySpec(
+        "UnlockConnectorOnEVSideDisconnect",
+        bool,
+        True,
+        description="Unlock the charge point side of the cable when it is pulled out of the EV.",
+    ),
+    KeySpec(
+        "MinimumStatusDuration",
+        int,
+        0,
+        0,
+        3600,
+        description="Seconds a status must last before StatusNotification reports it; 0 is off.",
+    ),
+    KeySpec(
+        "ResetRetries",
+        int,
+        1,
+        0,
+        10,
+        description="How often a failed reset is tried again.",
+    ),
+    KeySpec(
+        "BlinkRepeat",
+        int,
+        3,
+        0,
+        100,
+        description="How often the lights blink when they signal something.",
+    ),
+    KeySpec(
+        "LightIntensity",
+        int,
+        100,
+        0,
+        100,
+        description="Brightness of the lights, in percent.",
+    ),
+    KeySpec(
+        "LocalAuthListMaxLength",
+        int,
+        LOCAL_LIST_MAX_LENGTH,
+        0,
+        1_000_000,
+        readonly=True,
+        description="Most idTags the local authorization list holds.",
+    ),
+    KeySpec(
+        "SendLocalListMaxLength",
+        int,
+        SEND_LOCAL_LIST_MAX_LENGTH,
+        0,
+        1_000_000,
+        readonly=True,
+        description="Most idTags one SendLocalList.req may carry.",
+    ),
+    KeySpec(
+        "ReserveConnectorZeroSupported",
+        bool,
+        True,
+        readonly=True,
+        description="ReserveNow may reserve the charge point as a whole (connector 0).",
+    ),
+    # -- SmartCharging (OCPP 1.6 section 9.4): what hilsim.charging_limits accepts ------------
+    KeySpec(
+        "ChargeProfileMaxStackLevel",
+        int,
+        10,
+        0,
+        1000,
+        readonly=True,
+        description="Highest stackLevel a SetChargingProfile may use.",
+    ),
+    KeySpec(
+        "ChargingScheduleAllowedChargingRateUnit",
+        str,
+        "Current,Power",
+        readonly=True,
+        choices=("Current", "Power"),
+        max_items=2,
+        description="Rate units a charging schedule may use: Current (A), Power (W).",
+    ),
+    KeySpec(
+        "ChargingScheduleMaxPeriods",
+        int,
+        24,
+        1,
+        1000,
+        readonly=True,
+        description="Most periods one charging schedule may have.",
+    ),
+    KeySpec(
+        "MaxChargingProfilesInstalled",
+        int,
+        20,
+        1,
+        1000,
+        readonly=True,
+        description="Most charging profiles installed at once.",
+    ),
+    # -- Security whitepaper (OCPP 1.6 ed. 3): hilsim.security --------------------------------
+    KeySpec(
+        "SecurityProfile",
+        int,
+        0,
+        0,
+        3,
+        description="0 none, 1 Basic auth over ws, 2 TLS and Basic auth, 3 TLS client "
+        "certificate; starts from [security] profile, never goes down by ChangeConfiguration.",
+    ),
+    KeySpec(
+        "AuthorizationKey",
+        str,
+        "",
+        # 16 to 40 bytes as hexadecimal digits (the whitepaper); empty: none set.
+        pattern=r"(?:(?:[0-9A-Fa-f]{2}){16,40})?",
+        pattern_text="16 to 40 bytes written as 32 to 80 hexadecimal digits",
+        writeonly=True,
+        description="The HTTP Basic auth password (profiles 1 and 2). Write-only.",
+    ),
 )
 
 #: The eight keys of the project's spec, in its order; the rest extend it.
@@ -279,6 +650,7 @@ class ConfigurationKeys:
         self._by_name = _BY_NAME if self._specs == SPECS else _index(self._specs)
         self._values: dict[str, Value] = {spec.name: spec.default for spec in self._specs}
         self._listeners: list[Listener] = []
+        self._guards: dict[str, list[Guard]] = {}
         for name, value in (values or {}).items():
             spec = self._spec(name)
             self._values[spec.name] = spec.check(value)
@@ -295,6 +667,19 @@ class ConfigurationKeys:
     def get(self, name: str) -> Value:
         """Current value of a key, by name or alias; KeyError for an unknown key."""
         return self._values[self._spec(name).name]
+
+    def load(self, name: str, value: Value) -> None:
+        """Set a value from where its owner keeps it (a secret's file): checked, not announced."""
+        spec = self._spec(name)
+        self._values[spec.name] = spec.check(value)
+
+    def guard(self, name: str, check: Guard) -> None:
+        """Let `check(value)` veto changes of a key: it returns why not, or None to allow.
+
+        For rules no range can say (SecurityProfile may not go down, nor up without the
+        certificates it needs).
+        """
+        self._guards.setdefault(self._spec(name).name, []).append(check)
 
     def change(self, name: str, text: str) -> tuple[ChangeStatus, KeySpec | None, Value | None]:
         """Apply a ChangeConfiguration in memory.
@@ -314,20 +699,26 @@ class ConfigurationKeys:
         except ValueError as exc:
             logger.info("ChangeConfiguration rejected: %s", exc)
             return ChangeStatus.rejected, spec, None
+        for check in self._guards.get(spec.name, ()):
+            if (why := check(value)) is not None:
+                logger.info("ChangeConfiguration %s rejected: %s", spec.name, why)
+                return ChangeStatus.rejected, spec, None
         self._values[spec.name] = value
-        logger.info("ChangeConfiguration %s = %s", spec.name, spec.format(value))
+        logger.info("ChangeConfiguration %s = %s", spec.name, spec.shown(value))
         self._notify(spec, value)
         return ChangeStatus.accepted, spec, value
 
-    def report(self, names: Sequence[str] | None) -> tuple[list[tuple[KeySpec, str]], list[str]]:
+    def report(
+        self, names: Sequence[str] | None
+    ) -> tuple[list[tuple[KeySpec, str | None]], list[str]]:
         """Answer a GetConfiguration: (known keys with formatted values, unknown names as given).
 
         Known keys come in request order, deduplicated by canonical name so asking for a key and
         its alias does not list the setting twice; no names means every key.
         """
         if not names:
-            return [(spec, spec.format(self._values[spec.name])) for spec in self._specs], []
-        known: list[tuple[KeySpec, str]] = []
+            return [(spec, self._reported(spec)) for spec in self._specs], []
+        known: list[tuple[KeySpec, str | None]] = []
         unknown: list[str] = []
         seen: set[str] = set()
         for name in names:
@@ -336,8 +727,12 @@ class ConfigurationKeys:
                 unknown.append(name)
             elif spec.name not in seen:
                 seen.add(spec.name)
-                known.append((spec, spec.format(self._values[spec.name])))
+                known.append((spec, self._reported(spec)))
         return known, unknown
+
+    def _reported(self, spec: KeySpec) -> str | None:
+        """A write-only key is listed without its value (GetConfiguration's value is optional)."""
+        return None if spec.writeonly else spec.format(self._values[spec.name])
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener(spec, value)` after every accepted change; returns an unsubscribe."""
@@ -351,8 +746,12 @@ class ConfigurationKeys:
         return unsubscribe
 
     def as_text(self) -> dict[str, str]:
-        """Canonical name -> formatted value, the form the store persists."""
-        return {spec.name: spec.format(self._values[spec.name]) for spec in self._specs}
+        """Canonical name -> formatted value, the form the store persists (never a secret)."""
+        return {
+            spec.name: spec.format(self._values[spec.name])
+            for spec in self._specs
+            if not spec.writeonly
+        }
 
     def _spec(self, name: str) -> KeySpec:
         spec = self._by_name.get(name)
@@ -368,3 +767,19 @@ class ConfigurationKeys:
                 listener(spec, value)
             except Exception:
                 logger.exception("listener for %s failed", spec.name)
+
+
+def installation_seed(settings: Settings) -> dict[str, Value]:
+    """Key values that follow from the configuration file rather than from the CSMS.
+
+    Seeded at every start, so the read-only ones (NumberOfConnectors) always say what is
+    installed, and voltage_V follows the first connector until the CSMS changes it.
+    """
+    from hilsim.security import security_settings  # the [security] table is parsed there
+
+    return {
+        "voltage_V": settings.connectors[0].voltage_V,
+        "NumberOfConnectors": len(settings.connectors),
+        # Seeded, so a SecurityProfile the CSMS raised is kept, a new [security] profile not lost.
+        "SecurityProfile": security_settings(settings).profile,
+    }

@@ -57,6 +57,8 @@ class Outbox:
         self.dropped = 0
         #: told the action of every message once it is safely in the database
         self.recorded_listeners: list[Callable[[str], None]] = []
+        #: told (idTag, IdTagInfo) of every StopTransaction the CSMS answered with an IdTagInfo
+        self.id_tag_info_listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     # -- ids ---------------------------------------------------------------------------------
 
@@ -121,13 +123,16 @@ class Outbox:
         timestamp: str,
         reason: str,
         id_tag: str | None,
+        transaction_data: list[dict[str, Any]] | None = None,
     ) -> None:
-        payload = {
+        payload: dict[str, Any] = {
             "meter_stop": meter_stop,
             "timestamp": timestamp,
             "reason": reason,
             "id_tag": id_tag,
         }
+        if transaction_data:  # StopTxnSampledData / StopTxnAlignedData
+            payload["transaction_data"] = transaction_data
         async with self._writes:
             await self.store.end_transaction(
                 local_id, connector_id, energy_Wh, timestamp, json.dumps(payload)
@@ -245,6 +250,9 @@ class Outbox:
                 self.on_start_confirmed(entry.local_id, int(transaction_id), info)
         else:
             await self.store.outbox_done(entry.seq)
+            if entry.action == "StopTransaction" and result and kwargs.get("id_tag"):
+                for listener in self.id_tag_info_listeners:
+                    listener(str(kwargs["id_tag"]), result)
         self.delivered += 1
 
     async def _refused(self, entry: OutboxEntry, exc: CallErrorReceived) -> None:

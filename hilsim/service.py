@@ -9,22 +9,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import ocpp.messages
+from typing import TYPE_CHECKING, Any
 
 from hilsim.charger import Charger
-from hilsim.config import Settings
+from hilsim.config import Settings, load_settings
 from hilsim.control import ControlServer
+from hilsim.daemon import Supervision, describe, plan_reload, status_line
+from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, events
-from hilsim.keys import ChangeStatus, ConfigurationKeys
+from hilsim.firmware import Firmware, LogRing, installation_summary
+from hilsim.keys import ChangeStatus, ConfigurationKeys, installation_seed
+from hilsim.meter.config import build_meters, meter_settings
 from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
+from hilsim.panel import PANEL_COMMANDS, Panel, load_panel_settings
+from hilsim.security import ConnectionSecurity, key_file_for, security_settings
 from hilsim.store import Store, load_configuration
+from hilsim.web import WebServer, load_web_settings
+
+if TYPE_CHECKING:
+    from gpiozero import Factory  # a type only: gpiozero loads with the panel, when it has pins
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +62,15 @@ class Service:
         frame_listeners: Sequence[FrameListener] = (),
         backoff: Backoff | None = None,
         response_timeout: float = 30.0,
+        supervision: Supervision | None = None,
+        pin_factory: Factory | None = None,
     ) -> None:
+        """`pin_factory`: the gpiozero factory for the panel; None opens `[gpio] backend`'s."""
         self.settings = settings
+        self.pin_factory = pin_factory
+        self.panel: Panel | None = None
+        self.web: WebServer | None = None  # the demo page, when [web] listen is set
+        self.supervision = supervision or Supervision()
         self.frame_listeners = list(frame_listeners)
         self.backoff = backoff
         self.response_timeout = response_timeout
@@ -63,23 +80,40 @@ class Service:
         self.link: CsmsLink | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._signalled: set[asyncio.Task[None]] = set()
         self.stop_reason = StopReason.LOCAL
+        #: Set by a Hard reset: `hilsim run` starts the program afresh once `run()` returned.
+        self.restart_requested = False
+        #: the recent log lines a GetDiagnostics archive holds
+        self.log_ring = LogRing()
 
     def stop(self, reason: StopReason = StopReason.LOCAL) -> None:
         self.stop_reason = reason
         self._stop.set()
 
+    def restart(self) -> None:
+        """Reset Hard: stop like a shutdown (reason HardReset), then `hilsim.restart` re-execs."""
+        self.restart_requested = True
+        self.stop(StopReason.HARD_RESET)
+
     async def run(self, *, handle_signals: bool = False) -> None:
-        # Validation stays on for every frame; only the thread-pool hop per frame is dropped: on a
-        # Pi Zero it costs more than the validation itself.
-        ocpp.messages.ASYNC_VALIDATION = False
         settings = self.settings
+        panel_settings = load_panel_settings(settings)  # a wiring typo fails before any IO
+        meter_config = meter_settings(settings)  # so does a meter's
+        web_settings = load_web_settings(settings)  # and the demo page's
         async with await Store.open(settings.storage.database) as store:
             self.store = store
-            first = settings.connectors[0]
-            keys = await load_configuration(store, seed={"voltage_V": first.voltage_V})
+            keys = await load_configuration(store, seed=installation_seed(settings))
             overridden = "voltage_V" in await store.changed_keys()
-            charger = Charger(settings.connectors, keys, store, voltage_overridden=overridden)
+            registers = await store.meter_registers()
+            charger = Charger(
+                settings.connectors,
+                keys,
+                store,
+                voltage_overridden=overridden,
+                registers=registers,
+                meters=build_meters(meter_config, registers=registers),
+            )
             link = CsmsLink(
                 settings.charge_point.endpoint,
                 settings.charge_point.id,
@@ -90,17 +124,57 @@ class Service:
                 frame_listeners=self.frame_listeners,
                 response_timeout=self.response_timeout,
             )
-            charger.link = link
+            charger.attach(link)
+            # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
+            link.security = ConnectionSecurity(
+                security_settings(settings), keys, store, settings.charge_point.id,
+                key_file_for(settings),
+            )  # fmt: skip
+            link.security.link = link
+            # FirmwareManagement: the installed version (BootNotification says it), updates,
+            # and diagnostics archives of the recent log lines and the database.
+            firmware = Firmware(
+                charger, store, link,
+                configured_version=settings.charge_point.firmware_version,
+                state_dir=settings.storage.database.parent,
+                log_ring=self.log_ring,
+                ca_file=link.security.settings.ca_file,
+                installation=installation_summary(settings),
+            )  # fmt: skip
+            await firmware.load()
+            firmware.restart = self.restart  # a new version runs after a restart, as Reset Hard
+            charger.firmware = firmware
+            link.identity = firmware.identity(link.identity)
+            assert charger.outbox is not None and charger.operations is not None
+            charger.operations.hard_reset = self.restart  # Reset Hard
+            await charger.outbox.recover()  # transactions a power cut left open end as PowerLoss
             self.keys, self.charger, self.link = keys, charger, link
+            charger.status_listeners.append(lambda *_: self._publish_status())
+            charger.link_listeners.append(lambda _: self._publish_status())
+            # Pins are claimed before anything connects: a busy or missing pin is a PanelError.
+            panel = Panel(panel_settings, charger, asyncio.get_running_loop(), self.pin_factory)
+            panel.open()
+            self.panel = panel
             if handle_signals:
                 self._install_signal_handlers()
+            logging.getLogger().addHandler(self.log_ring)  # for GetDiagnostics
             try:
+                await charger.start()  # meters: a dead one is a health state, never an error
+                if web_settings.enabled:
+                    self.web = WebServer(web_settings, charger, self.command, panel)
                 async with (
                     ControlServer(settings.control.socket, self.command),
+                    self.web or contextlib.nullcontext(),
                     asyncio.TaskGroup() as tasks,
                 ):
                     link_task = tasks.create_task(link.run(), name="csms-link")
+                    outbox_task = tasks.create_task(charger.outbox.run(), name="outbox")
                     self.ready.set()
+                    # READY=1 only now: config loaded, database open, control socket listening.
+                    self.supervision.notifier.ready(self.status_text())
+                    supervisor = tasks.create_task(
+                        self.supervision.run(self.status_text), name="systemd"
+                    )
                     log.info(
                         "charge point %s with %d connector(s), CSMS %s",
                         settings.charge_point.id,
@@ -108,24 +182,82 @@ class Service:
                         settings.charge_point.endpoint,
                     )
                     await self._stop.wait()
+                    supervisor.cancel()  # no more watchdog pings: systemd now times the stop
+                    if self.restart_requested:  # the same process comes back: not a stop
+                        self.supervision.notifier.reloading("hard reset: restarting")
+                    else:
+                        self.supervision.notifier.stopping(
+                            f"stopping: ending transactions ({self.stop_reason})"
+                        )
                     log.info("stopping: ending transactions (%s)", self.stop_reason)
                     await charger.end_all_transactions(self.stop_reason)
+                    outbox_task.cancel()
                     link_task.cancel()
             finally:
+                logging.getLogger().removeHandler(self.log_ring)
+                panel.close()  # LEDs dark, relays open
+                await firmware.close()
                 await charger.close()
                 if handle_signals:
                     self._remove_signal_handlers()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGTERM, self._terminate)
+        loop.add_signal_handler(signal.SIGINT, self.stop)  # Ctrl-C at a terminal: Local
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+
+    def _terminate(self) -> None:
+        """SIGTERM: `systemctl stop` (Local) or the system going down (Reboot); ask which."""
+        if self._stop.is_set() or self._signalled:
+            return
+        task = asyncio.get_running_loop().create_task(self._stop_for_sigterm())
+        self._signalled.add(task)
+
+    async def _stop_for_sigterm(self) -> None:
+        self.stop(await self.supervision.shutdown.stop_reason())
+
+    # -- systemd: status line and reload -------------------------------------------------------
+
+    def status_text(self) -> str:
+        """The line `systemctl status` shows (see hilsim.daemon.status)."""
+        return status_line(self.charger.snapshot()) if self.charger else "starting"
+
+    def _publish_status(self) -> None:
+        if self.supervision.notifier.active:
+            self.supervision.notifier.status(self.status_text())
+
+    def reload(self) -> None:
+        """SIGHUP: apply what is safe from the config file now, log what needs a restart.
+
+        The rule is in hilsim.daemon.reload; a file that does not parse changes nothing.
+        """
+        notifier = self.supervision.notifier
+        notifier.reloading(f"reloading {self.settings.source}")
+        try:
+            plan = plan_reload(self.settings, load_settings(self.settings.source))
+        except ConfigError as exc:
+            log.error("reload failed, running configuration kept: %s", exc)
+        else:
+            link = self.link
+            if link is not None:
+                cp = plan.settings.charge_point
+                link.endpoint, link.charge_point_id = cp.endpoint, cp.id
+                firmware = self.charger.firmware if self.charger else None
+                identity = identity_of(plan.settings)
+                link.identity = firmware.identity(identity) if firmware else identity
+            self.settings = plan.settings
+            self.supervision.apply_log_level(plan.settings)
+            for level, line in describe(plan):
+                log.log(level, "%s", line)
+        finally:
+            notifier.ready(self.status_text())
 
     # -- the control socket's commands ---------------------------------------------------------
 
@@ -149,14 +281,39 @@ class Service:
             if outcome.refused:
                 return {"ok": False, "error": f"connector {connector_id}: {outcome.refused}"}
             return {"ok": True, "result": {"status": str(outcome.state.status)}}
+        if cmd in PANEL_COMMANDS and self.panel is not None:
+            return await self.panel.command(request)
         if cmd == "config-get":
             return self._config_get(keys, request.get("key"))
+        if cmd == "debug-block-loop":
+            return self._block_loop(request)
         if cmd == "config-set":
             key, value = str(request.get("key", "")), str(request.get("value", ""))
             status = await charger.change_configuration(key, value)
             ok = status == ChangeStatus.accepted
             return {"ok": ok, "result": {"status": status}, **({} if ok else {"error": status})}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _block_loop(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Hold the event loop still on purpose (not in `hilsim ctl`'s help).
+
+        It shows on a real Pi, and in the tests, that a hung loop stops the watchdog pings and
+        systemd restarts the service. Bounded, so a typo cannot hang the charger for good.
+        """
+        try:
+            seconds = float(request.get("seconds", 0))
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not 0 < seconds <= 600:
+            return {"ok": False, "error": "debug-block-loop: seconds must be > 0 and <= 600"}
+        log.warning("debug: blocking the event loop for %g s; watchdog pings stop", seconds)
+        self.supervision.notifier.status(f"debug: event loop blocked for {seconds:g} s")
+        started = time.monotonic()
+        time.sleep(seconds)
+        blocked = time.monotonic() - started
+        log.warning("debug: event loop running again after %.3f s", blocked)
+        self.supervision.notifier.status(self.status_text(), force=True)
+        return {"ok": True, "result": {"blocked_s": round(blocked, 3)}}
 
     @staticmethod
     def _config_get(keys: ConfigurationKeys, key: object) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +75,53 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 3: what the CSMS sets and a real charger keeps across a reboot: the local authorization
+    # list and its version (one row, id 1), each connector's availability (0 = the charge point
+    # as a whole), and reservations (their expiry as the CSMS sent it).
+    """
+    CREATE TABLE local_auth_list (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry_date TEXT,
+        parent_id_tag TEXT
+    );
+    CREATE TABLE local_auth_list_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE connector_availability (
+        connector_id INTEGER PRIMARY KEY,
+        operative INTEGER NOT NULL CHECK (operative IN (0, 1)),
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE reservation (
+        reservation_id INTEGER PRIMARY KEY,
+        connector_id INTEGER NOT NULL,
+        id_tag TEXT NOT NULL,
+        parent_id_tag TEXT,
+        expiry_date TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 4: smart charging profiles the CSMS installed (their OCPP form as JSON), and the firmware
+    # an UpdateFirmware installed, with the status still to be reported after its reboot.
+    """
+    CREATE TABLE charging_profile (
+        profile_id INTEGER PRIMARY KEY,
+        connector_id INTEGER NOT NULL,
+        purpose TEXT NOT NULL,
+        stack_level INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        installed_at TEXT NOT NULL
+    );
+    CREATE TABLE firmware (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version TEXT NOT NULL,
+        pending_status TEXT,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -106,6 +153,19 @@ class CachedIdTag:
     status: str
     expiry_date: str | None
     parent_id_tag: str | None
+
+
+#: An entry of the local authorization list: the same IdTagInfo, but set by SendLocalList.
+ListedIdTag = CachedIdTag
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    reservation_id: int
+    connector_id: int  # 0: the charge point as a whole
+    id_tag: str
+    parent_id_tag: str | None
+    expiry_date: str  # as the CSMS sent it
 
 
 def _move_aside(path: Path) -> Path:
@@ -496,6 +556,226 @@ class Store:
 
         await self._guard("clear the authorization cache", run)
 
+    # -- local authorization list (SendLocalList) -----------------------------------------------
+
+    async def local_list(self) -> tuple[int, list[ListedIdTag]]:
+        """The stored list version (0 before the first SendLocalList) and its entries."""
+
+        async def run() -> tuple[int, list[ListedIdTag]]:
+            versions = list(
+                await self._db.execute_fetchall(
+                    "SELECT version FROM local_auth_list_version WHERE id = 1"
+                )
+            )
+            rows = await self._db.execute_fetchall(
+                "SELECT id_tag, status, expiry_date, parent_id_tag FROM local_auth_list "
+                "ORDER BY id_tag"
+            )
+            entries = [ListedIdTag(row[0], row[1], row[2], row[3]) for row in rows]
+            return (int(versions[0][0]) if versions else 0), entries
+
+        return await self._guard("read the local authorization list", run)
+
+    async def update_local_list(
+        self,
+        version: int,
+        upserts: Sequence[ListedIdTag],
+        removals: Sequence[str] = (),
+        *,
+        full: bool = False,
+    ) -> None:
+        """Apply one SendLocalList in one commit: all of it or, on any failure, none of it.
+
+        ``full`` replaces the whole list with ``upserts`` (a Full update).
+        """
+
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                if full:
+                    await self._db.execute("DELETE FROM local_auth_list")
+                await self._db.executemany(
+                    "DELETE FROM local_auth_list WHERE id_tag = ?", [(tag,) for tag in removals]
+                )
+                await self._db.executemany(
+                    """
+                    INSERT INTO local_auth_list (id_tag, status, expiry_date, parent_id_tag)
+                    VALUES (?, ?, ?, ?)
+                    ON CONFLICT (id_tag) DO UPDATE
+                        SET status = excluded.status, expiry_date = excluded.expiry_date,
+                            parent_id_tag = excluded.parent_id_tag
+                    """,
+                    [(e.id_tag, e.status, e.expiry_date, e.parent_id_tag) for e in upserts],
+                )
+                await self._db.execute(
+                    """
+                    INSERT INTO local_auth_list_version (id, version, updated_at) VALUES (1, ?, ?)
+                    ON CONFLICT (id) DO UPDATE
+                        SET version = excluded.version, updated_at = excluded.updated_at
+                    """,
+                    (version, _now()),
+                )
+
+        await self._guard("update the local authorization list", run)
+
+    # -- availability (ChangeAvailability) ------------------------------------------------------
+
+    async def availability(self) -> dict[int, bool]:
+        """Connector id (0: the whole charge point) -> operative, for those ever changed."""
+        rows = await self._guard(
+            "read connector availability",
+            lambda: self._db.execute_fetchall(
+                "SELECT connector_id, operative FROM connector_availability"
+            ),
+        )
+        return {int(cid): bool(operative) for cid, operative in rows}
+
+    async def save_availability(self, connector_id: int, operative: bool) -> None:
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                await self._db.execute(
+                    """
+                    INSERT INTO connector_availability (connector_id, operative, updated_at)
+                    VALUES (?, ?, ?)
+                    ON CONFLICT (connector_id) DO UPDATE
+                        SET operative = excluded.operative, updated_at = excluded.updated_at
+                    """,
+                    (connector_id, int(operative), _now()),
+                )
+
+        await self._guard("save connector availability", run)
+
+    # -- reservations (ReserveNow) ---------------------------------------------------------------
+
+    async def reservations(self) -> list[ReservationRow]:
+        rows = await self._guard(
+            "read reservations",
+            lambda: self._db.execute_fetchall(
+                """
+                SELECT reservation_id, connector_id, id_tag, parent_id_tag, expiry_date
+                FROM reservation ORDER BY reservation_id
+                """
+            ),
+        )
+        return [ReservationRow(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+    async def save_reservation(self, row: ReservationRow) -> None:
+        """Record a reservation, replacing one with the same id (OCPP 1.6 5.13)."""
+
+        async def run() -> None:
+            async with self._transaction():
+                await self._db.execute(
+                    """
+                    INSERT INTO reservation (reservation_id, connector_id, id_tag, parent_id_tag,
+                        expiry_date, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (reservation_id) DO UPDATE
+                        SET connector_id = excluded.connector_id, id_tag = excluded.id_tag,
+                            parent_id_tag = excluded.parent_id_tag,
+                            expiry_date = excluded.expiry_date
+                    """,
+                    (
+                        row.reservation_id,
+                        row.connector_id,
+                        row.id_tag,
+                        row.parent_id_tag,
+                        row.expiry_date,
+                        _now(),
+                    ),
+                )
+
+        await self._guard("save a reservation", run)
+
+    async def delete_reservation(self, reservation_id: int) -> None:
+        async def run() -> None:
+            async with self._transaction():
+                await self._db.execute(
+                    "DELETE FROM reservation WHERE reservation_id = ?", (reservation_id,)
+                )
+
+        await self._guard("delete a reservation", run)
+
+    # -- charging profiles and firmware (hilsim.charging_limits, hilsim.firmware) ----------------
+
+    async def charging_profiles(self) -> list[tuple[int, str]]:
+        """Every stored charging profile: (connector id, its JSON), oldest first."""
+        rows = await self._guard(
+            "read charging profiles",
+            lambda: self._db.execute_fetchall(
+                "SELECT connector_id, payload FROM charging_profile ORDER BY installed_at, rowid"
+            ),
+        )
+        return [(int(connector_id), str(payload)) for connector_id, payload in rows]
+
+    async def replace_charging_profiles(
+        self,
+        removed: Sequence[int],
+        added: tuple[int, int, str, int, str] | None = None,
+    ) -> None:
+        """Delete profiles by id and add one (id, connector, purpose, stack level, JSON) at once.
+
+        Committed durably before the CSMS hears Accepted: a profile must survive a power cut.
+        """
+
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                await self._db.executemany(
+                    "DELETE FROM charging_profile WHERE profile_id = ?", [(i,) for i in removed]
+                )
+                if added is not None:
+                    await self._db.execute(
+                        """
+                        INSERT OR REPLACE INTO charging_profile
+                            (profile_id, connector_id, purpose, stack_level, payload, installed_at)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """,
+                        (*added, _now()),
+                    )
+
+        await self._guard("save charging profiles", run)
+
+    async def firmware(self) -> tuple[str, str | None] | None:
+        """The installed firmware version and the status to report after its reboot, if any."""
+        rows = await self._guard(
+            "read the firmware record",
+            lambda: self._db.execute_fetchall(
+                "SELECT version, pending_status FROM firmware WHERE id = 1"
+            ),
+        )
+        for version, pending in rows:
+            return str(version), pending
+        return None
+
+    async def save_firmware(self, version: str, pending_status: str | None) -> None:
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                await self._db.execute(
+                    """
+                    INSERT INTO firmware (id, version, pending_status, updated_at)
+                    VALUES (1, ?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE
+                        SET version = excluded.version, pending_status = excluded.pending_status,
+                            updated_at = excluded.updated_at
+                    """,
+                    (version, pending_status, _now()),
+                )
+
+        await self._guard("save the firmware record", run)
+
+    async def backup_to(self, target: Path) -> None:
+        """A consistent copy of the whole database in ``target`` (SQLite's online backup)."""
+
+        async def run() -> None:
+            # Made in one thread, written from aiosqlite's: hence check_same_thread=False.
+            destination = await asyncio.to_thread(
+                lambda: sqlite3.connect(target, check_same_thread=False)
+            )
+            try:
+                await self._db.backup(destination)
+            finally:
+                await asyncio.to_thread(destination.close)
+
+        await self._guard(f"copy the database to {target}", run)
+
     # -- internals -----------------------------------------------------------------------------
 
     async def _enqueue(self, action: str, local_id: int, payload: str) -> None:
@@ -592,12 +872,15 @@ async def load_configuration(
             defaults[spec.name] = spec.check(value)
         except ValueError as exc:
             logger.warning("ignoring seed (%s); using default %s", exc, spec.format(spec.default))
-    await store.seed_keys({spec.name: spec.format(defaults[spec.name]) for spec in SPECS})
+    # A write-only key (a secret) is kept by its owner (hilsim.security), never in SQLite.
+    await store.seed_keys(
+        {spec.name: spec.format(defaults[spec.name]) for spec in SPECS if not spec.writeonly}
+    )
 
     values = dict(defaults)
     for name, text in (await store.load_keys()).items():
         spec = lookup(name)
-        if spec is None:
+        if spec is None or spec.writeonly:
             logger.debug("%s: ignoring stored key %s unknown to this release", store.path, name)
             continue
         try:

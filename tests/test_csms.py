@@ -285,10 +285,21 @@ async def test_ledger_and_transaction_ids_survive_a_reconnect(csms: CentralSyste
             "StopTransaction", {"transactionId": 1, "meterStop": 1200, "timestamp": NOW}
         )
         assert reply == {}  # no idTag, no idTagInfo
-        assert (await client.ok("StartTransaction", start()))["transactionId"] == 2
+        assert (await client.ok("StartTransaction", start(meter=1200)))["transactionId"] == 2
         assert session.violations == []
+    assert csms.ledger.repeated_starts == 0
     assert csms.ledger[1].reason == "Local"  # left out: Local, as OCPP 1.6 says
     assert csms.ledger[1].energy_wh == 200
+
+
+async def test_a_repeated_start_is_the_same_transaction(csms: CentralSystem) -> None:
+    """A charge point resending StartTransaction from its outbox must not open a second one."""
+    async with charge_point(csms) as (client, _session):
+        first = (await client.ok("StartTransaction", start()))["transactionId"]
+    async with charge_point(csms) as (client, _session):
+        again = (await client.ok("StartTransaction", start()))["transactionId"]
+    assert again == first and len(csms.ledger) == 1
+    assert csms.ledger.repeated_starts == 1
 
 
 async def test_meter_values_are_recorded_per_transaction(csms: CentralSystem) -> None:

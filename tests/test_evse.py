@@ -105,7 +105,10 @@ def check_state(s: ConnectorState) -> None:
                 assert tx.stop_reason is not None
         else:
             assert tx.stop_reason is None and tx.stop_id_tag is None, "stop was not sent"
-            assert s.plugged and s.error_code is None, "a confirmed transaction runs"
+            assert s.error_code is None, "a confirmed transaction runs"
+            if not s.plugged:  # kept over an EV-side disconnect (StopTransactionOnEVSideDisconnect)
+                assert s.status == Status.SUSPENDED_EV
+        assert not tx.invalid or tx.transaction_id is not None, "only the CSMS refuses an idTag"
     else:
         assert s.scheduled_operative is None, "a scheduled availability outlived its transaction"
         assert not s.ev_suspended, "SuspendedEV without a transaction"
@@ -1643,7 +1646,10 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
     ev.Tick: st.just(ev.Tick()),
 }
 ANY_EVENT = st.one_of(*EVENT_STRATEGIES.values())
-ANY_POLICY = st.builds(Policy, st.booleans(), st.booleans(), st.sampled_from([0.0, 30.0, 60.0]))
+ANY_POLICY = st.builds(
+    Policy, st.booleans(), st.booleans(), st.sampled_from([0.0, 30.0, 60.0]), st.booleans(),
+    st.booleans(),
+)
 
 
 def test_random_events_cover_every_event_type() -> None:

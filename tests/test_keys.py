@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
-from hilsim.keys import SPECS, ChangeStatus, ConfigurationKeys, KeySpec, Value, lookup
+from hilsim.config import parse_settings
+from hilsim.keys import (
+    SPECS,
+    ChangeStatus,
+    ConfigurationKeys,
+    KeySpec,
+    Value,
+    installation_seed,
+    lookup,
+)
 
 SPEC_NAMES = [
     "HeartbeatInterval",
@@ -103,6 +113,84 @@ CHANGES: list[tuple[str, str, ChangeStatus, Value | None, str]] = [
     ("WebSocketPingInterval", "0", ChangeStatus.accepted, 0, "valid"),
     ("WebSocketPingInterval", "30s", ChangeStatus.rejected, None, "type"),
     ("WebSocketPingInterval", "-5", ChangeStatus.rejected, None, "range"),
+    # the rest of the Core profile, LocalAuthListManagement and Reservation (OCPP 1.6 9.1-9.3)
+    ("MeterValuesSampledData", "Voltage, SoC", ChangeStatus.accepted, "Voltage,SoC", "valid"),
+    ("MeterValuesSampledData", "", ChangeStatus.accepted, "", "valid"),
+    ("MeterValuesSampledData", "Voltage,,SoC", ChangeStatus.rejected, None, "type"),
+    ("MeterValuesSampledData", "Temperature", ChangeStatus.rejected, None, "range"),
+    ("MeterValuesSampledData", "SoC,SoC", ChangeStatus.rejected, None, "range"),
+    ("MeterValuesSampledData", "voltage", ChangeStatus.rejected, None, "range"),
+    ("MeterValuesAlignedData", "Energy.Active.Import.Register,Power.Offered",
+     ChangeStatus.accepted, "Energy.Active.Import.Register,Power.Offered", "valid"),
+    ("MeterValuesAlignedData", ",", ChangeStatus.rejected, None, "type"),
+    ("MeterValuesAlignedData", "RPM", ChangeStatus.rejected, None, "range"),
+    ("StopTxnSampledData", "Energy.Active.Import.Register", ChangeStatus.accepted,
+     "Energy.Active.Import.Register", "valid"),
+    ("StopTxnSampledData", "Voltage,", ChangeStatus.rejected, None, "type"),
+    ("StopTxnSampledData", "Power.Factor", ChangeStatus.rejected, None, "range"),
+    ("StopTxnAlignedData", "Current.Import,Voltage", ChangeStatus.accepted,
+     "Current.Import,Voltage", "valid"),
+    ("StopTxnAlignedData", "x" * 501, ChangeStatus.rejected, None, "type"),
+    ("StopTxnAlignedData", "Energy.Reactive.Import.Register", ChangeStatus.rejected, None,
+     "range"),
+    ("ConnectorPhaseRotation", "0.RST,1.RTS,2.NotApplicable", ChangeStatus.accepted,
+     "0.RST,1.RTS,2.NotApplicable", "valid"),
+    ("ConnectorPhaseRotation", "0.RST,,1.RST", ChangeStatus.rejected, None, "type"),
+    ("ConnectorPhaseRotation", "1.XYZ", ChangeStatus.rejected, None, "range"),
+    ("ConnectorPhaseRotation", "RST", ChangeStatus.rejected, None, "range"),
+    ("StopTransactionOnEVSideDisconnect", "false", ChangeStatus.accepted, False, "valid"),
+    ("StopTransactionOnEVSideDisconnect", "nein", ChangeStatus.rejected, None, "type"),
+    ("StopTransactionOnEVSideDisconnect", "0", ChangeStatus.rejected, None, "range"),
+    ("StopTransactionOnInvalidId", "false", ChangeStatus.accepted, False, "valid"),
+    ("StopTransactionOnInvalidId", "off", ChangeStatus.rejected, None, "type"),
+    ("StopTransactionOnInvalidId", "1", ChangeStatus.rejected, None, "range"),
+    ("UnlockConnectorOnEVSideDisconnect", "false", ChangeStatus.accepted, False, "valid"),
+    ("UnlockConnectorOnEVSideDisconnect", "unlock", ChangeStatus.rejected, None, "type"),
+    ("UnlockConnectorOnEVSideDisconnect", "2", ChangeStatus.rejected, None, "range"),
+    ("MinimumStatusDuration", "10", ChangeStatus.accepted, 10, "valid"),
+    ("MinimumStatusDuration", "1e1", ChangeStatus.rejected, None, "type"),
+    ("MinimumStatusDuration", "3601", ChangeStatus.rejected, None, "range"),
+    ("ResetRetries", "3", ChangeStatus.accepted, 3, "valid"),
+    ("ResetRetries", "three", ChangeStatus.rejected, None, "type"),
+    ("ResetRetries", "11", ChangeStatus.rejected, None, "range"),
+    ("BlinkRepeat", "5", ChangeStatus.accepted, 5, "valid"),
+    ("BlinkRepeat", "5.0", ChangeStatus.rejected, None, "type"),
+    ("BlinkRepeat", "-1", ChangeStatus.rejected, None, "range"),
+    ("LightIntensity", "50", ChangeStatus.accepted, 50, "valid"),
+    ("LightIntensity", "50%", ChangeStatus.rejected, None, "type"),
+    ("LightIntensity", "101", ChangeStatus.rejected, None, "range"),
+    # read-only: refused whatever the value, even a well-formed one
+    ("NumberOfConnectors", "3", ChangeStatus.rejected, None, "readonly"),
+    ("SupportedFeatureProfiles", "Core", ChangeStatus.rejected, None, "readonly"),
+    ("SupportedFeatureProfilesMaxLength", "7", ChangeStatus.rejected, None, "readonly"),
+    ("GetConfigurationMaxKeys", "50", ChangeStatus.rejected, None, "readonly"),
+    ("MeterValuesSampledDataMaxLength", "4", ChangeStatus.rejected, None, "readonly"),
+    ("MeterValuesAlignedDataMaxLength", "4", ChangeStatus.rejected, None, "readonly"),
+    ("StopTxnSampledDataMaxLength", "4", ChangeStatus.rejected, None, "readonly"),
+    ("StopTxnAlignedDataMaxLength", "4", ChangeStatus.rejected, None, "readonly"),
+    ("ConnectorPhaseRotationMaxLength", "4", ChangeStatus.rejected, None, "readonly"),
+    ("LocalAuthListMaxLength", "10", ChangeStatus.rejected, None, "readonly"),
+    ("SendLocalListMaxLength", "10", ChangeStatus.rejected, None, "readonly"),
+    ("ReserveConnectorZeroSupported", "false", ChangeStatus.rejected, None, "readonly"),
+    ("MaxEnergyOnInvalidId", "0", ChangeStatus.rejected, None, "readonly"),
+    # SmartCharging (9.4): all read-only
+    ("ChargeProfileMaxStackLevel", "5", ChangeStatus.rejected, None, "readonly"),
+    ("ChargingScheduleAllowedChargingRateUnit", "Power", ChangeStatus.rejected, None, "readonly"),
+    ("ChargingScheduleMaxPeriods", "10", ChangeStatus.rejected, None, "readonly"),
+    ("MaxChargingProfilesInstalled", "5", ChangeStatus.rejected, None, "readonly"),
+    # security whitepaper: the profile (guards against going down are hilsim.security's), and the
+    # write-only key: 16 to 40 bytes in hexadecimal
+    ("SecurityProfile", "2", ChangeStatus.accepted, 2, "valid"),
+    ("SecurityProfile", "two", ChangeStatus.rejected, None, "type"),
+    ("SecurityProfile", "4", ChangeStatus.rejected, None, "range"),
+    ("SecurityProfile", "-1", ChangeStatus.rejected, None, "range"),
+    ("AuthorizationKey", "00112233445566778899AABBCCDDEEFF", ChangeStatus.accepted,
+     "00112233445566778899AABBCCDDEEFF", "valid"),
+    ("AuthorizationKey", "ab" * 40, ChangeStatus.accepted, "ab" * 40, "valid"),
+    ("AuthorizationKey", "zz" * 16, ChangeStatus.rejected, None, "type"),
+    ("AuthorizationKey", "0" * 33, ChangeStatus.rejected, None, "type"),
+    ("AuthorizationKey", "ab" * 15, ChangeStatus.rejected, None, "range"),
+    ("AuthorizationKey", "ab" * 41, ChangeStatus.rejected, None, "range"),
     # unknown key
     ("NoSuchKey", "1", ChangeStatus.not_supported, None, "unknown"),
     ("heartbeatinterval", "300", ChangeStatus.not_supported, None, "unknown"),
@@ -120,12 +208,100 @@ OFFLINE_DEFAULTS: dict[str, Value] = {
 }
 
 
+#: Every key of OCPP 1.6 sections 9.1 (Core), 9.2 (LocalAuthListManagement) and 9.3
+#: (Reservation): name -> (default, read-only). NumberOfConnectors is seeded from the settings.
+PROFILE_KEYS: dict[str, tuple[Value, bool]] = {
+    "AllowOfflineTxForUnknownId": (False, False),
+    "AuthorizationCacheEnabled": (True, False),
+    "AuthorizeRemoteTxRequests": (False, False),
+    "BlinkRepeat": (3, False),
+    "ClockAlignedDataInterval": (0, False),
+    "ConnectionTimeOut": (60, False),
+    "ConnectorPhaseRotation": ("0.Unknown", False),
+    "ConnectorPhaseRotationMaxLength": (101, True),
+    "GetConfigurationMaxKeys": (100, True),
+    "HeartbeatInterval": (120, False),
+    "LightIntensity": (100, False),
+    "LocalAuthorizeOffline": (True, False),
+    "LocalPreAuthorize": (False, False),
+    "MaxEnergyOnInvalidId": (0, True),
+    "MeterValuesAlignedData": ("Energy.Active.Import.Register", False),
+    "MeterValuesAlignedDataMaxLength": (8, True),
+    "MeterValuesSampledData": (
+        "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,Frequency,SoC",
+        False,
+    ),
+    "MeterValuesSampledDataMaxLength": (8, True),
+    "MeterValueSampleInterval": (30, False),
+    "MinimumStatusDuration": (0, False),
+    "NumberOfConnectors": (1, True),
+    "ResetRetries": (1, False),
+    "StopTransactionOnEVSideDisconnect": (True, False),
+    "StopTransactionOnInvalidId": (True, False),
+    "StopTxnAlignedData": ("", False),
+    "StopTxnAlignedDataMaxLength": (8, True),
+    "StopTxnSampledData": ("", False),
+    "StopTxnSampledDataMaxLength": (8, True),
+    "SupportedFeatureProfiles": (
+        "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,"
+        "RemoteTrigger",
+        True,
+    ),
+    "SupportedFeatureProfilesMaxLength": (6, True),
+    "TransactionMessageAttempts": (3, False),
+    "TransactionMessageRetryInterval": (60, False),
+    "UnlockConnectorOnEVSideDisconnect": (True, False),
+    "WebSocketPingInterval": (30, False),
+    "LocalAuthListEnabled": (False, False),
+    "LocalAuthListMaxLength": (1000, True),
+    "SendLocalListMaxLength": (250, True),
+    "ReserveConnectorZeroSupported": (True, True),
+}
+
+
 def test_specs_are_the_spec_keys_in_order_then_the_offline_keys() -> None:
     assert [spec.name for spec in SPECS[:8]] == SPEC_NAMES
-    assert {spec.name: spec.default for spec in SPECS} == DEFAULTS | OFFLINE_DEFAULTS
+    assert [spec.name for spec in SPECS[8:15]] == list(OFFLINE_DEFAULTS)
+    specs = {spec.name: spec for spec in SPECS}
+    for name, default in (DEFAULTS | OFFLINE_DEFAULTS).items():
+        assert specs[name].default == default
+        assert not specs[name].readonly
     for spec in SPECS:
         assert type(spec.default) is spec.kind
-        assert not spec.readonly
+
+
+@pytest.mark.parametrize(("name", "expected"), PROFILE_KEYS.items(), ids=list(PROFILE_KEYS))
+def test_every_key_of_the_core_local_list_and_reservation_profiles(
+    name: str, expected: tuple[Value, bool]
+) -> None:
+    spec = lookup(name)
+    assert spec is not None, f"{name} is missing"
+    assert (spec.default, spec.readonly) == expected
+    assert spec.parse(spec.format(spec.default)) == spec.default
+
+
+def test_list_keys_are_normalised_and_split() -> None:
+    keys = ConfigurationKeys()
+    status, spec, value = keys.change("MeterValuesSampledData", " SoC ,Voltage")
+    assert status is ChangeStatus.accepted and value == "SoC,Voltage"
+    assert spec is not None and spec.items(keys.get("MeterValuesSampledData")) == (
+        "SoC",
+        "Voltage",
+    )
+    assert spec.items("") == ()
+
+
+def test_installation_values_are_seeded_from_the_settings(tmp_path: Path) -> None:
+    text = "\n".join(
+        ['[charge_point]\nid = "CP"\ncsms_url = "ws://127.0.0.1:9"']
+        + [f"[[connector]]\nid = {i}\nvoltage_V = 120.0" for i in (1, 2, 3)]
+    )
+    seed = installation_seed(parse_settings(text, str(tmp_path / "x.toml")))
+    assert seed["NumberOfConnectors"] == 3
+    assert seed["voltage_V"] == 120.0
+    keys = ConfigurationKeys(seed)
+    assert keys.get("NumberOfConnectors") == 3
+    assert keys.change("NumberOfConnectors", "4")[0] is ChangeStatus.rejected
 
 
 def test_lookup_resolves_aliases_with_exact_case() -> None:
@@ -164,7 +340,8 @@ def test_change(
 def test_every_key_is_covered_by_the_change_table() -> None:
     for spec in SPECS:
         categories = {category for name, *_, category in CHANGES if name == spec.name}
-        assert categories == {"valid", "type", "range"}, spec.name
+        expected = {"readonly"} if spec.readonly else {"valid", "type", "range"}
+        assert categories == expected, spec.name
 
 
 def test_rejection_is_logged_with_reason(caplog: pytest.LogCaptureFixture) -> None:
@@ -200,8 +377,7 @@ def test_alias_reads_and_changes_the_same_setting() -> None:
 
 
 def test_readonly_key_is_rejected() -> None:
-    specs = (*SPECS, KeySpec("NumberOfConnectors", int, 2, 1, 10, readonly=True))
-    keys = ConfigurationKeys(specs=specs)
+    keys = ConfigurationKeys({"NumberOfConnectors": 2})
     status, spec, value = keys.change("NumberOfConnectors", "3")
     assert status is ChangeStatus.rejected
     assert spec is not None and spec.readonly
@@ -238,7 +414,8 @@ def test_get_unknown_raises_key_error() -> None:
 def test_report_all_keys_in_spec_order(names: list[str] | None) -> None:
     keys = ConfigurationKeys()
     known, unknown = keys.report(names)
-    assert [spec.name for spec, _ in known] == SPEC_NAMES + list(OFFLINE_DEFAULTS)
+    assert [spec.name for spec, _ in known] == [spec.name for spec in SPECS]
+    assert [spec.name for spec, _ in known[:15]] == SPEC_NAMES + list(OFFLINE_DEFAULTS)
     assert dict((spec.name, text) for spec, text in known[:8]) == {
         "HeartbeatInterval": "120",
         "ConnectionTimeOut": "60",
@@ -340,3 +517,26 @@ def test_parse_error_names_key_and_expectation() -> None:
         spec.parse("0")
     with pytest.raises(ValueError, match=r"voltage_V: expected a decimal number, got 'nan'"):
         spec.parse("nan")
+
+
+def test_a_write_only_key_is_never_reported_nor_logged(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "0123456789abcdef" * 2
+    keys = ConfigurationKeys()
+    with caplog.at_level(logging.DEBUG, logger="hilsim.keys"):
+        assert keys.change("AuthorizationKey", secret)[0] is ChangeStatus.accepted
+        assert keys.change("AuthorizationKey", secret + "x")[0] is ChangeStatus.rejected
+    assert secret not in caplog.text
+    known, _ = keys.report(["AuthorizationKey"])
+    assert [(spec.name, text) for spec, text in known] == [("AuthorizationKey", None)]
+    everything, _ = keys.report(None)
+    assert ("AuthorizationKey", None) in [(spec.name, text) for spec, text in everything]
+    assert "AuthorizationKey" not in keys.as_text()
+
+
+def test_a_guard_vetoes_a_change() -> None:
+    keys = ConfigurationKeys()
+    keys.guard("SecurityProfile", lambda value: "no going down" if int(value) < 1 else None)
+    assert keys.change("SecurityProfile", "0")[0] is ChangeStatus.rejected
+    assert keys.change("SecurityProfile", "1")[0] is ChangeStatus.accepted
+    keys.load("SecurityProfile", 0)  # what its owner restores, quietly
+    assert keys.get("SecurityProfile") == 0

@@ -8,10 +8,16 @@ Charge points connect to ``ws://<host>:<port>/<any path>/<charge point id>`` wit
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import logging
 import socket
+import ssl
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -19,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as websockets_serve
 from websockets.exceptions import ConnectionClosed, NegotiationError
+from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from hilsim.csms.errors import ChargePointDisconnected
@@ -26,6 +33,7 @@ from hilsim.csms.ledger import TransactionLedger
 from hilsim.csms.session import ChargePointSession
 from hilsim.errors import CsmsError
 from hilsim.ocpp.wire import ActionNamer, Frame, TracedConnection, format_frame
+from hilsim.security import RedactingLogger, redact
 
 logger = logging.getLogger(__name__)
 frames_logger = logging.getLogger("hilsim.csms.frames")
@@ -65,8 +73,22 @@ class CentralSystem:
         on_frame: Callable[[str, Frame], None] | None = None,
         trace: Callable[[str], None] | None = None,
         response_timeout: float = 30,
+        ssl_context: ssl.SSLContext | None = None,
+        passwords: Mapping[str, bytes | str] | None = None,
     ) -> None:
+        """``ssl_context``: serve wss:// with it (a server certificate; with verify_mode
+        CERT_REQUIRED also client certificates, whose common name must then be the charge
+        point's id). ``passwords``: require HTTP Basic auth, charge point id -> its password
+        (security profiles 1-2); a wrong or missing one is refused with HTTP 401.
+        """
         self.host = host
+        self.ssl_context = ssl_context
+        #: charge point id -> password; None: no Basic auth required. May change at any time.
+        self.passwords: dict[str, bytes | str] | None = (
+            None if passwords is None else dict(passwords)
+        )
+        #: handshakes refused (charge point id, why), in order
+        self.refusals: list[tuple[str, str]] = []
         self._requested_port = port
         self.id_tags: set[str] = set(id_tags)
         self.boot_status = boot_status
@@ -80,6 +102,9 @@ class CentralSystem:
         self.ledger = TransactionLedger()
         #: failure injection: answer the next N CALLs of an action with CALLERROR InternalError
         self.refuse_next: dict[str, int] = {}
+        #: per idTag, IdTagInfo fields (camelCase) that override the default answer, e.g.
+        #: {"status": "Blocked"} or {"parentIdTag": "FLEET", "expiryDate": "2030-01-01T00:00:00Z"}
+        self.id_tag_details: dict[str, dict[str, Any]] = {}
         self._registration: dict[str, str] = {}
         self._history: list[ChargePointSession] = []  # connected sessions not yet handed out
         self._connected = asyncio.Condition()
@@ -113,6 +138,14 @@ class CentralSystem:
         known = {tag.casefold() for tag in self.id_tags}
         return "Accepted" if id_tag.casefold() in known else "Invalid"
 
+    def id_tag_info(self, id_tag: str) -> dict[str, Any]:
+        """The IdTagInfo (camelCase) for an idTag: its status and any details set for it."""
+        info: dict[str, Any] = {"status": self.authorization_status(id_tag)}
+        for tag, details in self.id_tag_details.items():
+            if tag.casefold() == id_tag.casefold():
+                info.update(details)
+        return info
+
     def registration_status(self, charge_point_id: str) -> str | None:
         """What the last BootNotification of this charge point was answered with, if any."""
         return self._registration.get(charge_point_id)
@@ -134,7 +167,8 @@ class CentralSystem:
         host = self.host or "0.0.0.0"
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         if self._server is not None:
@@ -146,6 +180,10 @@ class CentralSystem:
                 self._requested_port,
                 subprotocols=[SUBPROTOCOL],
                 select_subprotocol=self._select_subprotocol,
+                ssl=self.ssl_context,
+                process_request=self._authenticate,
+                # It logs handshake headers at DEBUG: never a Basic auth password.
+                logger=RedactingLogger(logging.getLogger("websockets.server"), {}),
             )
         except OSError as exc:
             raise CsmsError(
@@ -237,12 +275,73 @@ class CentralSystem:
         self._emit(f"{_stamp()}  {text}")
         raise NegotiationError(text)
 
+    async def _authenticate(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Security profiles 1-3 at the handshake: the Basic auth password, the client cert."""
+        charge_point_id = charge_point_id_from_path(request.path)
+        why = self._credentials_problem(connection, request, charge_point_id)
+        if why is None:
+            return None
+        text = f"refused {charge_point_id or request.path}: {why}"
+        logger.warning("%s", text)
+        self._emit(f"{_stamp()}  {text}")
+        async with self._connected:
+            self.refusals.append((charge_point_id, why))
+            self._connected.notify_all()
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, f"{why}\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
+
+    def _credentials_problem(
+        self, connection: ServerConnection, request: Request, charge_point_id: str
+    ) -> str | None:
+        if self.ssl_context is not None and self.ssl_context.verify_mode == ssl.CERT_REQUIRED:
+            cert = connection.transport.get_extra_info("peercert") or {}
+            names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+            if charge_point_id not in names:
+                return f"client certificate is for {', '.join(names) or 'nobody'}, not this id"
+        if self.passwords is None:
+            return None
+        header = request.headers.get("Authorization")
+        if header is None:
+            return "no Basic auth credentials"
+        scheme, _, token = header.partition(" ")
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        user, colon, password = decoded.partition(b":")
+        if scheme.lower() != "basic" or not colon:
+            return "malformed Basic auth credentials"
+        if user.decode("utf-8", "replace") != charge_point_id:
+            return "Basic auth user name is not the charge point id"
+        expected = self.passwords.get(charge_point_id)
+        if expected is None:
+            return "unknown charge point"
+        wanted = expected.encode("utf-8") if isinstance(expected, str) else expected
+        if not hmac.compare_digest(password, wanted):
+            return "wrong password"
+        return None
+
+    async def wait_for_refusal(self, timeout: float = 10) -> tuple[str, str]:
+        """The next handshake refused from now on: (charge point id, why)."""
+        seen = len(self.refusals)
+        async with self._connected:
+            try:
+                async with asyncio.timeout(timeout):
+                    while len(self.refusals) == seen:
+                        await self._connected.wait()
+            except TimeoutError:
+                raise TimeoutError(f"no handshake refused within {timeout:g} s") from None
+        return self.refusals[seen]
+
     def _frame_listener(self, charge_point_id: str) -> Callable[[Frame], None]:
         namer = ActionNamer()
 
         def listen(frame: Frame) -> None:
-            frames_logger.info(
-                "%s %s %s", charge_point_id, "<-" if not frame.sent else "->", frame.text
+            frames_logger.info(  # a frame setting the AuthorizationKey is not written out
+                "%s %s %s", charge_point_id, "<-" if not frame.sent else "->", redact(frame.text)
             )
             if self.on_frame is not None:
                 try:
@@ -304,6 +403,39 @@ class CentralSystem:
             self._history.remove(stale)
 
 
+def security_options(
+    cert: Path | None, key: Path | None, client_ca: Path | None, passwords: Sequence[str]
+) -> tuple[ssl.SSLContext | None, dict[str, bytes] | None]:
+    """`hilsim csms`'s TLS context and Basic auth passwords from its options (CsmsError)."""
+    from hilsim.security import password_from_text
+
+    context = None
+    if cert is not None or key is not None or client_ca is not None:
+        if cert is None or key is None:
+            raise CsmsError("--tls-cert and --tls-key go together")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(cert, key)
+            if client_ca is not None:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise CsmsError(f"cannot load the TLS certificate, key or CA: {exc}") from None
+    table: dict[str, bytes] | None = None
+    for entry in passwords:
+        charge_point_id, equals, file = entry.partition("=")
+        if not equals or not charge_point_id or not file:
+            raise CsmsError(f"--password {entry!r}: expected CHARGE_POINT_ID=FILE")
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CsmsError(f"--password {entry}: cannot read {file}: {exc.strerror}") from None
+        table = table or {}
+        table[charge_point_id] = password_from_text(text)
+    return context, table
+
+
 def _lan_address() -> str | None:
     """The address other devices on the network (a phone hotspot) reach this one at, if any."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -324,6 +456,8 @@ async def serve(
     boot_status: str = "Accepted",
     heartbeat_interval: int = 120,
     strict: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
+    passwords: Mapping[str, bytes | str] | None = None,
 ) -> None:
     """Run a central system until cancelled, tracing one line per frame and per (dis)connect."""
     central = CentralSystem(
@@ -334,6 +468,8 @@ async def serve(
         heartbeat_interval=heartbeat_interval,
         strict=strict,
         trace=trace,
+        ssl_context=ssl_context,
+        passwords=passwords,
     )
     async with central:
         trace(f"{_stamp()}  CSMS listening on {central.url}/<charge point id> (OCPP 1.6J)")
@@ -341,7 +477,8 @@ async def serve(
             address = await asyncio.to_thread(_lan_address)
             if address:
                 trace(
-                    f"{_stamp()}  reachable from the network at ws://{address}:{central.port}/"
+                    f"{_stamp()}  reachable from the network at "
+                    f"{central.url.split(':')[0]}://{address}:{central.port}/"
                     f"<charge point id>"
                 )
         tags = ", ".join(id_tags) or "none"

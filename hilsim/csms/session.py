@@ -241,6 +241,11 @@ class ChargePointSession(ChargePoint):
         self._current = msg
         try:
             await self._answer(msg)
+        except ConnectionClosed:
+            # The charge point closed while this was answered (it reconnects after a Reset or a
+            # new SecurityProfile). What it sent before closing, such as the reply to one of our
+            # CALLs, is still to be read: go on reading; the next recv() ends the session.
+            logger.debug("%s closed before %s was answered", self.id, msg.action)
         finally:
             self._current = None
             self.received.append(Message(msg.action, msg.payload, at, msg.unique_id))
@@ -327,16 +332,15 @@ class ChargePointSession(ChargePoint):
 
     @on(Action.authorize)
     def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:
-        status = self.central.authorization_status(id_tag)
-        return call_result.Authorize(id_tag_info=datatypes.IdTagInfo(status=status))
+        return call_result.Authorize(id_tag_info=self._id_tag_info(id_tag))
 
     @on(Action.start_transaction)
     def on_start_transaction(self, id_tag: str, **_: Any) -> call_result.StartTransaction:
-        status = self.central.authorization_status(id_tag)
-        record = self.central.ledger.start(self.charge_point_id, self._payload(), status)
+        info = self._id_tag_info(id_tag)
+        record = self.central.ledger.start(self.charge_point_id, self._payload(), info.status)
         return call_result.StartTransaction(
             transaction_id=record.transaction_id,
-            id_tag_info=datatypes.IdTagInfo(status=status),
+            id_tag_info=info,
         )
 
     @on(Action.stop_transaction)
@@ -346,8 +350,7 @@ class ChargePointSession(ChargePoint):
         self.central.ledger.stop(self.charge_point_id, self._payload())
         if id_tag is None:
             return call_result.StopTransaction()
-        status = self.central.authorization_status(id_tag)
-        return call_result.StopTransaction(id_tag_info=datatypes.IdTagInfo(status=status))
+        return call_result.StopTransaction(id_tag_info=self._id_tag_info(id_tag))
 
     @on(Action.meter_values)
     def on_meter_values(self, **_: Any) -> call_result.MeterValues:
@@ -373,6 +376,14 @@ class ChargePointSession(ChargePoint):
     ) -> call_result.FirmwareStatusNotification:
         self.firmware_status = status
         return call_result.FirmwareStatusNotification()
+
+    def _id_tag_info(self, id_tag: str) -> datatypes.IdTagInfo:
+        info = self.central.id_tag_info(id_tag)
+        return datatypes.IdTagInfo(
+            status=info["status"],
+            parent_id_tag=info.get("parentIdTag"),
+            expiry_date=info.get("expiryDate"),
+        )
 
     # ----------------------------------------------------------------------------- waiting
 
@@ -471,6 +482,11 @@ class ChargePointSession(ChargePoint):
             )
         except ConnectionClosed:
             raise ChargePointDisconnected(f"{self.id} disconnected during {action}") from None
+        except ChargePointDisconnected:
+            # The answer may have arrived just before the connection closed (a Reset's does):
+            # it still counts, even if the library had no time to hand it over.
+            if unique_id not in self._replies:
+                raise
         except TimeoutError:
             raise CallTimeout(
                 f"{self.id} did not answer {action} within {self._response_timeout:g} s"
@@ -552,6 +568,80 @@ class ChargePointSession(ChargePoint):
         )
         return str(reply.get("status", ""))
 
+    # SmartCharging and FirmwareManagement (camelCase in, as on the wire).
+
+    async def send_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
+        """SetChargingProfile with a whole csChargingProfiles object. Returns the status."""
+        reply = await self._call(
+            call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=profile)
+        )
+        return str(reply.get("status", ""))
+
+    async def clear_charging_profile(
+        self,
+        profile_id: int | None = None,
+        connector_id: int | None = None,
+        purpose: str | None = None,
+        stack_level: int | None = None,
+    ) -> str:
+        reply = await self._call(
+            call.ClearChargingProfile(
+                id=profile_id,
+                connector_id=connector_id,
+                charging_profile_purpose=purpose,
+                stack_level=stack_level,
+            )
+        )
+        return str(reply.get("status", ""))
+
+    async def get_composite_schedule(
+        self, connector_id: int, duration: int, unit: str | None = None
+    ) -> dict[str, Any]:
+        """GetCompositeSchedule. The CALLRESULT payload."""
+        return await self._call(
+            call.GetCompositeSchedule(
+                connector_id=connector_id, duration=duration, charging_rate_unit=unit
+            )
+        )
+
+    async def update_firmware(
+        self,
+        location: str,
+        retrieve_date: str | None = None,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> None:
+        """UpdateFirmware (retrieveDate defaults to now); watch FirmwareStatusNotification."""
+        await self._call(
+            call.UpdateFirmware(
+                location=location,
+                retrieve_date=retrieve_date or utc_now(),
+                retries=retries,
+                retry_interval=retry_interval,
+            )
+        )
+
+    async def get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> str | None:
+        """GetDiagnostics. The fileName the charge point will upload, if it has one."""
+        reply = await self._call(
+            call.GetDiagnostics(
+                location=location,
+                retries=retries,
+                retry_interval=retry_interval,
+                start_time=start_time,
+                stop_time=stop_time,
+            )
+        )
+        name = reply.get("fileName")
+        return None if name is None else str(name)
+
     async def get_configuration(self, keys: list[str] | None = None) -> dict[str, Any]:
         """GetConfiguration. The CALLRESULT payload, with absent lists filled in as []."""
         reply = await self._call(call.GetConfiguration(key=keys))
@@ -559,6 +649,77 @@ class ChargePointSession(ChargePoint):
 
     async def change_configuration(self, key: str, value: str) -> str:
         reply = await self._call(call.ChangeConfiguration(key=key, value=value))
+        return str(reply.get("status", ""))
+
+    # Core, LocalAuthListManagement and Reservation: each returns the status it was answered.
+
+    async def change_availability(self, connector_id: int, type: str) -> str:
+        """``type`` is Operative or Inoperative."""
+        reply = await self._call(call.ChangeAvailability(connector_id=connector_id, type=type))
+        return str(reply.get("status", ""))
+
+    async def reset(self, type: str) -> str:
+        """``type`` is Hard or Soft."""
+        reply = await self._call(call.Reset(type=type))
+        return str(reply.get("status", ""))
+
+    async def unlock_connector(self, connector_id: int) -> str:
+        reply = await self._call(call.UnlockConnector(connector_id=connector_id))
+        return str(reply.get("status", ""))
+
+    async def clear_cache(self) -> str:
+        reply = await self._call(call.ClearCache())
+        return str(reply.get("status", ""))
+
+    async def data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> dict[str, Any]:
+        """DataTransfer to the charge point. The CALLRESULT payload (status, maybe data)."""
+        return await self._call(
+            call.DataTransfer(vendor_id=vendor_id, message_id=message_id, data=data)
+        )
+
+    async def send_local_list(
+        self,
+        list_version: int,
+        update_type: str = "Full",
+        entries: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """SendLocalList; ``entries`` camelCase as on the wire ({"idTag", "idTagInfo"})."""
+        reply = await self._call(
+            call.SendLocalList(
+                list_version=list_version,
+                update_type=update_type,
+                local_authorization_list=entries,
+            )
+        )
+        return str(reply.get("status", ""))
+
+    async def get_local_list_version(self) -> int:
+        reply = await self._call(call.GetLocalListVersion())
+        return int(reply.get("listVersion", -2))
+
+    async def reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+    ) -> str:
+        reply = await self._call(
+            call.ReserveNow(
+                connector_id=connector_id,
+                expiry_date=expiry_date,
+                id_tag=id_tag,
+                reservation_id=reservation_id,
+                parent_id_tag=parent_id_tag,
+            )
+        )
+        return str(reply.get("status", ""))
+
+    async def cancel_reservation(self, reservation_id: int) -> str:
+        reply = await self._call(call.CancelReservation(reservation_id=reservation_id))
         return str(reply.get("status", ""))
 
     async def trigger_message(self, requested_message: str, connector_id: int | None = None) -> str:

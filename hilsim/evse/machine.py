@@ -149,7 +149,9 @@ def _plug_in(s: _Step, e: ev.PlugIn) -> None:
 def _unplug(s: _Step, e: ev.Unplug) -> None:
     if not s.state.plugged:
         raise Refused("not plugged in")
-    if s.state.transaction is not None:
+    tx = s.state.transaction
+    # A transaction whose id is not known yet cannot be kept waiting for the EV: it stops.
+    if tx is not None and (s.policy.stop_on_ev_disconnect or tx.transaction_id is None):
         s.stop(StopReason.EV_DISCONNECTED)
     s.set(plugged=False, finishing=False, ev_suspended=False)
 
@@ -219,10 +221,13 @@ def _transaction_started(s: _Step, e: ev.TransactionStarted) -> None:
     if tx is None or tx.transaction_id is not None:
         raise Refused("no StartTransaction pending")
     s.set(transaction=replace(tx, transaction_id=e.transaction_id))
-    if e.status != ACCEPTED:
+    if e.status != ACCEPTED and (s.policy.stop_on_invalid_id or tx.stop_reason is not None):
         s.stop(StopReason.DE_AUTHORIZED)
     elif tx.stop_reason is not None:
         s.stop(tx.stop_reason, tx.stop_id_tag)
+    elif e.status != ACCEPTED:
+        # StopTransactionOnInvalidId false: the transaction goes on, without energy.
+        s.set(transaction=replace(tx, transaction_id=e.transaction_id, invalid=True))
 
 
 def _start_failed(s: _Step, e: ev.StartFailed) -> None:

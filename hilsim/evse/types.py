@@ -72,6 +72,8 @@ class Policy:
     authorize_local: bool = True  # OCPPAuthorizationEnabled: Authorize before a local start
     authorize_remote: bool = False  # AuthorizeRemoteTxRequests: Authorize before a remote start
     connection_timeout_s: float = 60.0  # ConnectionTimeOut: how long an idTag waits for a plug
+    stop_on_ev_disconnect: bool = True  # StopTransactionOnEVSideDisconnect
+    stop_on_invalid_id: bool = True  # StopTransactionOnInvalidId
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Transaction:
     transaction_id: int | None = None  # None until the CSMS confirmed StartTransaction
     stop_reason: StopReason | None = None  # a stop asked for before the id was known
     stop_id_tag: str | None = None
+    invalid: bool = False  # the CSMS refused its idTag; kept (StopTransactionOnInvalidId false)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +150,14 @@ def derive_status(s: ConnectorState) -> Status:
         return Status.UNAVAILABLE
     tx = s.transaction
     if tx is not None:
-        if tx.transaction_id is None or not s.plugged:
+        if tx.transaction_id is None:
             return Status.PREPARING
+        if not s.plugged:
+            # Unplugged at the EV and kept (StopTransactionOnEVSideDisconnect false): the EV is
+            # not there to draw energy; a stop waiting for the id is Preparing until sent.
+            return Status.SUSPENDED_EV if tx.stop_reason is None else Status.PREPARING
+        if tx.invalid:
+            return Status.SUSPENDED_EVSE  # no energy for a refused idTag
         if s.ev_suspended:
             return Status.SUSPENDED_EV
         if s.power_limit_W is not None and s.power_limit_W <= 0:

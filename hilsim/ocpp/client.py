@@ -5,31 +5,73 @@ they decide nothing themselves. Effects that a handler's decision produces (a St
 after RemoteStart, for instance) are held until the handler's CALLRESULT is on the wire and
 released from the matching ``@after`` hook, so the CSMS always sees the answer before the
 consequence and no handler ever awaits a CALL of its own (which would deadlock the reader).
+
+The OCPP-J framing is done here rather than by the `ocpp` library's ``ChargePoint``, for the
+small boards this runs on: the library turns every payload into a dataclass, a dict and camelCase
+again, validates even our own frames with `jsonschema` and waits for each answer through a task,
+a queue and ``wait_for``; importing it (and `jsonschema`) alone takes a third of a second-long
+cold start. What it did that matters is kept, with the same results on the wire: every payload
+the CSMS sends is validated against the library's own OCPP 1.6 schemas (`validation`), a schema
+violation is answered with the same CALLERROR code, an unknown action with NotImplemented, one
+CALL of ours is outstanding at a time, and a CALL not answered in time raises TimeoutError. Our
+own payloads are built as camelCase dicts and not validated at run time: the tests check every
+frame we send against the official schemas, applied strictly, at the built-in CSMS.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, MessageType, unpack
-from ocpp.routing import after, on
-from ocpp.v16 import ChargePoint, call, call_result
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from hilsim.errors import CsmsError
-from hilsim.ocpp.wire import QuietLibraryLog
+from hilsim.ocpp.core_handlers import CoreProfileHandlers
+from hilsim.ocpp.firmware_handlers import FirmwareHandlers
+from hilsim.ocpp.security_handlers import SecurityHandlers
+from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
+from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
+from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
 
 log = logging.getLogger(__name__)
 
-#: OCPP-J 1.6 spells two error codes differently from the library (which follows 2.0).
+#: OCPP-J 1.6 spells two error codes differently from OCPP-J 2.0 (and the `ocpp` library).
 _ERROR_CODES_16 = {
     "FormatViolation": "FormationViolation",
     "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
 }
+#: Schema violations whose CALLERROR carries the validator's message alone; for the others the
+#: payload is quoted too (as the library does).
+_PLAIN_MESSAGE_CODES = frozenset({"TypeConstraintViolation", "ProtocolError", "NotImplemented"})
+
+#: Compact JSON, as the library sends it (and ASCII-only, as it does).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on(action: str) -> Callable[[F], F]:
+    """Mark a method as the handler of a CALL the CSMS sends. It returns the CALLRESULT payload."""
+
+    def mark(method: F) -> F:
+        method.__ocpp_on__ = action  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def after(action: str) -> Callable[[F], F]:
+    """Mark a method to run once the CALLRESULT of ``action`` is on the wire."""
+
+    def mark(method: F) -> F:
+        method.__ocpp_after__ = action  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +88,20 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigurationEntry:
+class BootResult:
+    """The CSMS's answer to BootNotification."""
+
+    status: str
+    interval: int
+    current_time: str
+
+
+class ConfigurationEntry(NamedTuple):
+    """One key of a GetConfiguration answer. A tuple: dozens are made for every request."""
+
     key: str
     readonly: bool
-    value: str
+    value: str | None  # None: a write-only key, listed without its value
 
 
 class Release(Protocol):
@@ -65,13 +117,16 @@ class ChargerPort(Protocol):
 
     async def change_configuration(self, key: str, value: str) -> str: ...
 
-    def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str: ...
-
     def remote_start(
         self, id_tag: str, connector_id: int | None, profile: dict[str, Any] | None
     ) -> tuple[str, Release]: ...
 
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]: ...
+
+
+class Connection(Protocol):
+    async def recv(self) -> str: ...
+    async def send(self, message: str) -> None: ...
 
 
 class CallErrorReceived(CsmsError):
@@ -82,123 +137,276 @@ class CallErrorReceived(CsmsError):
         super().__init__(f"CSMS answered {action} with {code}: {description}")
 
 
+class InvalidResultReceived(CallErrorReceived):
+    """The CSMS answered one of our CALLs with a CALLRESULT that breaks its schema."""
+
+    def __init__(self, action: str, violation: SchemaViolation) -> None:
+        self.code = violation.error_code
+        CsmsError.__init__(
+            self, f"CSMS answered {action} with an invalid CALLRESULT ({self.code}): {violation}"
+        )
+
+
 def _noop() -> None:
     return None
 
 
-class ChargePointClient(ChargePoint):
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """The handlers of one incoming action and whether each wants the CALL's unique id."""
+
+    on: Callable[..., Any]
+    on_wants_id: bool
+    after: Callable[..., Any] | None = None
+    after_wants_id: bool = False
+
+
+def _routes(client: object) -> dict[str, _Route]:
+    handlers: dict[str, Callable[..., Any]] = {}
+    afters: dict[str, Callable[..., Any]] = {}
+    for name in dir(type(client)):
+        member = getattr(type(client), name, None)
+        if (action := getattr(member, "__ocpp_on__", None)) is not None:
+            handlers[action] = getattr(client, name)
+        if (action := getattr(member, "__ocpp_after__", None)) is not None:
+            afters[action] = getattr(client, name)
+
+    def wants_id(fn: Callable[..., Any] | None) -> bool:
+        return fn is not None and "call_unique_id" in inspect.signature(fn).parameters
+
+    return {
+        action: _Route(handler, wants_id(handler), afters.get(action), wants_id(afters.get(action)))
+        for action, handler in handlers.items()
+    }
+
+
+def _expire(future: asyncio.Future[list[Any]], action: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"no answer to {action} within {timeout:g} s"))
+
+
+def _malformed(msg: Any) -> str | None:
+    """The CALLERROR code for a frame that is not OCPP-J, or None when it is well-formed."""
+    if not isinstance(msg, list) or not msg:
+        return "ProtocolError"
+    kind = msg[0]
+    if kind == CALL:
+        return None if len(msg) == 4 else "ProtocolError"
+    if kind == CALLRESULT:
+        return None if len(msg) in (3, 4) else "ProtocolError"
+    if kind == CALLERROR:
+        return None if len(msg) in (4, 5) else "ProtocolError"
+    return "PropertyConstraintViolation"
+
+
+class ChargePointClient(
+    CoreProfileHandlers, SmartChargingHandlers, SecurityHandlers, FirmwareHandlers
+):
     """One connected OCPP session. A new instance is made for every (re)connection."""
 
     def __init__(
         self,
         charge_point_id: str,
-        connection: Any,
+        connection: Connection,
         charger: ChargerPort,
         *,
         response_timeout: float = 30.0,
+        schemas: Schemas | None = None,
     ) -> None:
-        library_log = QuietLibraryLog(logging.getLogger("hilsim.ocpp.library"), {})
-        super().__init__(charge_point_id, connection, response_timeout, logger=library_log)
+        self.id = charge_point_id
         self.charger = charger
-        self._held: dict[str, Release] = {}
         self.on_activity: Callable[[], None] = _noop
+        self._connection = connection
+        self._response_timeout = response_timeout
+        self._schemas = schemas if schemas is not None else Schemas()
+        self._routes = _routes(self)
+        self._held: dict[str, Release] = {}
+        self._pending: dict[str, asyncio.Future[list[Any]]] = {}
+        self._call_lock = asyncio.Lock()
+        self._after_tasks: set[asyncio.Future[Any]] = set()
+        #: the last GetConfiguration entries and their wire form (see on_get_configuration)
+        self._answered: tuple[object, list[dict[str, Any]]] = (None, [])
 
-    # -- robustness: every malformed or unknown frame gets the right CALLERROR ------------------
+    # -- incoming: every frame, and every malformed or unknown one gets the right answer ---------
 
     async def start(self) -> None:
+        """Read and handle frames until the connection closes (ConnectionClosed)."""
+        recv = self._connection.recv
         while True:
-            message = await self._connection.recv()
+            message = await recv()
             self.on_activity()
             await self.route_message(message)
 
     async def route_message(self, raw_msg: str) -> None:
         try:
-            msg = unpack(raw_msg)
-        except OCPPError as exc:
-            await self._answer_malformed(raw_msg, exc)
+            msg = json.loads(raw_msg)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than it can parse
+            log.warning("ignoring a malformed frame (not JSON): %.200s", raw_msg)
             return
-        if msg.message_type_id != MessageType.Call:
-            self._response_queue.put_nowait(msg)
+        code = _malformed(msg)
+        if code is not None:
+            await self._answer_malformed(raw_msg, msg, code)
             return
-        if not isinstance(msg.unique_id, str) or not isinstance(msg.action, str):
-            log.warning("ignoring a CALL with a non-string unique id or action: %.200s", raw_msg)
+        if msg[0] != CALL:
+            self._take_reply(msg, raw_msg)
             return
-        if not isinstance(msg.payload, dict):
-            await self._send_error(msg, "FormationViolation", "payload must be a JSON object")
+        _, unique_id, action, payload = msg
+        if not isinstance(unique_id, str):
+            log.warning("ignoring a CALL with a non-string unique id: %.200s", raw_msg)
             return
-        if msg.action not in self.route_map:
-            log.warning("CSMS sent %s, which hilsim does not implement", msg.action)
-            await self._send_error(msg, "NotImplemented", f"{msg.action} is not implemented")
+        if not isinstance(action, str):  # the id is readable, so the CSMS gets its answer
+            await self._send_error(unique_id, "FormationViolation", "action must be a string")
+            return
+        if not isinstance(payload, dict):
+            await self._send_error(unique_id, "FormationViolation", "payload must be a JSON object")
+            return
+        route = self._routes.get(action)
+        if route is None:
+            log.warning("CSMS sent %.100s, which hilsim does not implement", action)
+            await self._send_error(unique_id, "NotImplemented", f"{action} is not implemented")
             return
         try:
-            await self._handle_call(msg)
-        except OCPPError as exc:
-            log.warning("CSMS sent an invalid %s: %s", msg.action, exc.description)
-            await self._send_error(msg, exc.code, str(exc.details.get("cause", exc.description)))
+            self._schemas.check_call(action, payload)
+        except RecursionError:  # deeper than the validator can walk: no valid payload is
+            log.warning("CSMS sent a %s nested too deeply to check", action)
+            await self._send_error(unique_id, "FormationViolation", "payload nested too deeply")
+            return
+        except SchemaViolation as exc:
+            log.warning("CSMS sent an invalid %s: %.300s", action, exc)
+            code = exc.error_code
+            description = (
+                exc.message
+                if code in _PLAIN_MESSAGE_CODES or exc.keyword == "additionalProperties"
+                else f"Payload '{payload}' for action '{action}' is not valid: {exc.message}"
+            )
+            await self._send_error(unique_id, code, description)
+            return
+        try:
+            await self._handle_call(unique_id, route, payload)
         except Exception:
-            log.exception("handler for %s failed", msg.action)
-            await self._send_error(msg, "InternalError", "the charge point failed to handle it")
+            log.exception("handler for %s failed", action)
+            await self._send_error(
+                unique_id, "InternalError", "the charge point failed to handle it"
+            )
 
-    async def _answer_malformed(self, raw_msg: str, exc: OCPPError) -> None:
+    async def _handle_call(self, unique_id: str, route: _Route, payload: dict[str, Any]) -> None:
+        kwargs = snake_case(payload)
+        if route.on_wants_id:
+            result = route.on(**kwargs, call_unique_id=unique_id)
+        else:
+            result = route.on(**kwargs)
+        if not isinstance(result, dict):  # an async handler
+            result = await result
+        await self._connection.send(_encode([CALLRESULT, unique_id, result]))
+        if route.after is None:
+            return
+        try:
+            if route.after_wants_id:
+                done = route.after(**kwargs, call_unique_id=unique_id)
+            else:
+                done = route.after(**kwargs)
+            if inspect.isawaitable(done):
+                task = asyncio.ensure_future(done)
+                self._after_tasks.add(task)
+                task.add_done_callback(self._after_tasks.discard)
+        except Exception:
+            # The CALLRESULT is already on the wire: nothing more may be answered.
+            log.exception("after-handler of %s failed", route.on.__name__)
+
+    def _take_reply(self, msg: list[Any], raw_msg: str) -> None:
+        """A CALLRESULT or CALLERROR: hand it to the CALL of ours that waits for it."""
+        unique_id = msg[1]
+        future = self._pending.get(unique_id) if isinstance(unique_id, str) else None
+        if future is None or future.done():
+            log.warning("ignoring an answer nobody is waiting for: %.200s", raw_msg)
+            return
+        future.set_result(msg)
+
+    async def _answer_malformed(self, raw_msg: str, frame: Any, code: str) -> None:
         """Answer a broken frame if it is recognisably a CALL with an id; otherwise log it.
 
         OCPP-J gives no way to answer a frame whose unique id cannot be read, and a CALLRESULT or
         CALLERROR must never be answered at all.
         """
-        try:
-            frame = json.loads(raw_msg)
-        except ValueError:
-            frame = None
-        if isinstance(frame, list) and len(frame) >= 2 and frame[0] == 2:
+        if isinstance(frame, list) and len(frame) >= 2 and frame[0] == CALL:
             uid = frame[1]
             if isinstance(uid, str):
-                fake = Call(uid, "?", {})
-                await self._send_error(fake, exc.code, "frame is not a valid OCPP-J CALL")
+                await self._send_error(uid, code, "frame is not a valid OCPP-J CALL")
                 return
-        log.warning("ignoring a malformed frame (%s): %.200s", exc.code, raw_msg)
+        log.warning("ignoring a malformed frame (%s): %.200s", code, raw_msg)
 
-    async def _send_error(self, msg: Call, code: str, description: str) -> None:
+    async def _send_error(self, unique_id: str, code: str, description: str) -> None:
         code = _ERROR_CODES_16.get(code, code)
-        await self._send(CallError(msg.unique_id, code, description[:255], {}).to_json())
+        await self._connection.send(_encode([CALLERROR, unique_id, code, description[:255], {}]))
 
     # -- outgoing ------------------------------------------------------------------------------
 
-    async def _call(self, payload: Any) -> Any:
-        try:
-            return await self.call(payload, suppress=False)
-        except OCPPError as exc:
-            raise CallErrorReceived(type(payload).__name__, exc.code, exc.description) from None
+    async def _call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one CALL, wait for its answer, and return the validated CALLRESULT payload.
 
-    async def boot_notification(self, identity: Identity) -> call_result.BootNotification:
-        result: call_result.BootNotification = await self._call(
-            call.BootNotification(
-                charge_point_vendor=identity.vendor,
-                charge_point_model=identity.model,
-                firmware_version=identity.firmware_version,
-                charge_point_serial_number=identity.serial_number,
-                charge_box_serial_number=identity.charge_box_serial_number,
-                meter_serial_number=identity.meter_serial_number,
-                meter_type=identity.meter_type,
+        Raises CallErrorReceived for a CALLERROR (InvalidResultReceived for a CALLRESULT that
+        breaks its schema), TimeoutError when no answer comes within the response timeout.
+        """
+        unique_id = _unique_id()
+        frame = _encode([CALL, unique_id, action, payload])
+        loop = asyncio.get_running_loop()
+        async with self._call_lock:
+            future: asyncio.Future[list[Any]] = loop.create_future()
+            self._pending[unique_id] = future
+            timer = loop.call_later(
+                self._response_timeout, _expire, future, action, self._response_timeout
             )
+            try:
+                await self._connection.send(frame)
+                reply = await future
+            finally:
+                timer.cancel()
+                del self._pending[unique_id]
+        if reply[0] == CALLERROR:
+            raise CallErrorReceived(action, _as_text(reply[2]), _as_text(reply[3]))
+        result = reply[2]
+        try:
+            self._schemas.check_result(action, result)
+        except SchemaViolation as exc:
+            raise InvalidResultReceived(action, exc) from None
+        except RecursionError:
+            violation = SchemaViolation("depth", "nested deeper than it can be checked")
+            raise InvalidResultReceived(action, violation) from None
+        return result  # type: ignore[no-any-return]
+
+    async def boot_notification(self, identity: Identity) -> BootResult:
+        payload = _without_nones(
+            chargePointVendor=identity.vendor,
+            chargePointModel=identity.model,
+            chargePointSerialNumber=identity.serial_number,
+            chargeBoxSerialNumber=identity.charge_box_serial_number,
+            firmwareVersion=identity.firmware_version,
+            meterType=identity.meter_type,
+            meterSerialNumber=identity.meter_serial_number,
         )
-        return result
+        result = await self._call("BootNotification", payload)
+        return BootResult(result["status"], result["interval"], result["currentTime"])
 
     async def heartbeat(self) -> str:
-        result: call_result.Heartbeat = await self._call(call.Heartbeat())
-        return result.current_time
+        result = await self._call("Heartbeat", {})
+        return str(result["currentTime"])
 
     async def status_notification(
         self, connector_id: int, status: str, error_code: str, timestamp: str
     ) -> None:
         await self._call(
-            call.StatusNotification(
-                connector_id=connector_id, error_code=error_code, status=status, timestamp=timestamp
-            )
+            "StatusNotification",
+            {
+                "connectorId": connector_id,
+                "errorCode": error_code,
+                "status": status,
+                "timestamp": timestamp,
+            },
         )
 
     async def authorize(self, id_tag: str) -> dict[str, Any]:
-        result: call_result.Authorize = await self._call(call.Authorize(id_tag=id_tag))
-        return dict(result.id_tag_info)
+        result = await self._call("Authorize", {"idTag": id_tag})
+        return dict(snake_case(result["idTagInfo"]))
 
     async def start_transaction(
         self,
@@ -208,16 +416,17 @@ class ChargePointClient(ChargePoint):
         timestamp: str,
         reservation_id: int | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        result: call_result.StartTransaction = await self._call(
-            call.StartTransaction(
-                connector_id=connector_id,
-                id_tag=id_tag,
-                meter_start=meter_start,
+        result = await self._call(
+            "StartTransaction",
+            _without_nones(
+                connectorId=connector_id,
+                idTag=id_tag,
+                meterStart=meter_start,
                 timestamp=timestamp,
-                reservation_id=reservation_id,
-            )
+                reservationId=reservation_id,
+            ),
         )
-        return result.transaction_id, dict(result.id_tag_info)
+        return result["transactionId"], dict(snake_case(result["idTagInfo"]))
 
     async def stop_transaction(
         self,
@@ -226,54 +435,60 @@ class ChargePointClient(ChargePoint):
         timestamp: str,
         reason: str,
         id_tag: str | None = None,
-    ) -> None:
-        await self._call(
-            call.StopTransaction(
-                meter_stop=meter_stop,
+        transaction_data: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The IdTagInfo the CSMS answers with (snake_case), {} when it sends none.
+
+        ``transaction_data``: MeterValue objects, camelCase as on the wire.
+        """
+        result = await self._call(
+            "StopTransaction",
+            _without_nones(
+                meterStop=meter_stop,
                 timestamp=timestamp,
-                transaction_id=transaction_id,
+                transactionId=transaction_id,
                 reason=reason,
-                id_tag=id_tag,
-            )
+                idTag=id_tag,
+                transactionData=transaction_data or None,
+            ),
         )
+        return dict(snake_case(result.get("idTagInfo") or {}))
 
     async def meter_values(
         self, connector_id: int, transaction_id: int | None, meter_value: list[dict[str, Any]]
     ) -> None:
-        await self._call(
-            call.MeterValues(
-                connector_id=connector_id, transaction_id=transaction_id, meter_value=meter_value
-            )
-        )
+        """``meter_value`` is sent as given: camelCase, as on the wire."""
+        payload: dict[str, Any] = {"connectorId": connector_id, "meterValue": meter_value}
+        if transaction_id is not None:
+            payload["transactionId"] = transaction_id
+        await self._call("MeterValues", payload)
 
     # -- incoming: one handler per action, named as in the spec ---------------------------------
 
     @on("Authorize")
-    def on_authorize(self, id_tag: str) -> call_result.Authorize:
+    def on_authorize(self, id_tag: str) -> dict[str, Any]:
         # The spec keeps this a dummy: the CSMS asking us to authorise is not a gate for anything.
-        return call_result.Authorize(id_tag_info={"status": "Accepted"})
+        return {"idTagInfo": {"status": "Accepted"}}
 
     @on("GetConfiguration")
-    def on_get_configuration(self, key: list[str] | None = None) -> call_result.GetConfiguration:
+    def on_get_configuration(self, key: list[str] | None = None) -> dict[str, Any]:
         known, unknown = self.charger.get_configuration(key)
-        entries = [{"key": e.key, "readonly": e.readonly, "value": e.value} for e in known]
-        return call_result.GetConfiguration(
-            configuration_key=entries, unknown_key=unknown if unknown else None
-        )
+        if known is not self._answered[0]:  # the charger hands out the same list while unchanged
+            entries = [
+                {"key": e.key, "readonly": e.readonly, "value": e.value}
+                if e.value is not None
+                else {"key": e.key, "readonly": e.readonly}
+                for e in known
+            ]
+            self._answered = (known, entries)
+        entries = self._answered[1]
+        if unknown:
+            return {"configurationKey": entries, "unknownKey": unknown}
+        return {"configurationKey": entries}
 
     @on("ChangeConfiguration")
-    async def on_change_configuration(
-        self, key: str, value: str
-    ) -> call_result.ChangeConfiguration:
-        status = await self.charger.change_configuration(key, value)
-        return call_result.ChangeConfiguration(status=status)
-
-    @on("SetChargingProfile")
-    def on_set_charging_profile(
-        self, connector_id: int, cs_charging_profiles: dict[str, Any]
-    ) -> call_result.SetChargingProfile:
-        status = self.charger.set_charging_profile(connector_id, cs_charging_profiles)
-        return call_result.SetChargingProfile(status=status)
+    async def on_change_configuration(self, key: str, value: str) -> dict[str, Any]:
+        return {"status": await self.charger.change_configuration(key, value)}
 
     @on("RemoteStartTransaction")
     def on_remote_start_transaction(
@@ -282,10 +497,10 @@ class ChargePointClient(ChargePoint):
         call_unique_id: str,
         connector_id: int | None = None,
         charging_profile: dict[str, Any] | None = None,
-    ) -> call_result.RemoteStartTransaction:
+    ) -> dict[str, Any]:
         status, release = self.charger.remote_start(id_tag, connector_id, charging_profile)
         self._held[call_unique_id] = release
-        return call_result.RemoteStartTransaction(status=status)
+        return {"status": status}
 
     @after("RemoteStartTransaction")
     def after_remote_start_transaction(self, call_unique_id: str, **_: Any) -> None:
@@ -294,11 +509,35 @@ class ChargePointClient(ChargePoint):
     @on("RemoteStopTransaction")
     def on_remote_stop_transaction(
         self, transaction_id: int, call_unique_id: str
-    ) -> call_result.RemoteStopTransaction:
+    ) -> dict[str, Any]:
         status, release = self.charger.remote_stop(transaction_id)
         self._held[call_unique_id] = release
-        return call_result.RemoteStopTransaction(status=status)
+        return {"status": status}
 
     @after("RemoteStopTransaction")
     def after_remote_stop_transaction(self, call_unique_id: str, **_: Any) -> None:
         self._held.pop(call_unique_id, _noop)()
+
+
+def _as_text(value: Any) -> str:
+    """A field of a CSMS frame as text, whatever JSON it holds (a hostile one: any depth)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return _encode(value)[:255]
+    except (RecursionError, ValueError):
+        return "(unreadable)"
+
+
+def _unique_id() -> str:
+    """A random (version 4) UUID as text, without building a `uuid.UUID` for every CALL."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _without_nones(**fields: Any) -> dict[str, Any]:
+    """A payload without its absent optional fields (OCPP-J leaves them out, never null)."""
+    return {key: value for key, value in fields.items() if value is not None}

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
@@ -22,6 +22,9 @@ from hilsim.ocpp.client import ChargePointClient, ChargerPort, Identity
 from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp.wire import FrameListener, TracedConnection
+
+if TYPE_CHECKING:
+    from hilsim.security import ConnectionSecurity
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,9 @@ class CsmsLink:
         self.connected_since: float | None = None  # wall clock
         self.last_message_at: float | None = None  # wall clock
         self.connections = 0
+        self._socket: Any = None  # the open WebSocket, for reconnect()
+        #: security profile 1-3 (hilsim.security); None: plain, as the URL says
+        self.security: ConnectionSecurity | None = None
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._keys_changed = asyncio.Event()
         keys.subscribe(lambda spec, value: self._keys_changed.set())
@@ -111,6 +117,13 @@ class CsmsLink:
             item.future.add_done_callback(_log_failure)
         return item.future
 
+    async def reconnect(self) -> None:
+        """Close the connection on purpose (Reset Soft); `run` connects and boots again."""
+        ws = self._socket
+        if ws is not None:
+            log.info("closing the connection to %s to connect again", self.endpoint)
+            await ws.close()
+
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -120,13 +133,21 @@ class CsmsLink:
             self._set_state(LinkState.CONNECTING)
             try:
                 ping = float(self.keys.get("WebSocketPingInterval")) or None
+                # The security profile decides the scheme, Basic auth and TLS (hilsim.security).
+                security = self.security
+                url, options = (
+                    security.connection(self.endpoint) if security else (self.endpoint, {})
+                )
                 ws = await open_link(
-                    self.endpoint,
+                    url,
                     open_timeout=self.response_timeout,
                     ping_interval=ping,
                     ping_timeout=ping,
+                    **options,
                 )
             except CsmsError as exc:
+                if self.security is not None:
+                    self.security.connection_failed(exc)  # may fall back to the last good one
                 delay = next(delays)
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self._set_state(LinkState.DISCONNECTED)
@@ -134,6 +155,9 @@ class CsmsLink:
                 continue
             delays = self.backoff.delays()
             self.connections += 1
+            self._socket = ws
+            if self.security is not None:
+                self.security.connected()
             log.info("connected to %s", self.endpoint)
             try:
                 await self._serve(ws)
@@ -141,6 +165,7 @@ class CsmsLink:
                 log.warning("link to the CSMS lost: %s", _first_cause(group))
             finally:
                 self.client = None
+                self._socket = None
                 self.connected_since = None
                 self._set_state(LinkState.DISCONNECTED)
                 self._fail_queued()

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+import ssl as ssl_module
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from hilsim.errors import CsmsError
+from hilsim.security import RedactingLogger
 
 log = logging.getLogger(__name__)
+#: websockets logs handshake headers and frames at DEBUG; a Basic auth header or a frame that sets
+#: the AuthorizationKey must not reach the log that way.
+_library_log = RedactingLogger(logging.getLogger("websockets.client"), {})
 
 SUBPROTOCOL = "ocpp1.6"
 
@@ -49,12 +54,21 @@ async def open_link(
     open_timeout: float = 10.0,
     ping_interval: float | None = None,
     ping_timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> ClientConnection:
-    """Open the OCPP-J WebSocket, insisting on the ocpp1.6 subprotocol."""
+    """Open the OCPP-J WebSocket, insisting on the ocpp1.6 subprotocol.
+
+    ``headers``: extra handshake headers (HTTP Basic auth, security profiles 1-2); ``ssl``: the
+    TLS context for a wss:// URL (profiles 2-3: the CSMS's CA, the client certificate).
+    """
     try:
         ws = await connect(
             url,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            additional_headers=dict(headers) if headers else None,
+            logger=_library_log,
+            **({"ssl": ssl} if ssl is not None else {}),
             open_timeout=open_timeout,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
@@ -73,6 +87,9 @@ async def open_link(
         raise CsmsError(f"{url}: WebSocket handshake failed ({exc})") from None
     except TimeoutError:
         raise CsmsError(f"{url}: no answer within {open_timeout:g} s") from None
+    except ssl_module.SSLError as exc:
+        why = getattr(exc, "verify_message", None) or exc.reason or exc
+        raise CsmsError(f"{url}: TLS handshake failed ({why})") from None
     except OSError as exc:
         raise CsmsError(f"{url}: {exc.strerror or exc}") from None
     if ws.subprotocol != SUBPROTOCOL:

@@ -9,11 +9,12 @@ into a queue, or print a line.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from hilsim.security import RedactingLogger
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -107,8 +108,11 @@ def format_frame(frame: Frame, *, namer: ActionNamer, local: str, remote: str) -
     return f"{stamp}  {arrow}  {action:<28} {payload}"
 
 
-class QuietLibraryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The `ocpp` library logs every frame at INFO; hilsim traces frames itself, so DEBUG."""
+class QuietLibraryLog(RedactingLogger):
+    """The `ocpp` library logs every frame at INFO; hilsim traces frames itself, so DEBUG.
+
+    Redacting, as its frames may set the AuthorizationKey.
+    """
 
     def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
         self.debug(msg, *args, **kwargs)
