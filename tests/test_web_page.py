@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from hilsim.csms import CentralSystem, ChargePointSession
 
@@ -288,8 +288,10 @@ async def run_session(page: Page, session: ChargePointSession, csms: CentralSyst
     names = await page.locator("#frames li:visible .action").all_text_contents()
     assert names == ["StartTransaction.conf", "StartTransaction"]
     await page.click("#frames li:visible >> nth=1 >> summary")
-    call = await page.text_content("#frames li:visible >> nth=1 >> pre")
-    assert '"idTag": "04A2B3C4"' in (call or "")
+    # The JSON is rendered when the frame is opened: wait for it rather than read at once.
+    await expect(page.locator("#frames li:visible >> nth=1 >> pre")).to_contain_text(
+        '"idTag": "04A2B3C4"', timeout=5000
+    )
     await page.select_option("#filter-action", "")
     await page.select_option("#filter-connector", "2")
     connectors = await page.locator("#frames li:visible").evaluate_all(
