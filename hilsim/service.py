@@ -28,13 +28,16 @@ from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
-from hilsim.panel import PANEL_COMMANDS, Panel, load_panel_settings
+from hilsim.panel.config import PANEL_COMMANDS, load_panel_settings
 from hilsim.security import ConnectionSecurity, key_file_for, security_settings
 from hilsim.store import Store, load_configuration
-from hilsim.web import WebServer, load_web_settings
+from hilsim.web.config import load_web_settings
 
-if TYPE_CHECKING:
-    from gpiozero import Factory  # a type only: gpiozero loads with the panel, when it has pins
+if TYPE_CHECKING:  # types only: gpiozero and the web server load when configured
+    from gpiozero import Factory
+
+    from hilsim.panel.panel import Panel
+    from hilsim.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,8 @@ class Service:
             charger.status_listeners.append(lambda *_: self._publish_status())
             charger.link_listeners.append(lambda _: self._publish_status())
             # Pins are claimed before anything connects: a busy or missing pin is a PanelError.
+            from hilsim.panel.panel import Panel  # gpiozero loads only now (cold start)
+
             panel = Panel(panel_settings, charger, asyncio.get_running_loop(), self.pin_factory)
             panel.open()
             self.panel = panel
@@ -161,6 +166,8 @@ class Service:
             try:
                 await charger.start()  # meters: a dead one is a health state, never an error
                 if web_settings.enabled:
+                    from hilsim.web.server import WebServer  # only with [web] listen set
+
                     self.web = WebServer(web_settings, charger, self.command, panel)
                 async with (
                     ControlServer(settings.control.socket, self.command),

@@ -42,6 +42,10 @@ _INPUT_KEYS = ("pin", "pull", "active_high")
 _OUTPUT_KEYS = ("pin", "active_high")
 
 
+#: The control commands the panel answers (`hilsim ctl pins/press/release`).
+PANEL_COMMANDS = ("pins", "press", "release")
+
+
 @dataclass(frozen=True, slots=True)
 class InputPin:
     """A button or switch. `key` is the dotted config key, quoted in every error about it."""

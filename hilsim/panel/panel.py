@@ -9,27 +9,29 @@ the CSMS, a timeout) is shown the same way.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
-
-from gpiozero import Factory
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from hilsim.charger import Charger
 from hilsim.errors import PanelError
 from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.ocpp.session import LinkState
-from hilsim.panel.backend import PanelMockPin, finger, is_mock, open_pin_factory
 from hilsim.panel.bridge import LoopBridge
-from hilsim.panel.config import PanelSettings
-from hilsim.panel.devices import InputBinding, PanelHardware, RgbLamp
+from hilsim.panel.config import PANEL_COMMANDS, PanelSettings
 from hilsim.panel.lights import LINK_LANGUAGE, connector_indication
+
+if TYPE_CHECKING:
+    from gpiozero import Factory
+
+    from hilsim.panel.devices import InputBinding, PanelHardware
 
 log = logging.getLogger(__name__)
 
 #: `hilsim ctl` commands the panel answers.
-PANEL_COMMANDS = ("pins", "press", "release")
 
 #: Presses remembered for `ctl press` answers.
 _ACTIONS_KEPT = 64
@@ -90,11 +92,15 @@ class Panel:
             log.info("no GPIO pins configured")
             return
         if self.factory is None:
+            from hilsim.panel.backend import open_pin_factory
+
             self.factory, self.backend = open_pin_factory(
                 self.settings.backend, self.settings.source
             )
             self._owns_factory = True
         try:
+            from hilsim.panel.devices import PanelHardware
+
             self.hardware = PanelHardware.build(self.settings, self.factory, self._from_gpio)
         except BaseException:
             self._close_factory()
@@ -266,7 +272,7 @@ class Panel:
             return
         lamp = hardware.lamps.get(connector_id)
         if lamp is not None:
-            rgb = isinstance(lamp, RgbLamp)
+            rgb = isinstance(lamp, _devices().RgbLamp)
             lamp.show(connector_indication(status, rgb=rgb, online=self._online))
         relay = hardware.relays.get(connector_id)
         if relay is not None:
@@ -357,7 +363,7 @@ class Panel:
             }
         pin = binding.device.pin
         try:
-            drive = finger(pin, active == binding.spec.active_high)
+            drive = _backend().finger(pin, active == binding.spec.active_high)
         except PanelError:
             return {
                 "ok": False,
@@ -371,7 +377,7 @@ class Panel:
 
         def press() -> None:
             drive()
-            if isinstance(pin, PanelMockPin):
+            if isinstance(pin, _backend().PanelMockPin):
                 # An edge inside the debounce window is reported when the window closes; wait
                 # for it, so the answer says what the edge did.
                 pin.settle(_SETTLE_TIMEOUT_S)
@@ -395,8 +401,17 @@ class Panel:
         return {"ok": True, "result": result}
 
 
+def _backend() -> ModuleType:
+    """gpiozero is imported with the first pin, never by a charger without any (cold start)."""
+    return importlib.import_module("hilsim.panel.backend")
+
+
+def _devices() -> ModuleType:
+    return importlib.import_module("hilsim.panel.devices")
+
+
 def _backend_name(factory: Factory) -> str:
-    if is_mock(factory):
+    if _backend().is_mock(factory):
         return "mock"
     return type(factory).__name__.removesuffix("Factory").lower()
 
