@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from hilsim.ocpp.routing import after, on
 
 if TYPE_CHECKING:
     from hilsim.operations import Operations
@@ -20,29 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Release = Callable[[], None]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-# The same marks as `hilsim.ocpp.client.on` / `after` (the client's router reads these two
-# attributes); repeated here because client.py imports this module to use it as a base class.
-def on(action: str) -> Callable[[F], F]:
-    """Mark a method as the handler of a CALL the CSMS sends. It returns the CALLRESULT payload."""
-
-    def mark(method: F) -> F:
-        method.__ocpp_on__ = action  # type: ignore[attr-defined]
-        return method
-
-    return mark
-
-
-def after(action: str) -> Callable[[F], F]:
-    """Mark a method to run once the CALLRESULT of ``action`` is on the wire."""
-
-    def mark(method: F) -> F:
-        method.__ocpp_after__ = action  # type: ignore[attr-defined]
-        return method
-
-    return mark
 
 
 def _noop() -> None:

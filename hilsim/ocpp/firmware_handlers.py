@@ -7,25 +7,12 @@ FirmwareStatusNotification and DiagnosticsStatusNotification (see `hilsim.firmwa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from hilsim.ocpp.routing import on
 
 if TYPE_CHECKING:
     from hilsim.firmware import Firmware
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-# The client's router reads this attribute; repeated here because client.py imports this module
-# to use it as a base class (as hilsim.ocpp.core_handlers does).
-def on(action: str) -> Callable[[F], F]:
-    """Mark a method as the handler of a CALL the CSMS sends. It returns the CALLRESULT payload."""
-
-    def mark(method: F) -> F:
-        method.__ocpp_on__ = action  # type: ignore[attr-defined]
-        return method
-
-    return mark
 
 
 class FirmwareHandlers:

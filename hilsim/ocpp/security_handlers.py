@@ -7,22 +7,9 @@ runs ``@after`` hooks exactly then. The rules themselves live in `hilsim.securit
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-# The client's router reads this attribute; repeated here because client.py imports this module
-# to use it as a base class (as hilsim.ocpp.core_handlers does).
-def after(action: str) -> Callable[[F], F]:
-    """Mark a method to run once the CALLRESULT of ``action`` is on the wire."""
-
-    def mark(method: F) -> F:
-        method.__ocpp_after__ = action  # type: ignore[attr-defined]
-        return method
-
-    return mark
+from hilsim.ocpp.routing import after
 
 
 class SecurityHandlers:
