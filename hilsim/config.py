@@ -216,13 +216,17 @@ def embedded_defaults(base_dir: Path | None = None) -> Settings:
     return parse_settings(text, EMBEDDED_SOURCE, base_dir=base_dir)
 
 
-def _describe(value: object) -> str:
-    """Show a value the way the person wrote it in TOML, so they can find it in the file."""
+def describe_value(value: object) -> str:
+    """Show a value the way the person wrote it in TOML, so they can find it in the file.
+
+    Shared by every module that parses its own table (panel, meter, web), which see the frozen
+    copy in `Settings.raw`: mappings and tuples there, dicts and lists here.
+    """
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "a table"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "an array"
     if isinstance(value, datetime | date | time):
         return f"{value.isoformat()} (a date/time)"
@@ -277,7 +281,7 @@ class _Parser:
     def table(self, document: dict[str, Any], name: str) -> dict[str, Any]:
         value = document.get(name, {})
         if not isinstance(value, dict):
-            raise self.error(name, f"expected a [{name}] table, got {_describe(value)}")
+            raise self.error(name, f"expected a [{name}] table, got {describe_value(value)}")
         return value
 
     def check_keys(
@@ -306,7 +310,7 @@ class _Parser:
         dotted = self.join(prefix, key)
         value = table[key]
         if not isinstance(value, str):
-            raise self.error(dotted, f"expected a string, got {_describe(value)}")
+            raise self.error(dotted, f"expected a string, got {describe_value(value)}")
         if not value.strip():
             raise self.error(dotted, f"expected a non-empty string, got {value!r}")
         if max_length is not None and len(value) > max_length:
@@ -337,9 +341,9 @@ class _Parser:
         value = table[key]
         expected = f"expected a number greater than 0 and at most {maximum:g}"
         if not _is_number(value):
-            raise self.error(dotted, f"{expected}, got {_describe(value)}")
+            raise self.error(dotted, f"{expected}, got {describe_value(value)}")
         if not math.isfinite(value) or not 0 < value <= maximum:
-            raise self.error(dotted, f"{expected}, got {_describe(value)}")
+            raise self.error(dotted, f"{expected}, got {describe_value(value)}")
         return float(value)
 
     def integer(
@@ -358,7 +362,7 @@ class _Parser:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.error(
                 dotted,
-                f"expected an integer from {minimum} to {maximum}, got {_describe(value)}",
+                f"expected an integer from {minimum} to {maximum}, got {describe_value(value)}",
             )
         if not minimum <= value <= maximum:
             raise self.error(
@@ -419,7 +423,7 @@ class _Parser:
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
             raise self.error(
                 "connector",
-                f"expected an array of [[connector]] tables, got {_describe(tables)}",
+                f"expected an array of [[connector]] tables, got {describe_value(tables)}",
             )
         if not tables:
             raise self.error("connector", "expected at least one [[connector]] table with id = 1")
@@ -452,7 +456,7 @@ class _Parser:
         connector_id = table["id"]
         if not isinstance(connector_id, int) or isinstance(connector_id, bool) or connector_id < 1:
             raise self.error(
-                f"{prefix}.id", f"expected an integer from 1, got {_describe(connector_id)}"
+                f"{prefix}.id", f"expected an integer from 1, got {describe_value(connector_id)}"
             )
         return ConnectorSettings(
             id=connector_id,
@@ -461,15 +465,14 @@ class _Parser:
             unlock=self.choice(table, prefix, "unlock", UNLOCK_OUTCOMES),
         )
 
-    def choice(
-        self, table: dict[str, Any], prefix: str, key: str, choices: tuple[str, ...]
-    ) -> str:
+    def choice(self, table: dict[str, Any], prefix: str, key: str, choices: tuple[str, ...]) -> str:
         """One of `choices`, the first being the default."""
         value = table.get(key, choices[0])
         if value not in choices:
             raise self.error(
                 self.join(prefix, key),
-                f"expected one of {', '.join(repr(c) for c in choices)}, got {_describe(value)}",
+                f"expected one of {', '.join(repr(c) for c in choices)}, "
+                f"got {describe_value(value)}",
             )
         return str(value)
 
@@ -495,14 +498,14 @@ class _Parser:
             value = table["id_tags"]
             if not isinstance(value, list):
                 raise self.error(
-                    "csms.id_tags", f"expected an array of strings, got {_describe(value)}"
+                    "csms.id_tags", f"expected an array of strings, got {describe_value(value)}"
                 )
             for n, tag in enumerate(value):
                 if not isinstance(tag, str) or not tag or len(tag) > _ID_TAG_MAX_LENGTH:
                     raise self.error(
                         f"csms.id_tags[{n}]",
                         f"expected a non-empty string of at most {_ID_TAG_MAX_LENGTH} characters "
-                        f"(OCPP 1.6 IdToken), got {_describe(tag)}",
+                        f"(OCPP 1.6 IdToken), got {describe_value(tag)}",
                     )
             id_tags = tuple(value)
         return CsmsSettings(host=host, port=port, id_tags=id_tags)

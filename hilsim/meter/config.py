@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hilsim.config import Settings
+from hilsim.config import Settings, describe_value
 from hilsim.errors import ConfigError
 from hilsim.meter.base import MeterSource
 from hilsim.meter.registers import (
@@ -115,12 +115,12 @@ def parse_meter(table: Any, source: str, prefix: str) -> MeterSettings | None:
     """Validate one meter table; None for `kind = "synthetic"`."""
     p = _Checker(source, prefix)
     if not isinstance(table, Mapping):
-        raise p.error(None, f"expected a table ([connector.meter]), got {_describe(table)}")
+        raise p.error(None, f"expected a table ([connector.meter]), got {describe_value(table)}")
     if "kind" not in table:
         raise p.error("kind", f"missing key; expected one of {', '.join(KINDS)}")
     kind = table["kind"]
     if kind not in KINDS:
-        raise p.error("kind", f"expected one of {', '.join(KINDS)}, got {_describe(kind)}")
+        raise p.error("kind", f"expected one of {', '.join(KINDS)}, got {describe_value(kind)}")
     if kind == "synthetic":
         p.check_keys(table, ("kind",), why='for kind = "synthetic" (it has no port)')
         return None
@@ -128,7 +128,7 @@ def parse_meter(table: Any, source: str, prefix: str) -> MeterSettings | None:
     p.check_keys(table, known)
     port = table.get("port")
     if not isinstance(port, str) or not port.strip():
-        got = "missing key" if port is None else f"got {_describe(port)}"
+        got = "missing key" if port is None else f"got {describe_value(port)}"
         raise p.error("port", f"expected the serial device, e.g. '/dev/ttyUSB0'; {got}")
     baudrate = p.choice(table, "baudrate", BAUDRATES, 9600)
     parity = p.choice(table, "parity", PARITIES, "N")
@@ -214,7 +214,7 @@ class _Checker:
         value = table[key]
         if isinstance(value, bool) or value not in options:
             shown = ", ".join(str(o) for o in options)
-            raise self.error(key, f"expected one of {shown}, got {_describe(value)}")
+            raise self.error(key, f"expected one of {shown}, got {describe_value(value)}")
         return value
 
     def integer(self, table: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -223,7 +223,7 @@ class _Checker:
         value = table[key]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise self.error(
-                key, f"expected an integer from {low} to {high}, got {_describe(value)}"
+                key, f"expected an integer from {low} to {high}, got {describe_value(value)}"
             )
         return value
 
@@ -240,13 +240,13 @@ class _Checker:
             or not low <= value <= high
         ):
             raise self.error(
-                key, f"expected seconds from {low:g} to {high:g}, got {_describe(value)}"
+                key, f"expected seconds from {low:g} to {high:g}, got {describe_value(value)}"
             )
         return float(value)
 
     def register_map(self, table: Any) -> RegisterMap:
         if not isinstance(table, Mapping):
-            raise self.error("registers", f"expected a table, got {_describe(table)}")
+            raise self.error("registers", f"expected a table, got {describe_value(table)}")
         registers: list[Register] = []
         for measurand, spec in table.items():
             if measurand not in MEASURANDS:
@@ -269,7 +269,7 @@ class _Checker:
             raise self.error(
                 key,
                 f'expected an inline table such as {{ address = 0, type = "float32" }}, '
-                f"got {_describe(spec)}",
+                f"got {describe_value(spec)}",
             )
         for k in spec:
             if k not in _REGISTER_KEYS:
@@ -281,26 +281,29 @@ class _Checker:
         address = spec["address"]
         if not isinstance(address, int) or isinstance(address, bool) or not 0 <= address <= 65535:
             raise self.error(
-                f"{key}.address", f"expected an integer from 0 to 65535, got {_describe(address)}"
+                f"{key}.address",
+                f"expected an integer from 0 to 65535, got {describe_value(address)}",
             )
         function = spec.get("function", 4)
         if isinstance(function, bool) or function not in FUNCTION_CODES:
             raise self.error(
                 f"{key}.function",
-                f"expected 3 (holding registers) or 4 (input registers), got {_describe(function)}",
+                "expected 3 (holding registers) or 4 (input registers), "
+                f"got {describe_value(function)}",
             )
         type_ = spec.get("type", "float32")
         if type_ not in {t.value for t in DataType}:
             raise self.error(
                 f"{key}.type",
-                f"expected one of {', '.join(t.value for t in DataType)}, got {_describe(type_)}",
+                f"expected one of {', '.join(t.value for t in DataType)}, "
+                f"got {describe_value(type_)}",
             )
         order = spec.get("word_order", "big")
         if order not in {w.value for w in WordOrder}:
             raise self.error(
                 f"{key}.word_order",
                 f"expected 'big' (high word first) or 'little' (low word first), "
-                f"got {_describe(order)}",
+                f"got {describe_value(order)}",
             )
         scale = spec.get("scale", 1.0)
         if (
@@ -312,19 +315,9 @@ class _Checker:
             raise self.error(
                 f"{key}.scale",
                 f"expected a non-zero number (register value x scale = {measurand}), "
-                f"got {_describe(scale)}",
+                f"got {describe_value(scale)}",
             )
         dtype = DataType(type_)
         if address + dtype.words > 65536:
             raise self.error(f"{key}.address", f"expected {dtype} to fit below 65536")
         return Register(measurand, address, function, dtype, WordOrder(order), float(scale))
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return repr(value)

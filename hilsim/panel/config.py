@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hilsim.config import Settings
+from hilsim.config import Settings, describe_value
 from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode
 
@@ -175,16 +175,6 @@ def load_panel_settings(settings: Settings) -> PanelSettings:
     return _Parser(settings.source).panel(settings)
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return repr(value)
-
-
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -230,7 +220,7 @@ class _Parser:
 
     def table(self, value: object, key: str, what: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.error(key, f"expected {what}, got {_describe(value)}")
+            raise self.error(key, f"expected {what}, got {describe_value(value)}")
         return value
 
     def debounce(self, gpio: Mapping[str, Any]) -> float:
@@ -242,7 +232,7 @@ class _Parser:
             or not math.isfinite(value)
             or not 0 <= value <= MAX_DEBOUNCE_MS
         ):
-            raise self.error("gpio.debounce_ms", f"{expected}, got {_describe(value)}")
+            raise self.error("gpio.debounce_ms", f"{expected}, got {describe_value(value)}")
         return float(value)
 
     # -- pins ----------------------------------------------------------------------------------
@@ -252,7 +242,7 @@ class _Parser:
             raise self.error(
                 key,
                 f"expected a BCM GPIO number (an integer from 0 to {MAX_BCM}), "
-                f"got {_describe(value)}",
+                f"got {describe_value(value)}",
             )
         return value
 
@@ -269,7 +259,9 @@ class _Parser:
             return None
         value = table[key]
         if not isinstance(value, bool):
-            raise self.error(f"{prefix}.{key}", f"expected true or false, got {_describe(value)}")
+            raise self.error(
+                f"{prefix}.{key}", f"expected true or false, got {describe_value(value)}"
+            )
         return value
 
     def choice(
@@ -283,7 +275,7 @@ class _Parser:
         value = table.get(key, default)
         if value not in choices:
             expected = " or ".join(f'"{c}"' for c in choices)
-            raise self.error(f"{prefix}.{key}", f"expected {expected}, got {_describe(value)}")
+            raise self.error(f"{prefix}.{key}", f"expected {expected}, got {describe_value(value)}")
         return str(value)
 
     def input(
@@ -389,7 +381,7 @@ class _Parser:
             raise self.error(
                 f"{key}.error_code",
                 f"expected an OCPP ChargePointErrorCode other than NoError ({', '.join(choices)}), "
-                f"got {_describe(code)}",
+                f"got {describe_value(code)}",
             )
         return ErrorCode(code)
 
@@ -398,7 +390,7 @@ class _Parser:
             raise self.error(
                 key,
                 f'expected an array like [{{ pin = 27, id_tag = "04A2B3C4" }}], '
-                f"got {_describe(value)}",
+                f"got {describe_value(value)}",
             )
         tags = []
         for n, item in enumerate(value, 1):
@@ -413,7 +405,7 @@ class _Parser:
                 raise self.error(
                     f"{at}.id_tag",
                     f"expected a non-empty string of at most {ID_TAG_MAX_LENGTH} characters "
-                    f"(OCPP 1.6 IdToken), got {_describe(id_tag)}",
+                    f"(OCPP 1.6 IdToken), got {describe_value(id_tag)}",
                 )
             tags.append(TagButton(self.input(table, at, extra=("id_tag",), modes=False), id_tag))
         return tuple(tags)

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from hilsim.config import EMBEDDED_SOURCE, Settings
+from hilsim.config import EMBEDDED_SOURCE, Settings, describe_value
 from hilsim.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def load_web_settings(settings: Settings) -> WebSettings:
     source = settings.source
     table = settings.raw.get("web", {})
     if not isinstance(table, Mapping):
-        raise ConfigError(source, "web", f"expected a [web] table, got {_describe(table)}")
+        raise ConfigError(source, "web", f"expected a [web] table, got {describe_value(table)}")
     for key in table:
         if key not in _KEYS:
             raise ConfigError(
@@ -103,22 +103,12 @@ def _base_dir(source: str) -> Path:
     return Path(source).absolute().parent
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return repr(value)
-
-
 def _listen(source: str, value: object) -> tuple[str, int]:
     key = "web.listen"
     if isinstance(value, int) and not isinstance(value, bool):
         return LOOPBACK, _port(source, str(value), value)
     if not isinstance(value, str):
-        raise ConfigError(source, key, f"{_LISTEN_EXPECTED}, got {_describe(value)}")
+        raise ConfigError(source, key, f"{_LISTEN_EXPECTED}, got {describe_value(value)}")
     text = value.strip()
     if text.isdigit():
         return LOOPBACK, _port(source, value, int(text))
@@ -176,7 +166,7 @@ def _password(source: str, table: Mapping[str, Any], base_dir: Path) -> str | No
     if "password" in table:
         value = table["password"]
         if not isinstance(value, str) or not value:
-            shown = "an empty string" if value == "" else _describe(value)
+            shown = "an empty string" if value == "" else describe_value(value)
             raise ConfigError(source, "web.password", f"expected a non-empty string, got {shown}")
         return value
     if "password_file" not in table:
@@ -184,7 +174,7 @@ def _password(source: str, table: Mapping[str, Any], base_dir: Path) -> str | No
     value = table["password_file"]
     key = "web.password_file"
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(source, key, f"expected the path of a file, got {_describe(value)}")
+        raise ConfigError(source, key, f"expected the path of a file, got {describe_value(value)}")
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = base_dir / path
@@ -215,7 +205,7 @@ def _id_tags(source: str, table: Mapping[str, Any], default: tuple[str, ...]) ->
     value = table["id_tags"]
     if not isinstance(value, list | tuple):
         raise ConfigError(
-            source, "web.id_tags", f"expected an array of strings, got {_describe(value)}"
+            source, "web.id_tags", f"expected an array of strings, got {describe_value(value)}"
         )
     for n, tag in enumerate(value):
         if not isinstance(tag, str) or not tag or len(tag) > _ID_TAG_MAX_LENGTH:
@@ -223,6 +213,6 @@ def _id_tags(source: str, table: Mapping[str, Any], default: tuple[str, ...]) ->
                 source,
                 f"web.id_tags[{n}]",
                 f"expected a non-empty string of at most {_ID_TAG_MAX_LENGTH} characters "
-                f"(OCPP 1.6 IdToken), got {_describe(tag)}",
+                f"(OCPP 1.6 IdToken), got {describe_value(tag)}",
             )
     return tuple(dict.fromkeys(value))
