@@ -373,8 +373,10 @@ class Charger:
             remaining = last + interval - self.clock() if interval > 0 else None
             if remaining is None or remaining > 0:
                 self._metering_wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._metering_wake.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._metering_wake.wait()
                 continue
             last = self.clock()
             self._sample(rt)

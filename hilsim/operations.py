@@ -455,7 +455,8 @@ class Operations:
             elapsed = since_midnight.total_seconds()
             delay = (elapsed // interval + 1) * interval - elapsed
             try:
-                await asyncio.wait_for(self._aligned_changed.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see Charger._metering_loop
+                    await self._aligned_changed.wait()
             except TimeoutError:
                 self._send_clock_aligned()
 

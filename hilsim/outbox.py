@@ -10,7 +10,6 @@ into every later message of that transaction as it leaves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -270,6 +269,4 @@ class Outbox:
 
     async def _link_lost(self) -> None:
         """Wait until the link has gone down and come back, instead of spinning on it."""
-        while self.link.state == LinkState.CONNECTED:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.link.disconnected.wait(), 1.0)
+        await self.link.disconnected.wait()

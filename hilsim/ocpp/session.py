@@ -221,6 +221,13 @@ class CsmsLink:
             except (ConnectionClosed, TimeoutError) as exc:
                 item.future.set_exception(CsmsError(f"{item.name}: {exc or 'no answer'}"))
                 raise
+            except asyncio.CancelledError:
+                # The connection died while this CALL waited for its answer (the reader's end
+                # cancels this task): its caller, the outbox above all, must hear it, not wait
+                # forever on a future nobody will ever resolve.
+                if not item.future.done():
+                    item.future.set_exception(CsmsError(f"{item.name}: link to the CSMS lost"))
+                raise
             except Exception as exc:
                 item.future.set_exception(exc)
             else:
@@ -234,8 +241,10 @@ class CsmsLink:
             remaining = last + interval - time.monotonic()
             if remaining > 0:
                 self._keys_changed.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._keys_changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._keys_changed.wait()
                 continue
             last = time.monotonic()
             self.owner.learn_time(await self.submit(lambda c: c.heartbeat(), "Heartbeat"))
