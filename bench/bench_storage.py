@@ -90,11 +90,11 @@ def run(quick: bool = False) -> list[Row]:
         naive = measure("naive", directory, minutes, strace)
         live = measure("heartbeats", directory, heartbeats, strace)
     per_hour = 60 / minutes  # quick runs simulate part of the hour and scale it up
-    hour = f"per charging hour ({minutes} min simulated{', scaled' if per_hour != 1 else ''})"
+    hour = "per charging hour" + (f" ({minutes} min x{per_hour:g})" if per_hour != 1 else "")
     shm_pages = float(ours.report["shm_pages_changed"]) * per_hour
     rows = [
         Row(
-            f"database bytes written {hour}",
+            f"storage: database bytes written {hour}",
             ours.bytes_written * per_hour / 1024,
             "KiB",
             baseline=naive.bytes_written * per_hour / 1024,
@@ -103,7 +103,7 @@ def run(quick: bool = False) -> list[Row]:
             met=ours.bytes_written <= 0.25 * naive.bytes_written,
         ),
         Row(
-            f"fsyncs {hour}",
+            f"storage: fsyncs {hour}",
             ours.fsyncs * per_hour,
             "",
             baseline=naive.fsyncs * per_hour,
@@ -112,19 +112,19 @@ def run(quick: bool = False) -> list[Row]:
             met=None if math.isnan(ours.fsyncs) else ours.fsyncs <= 0.25 * naive.fsyncs,
         ),
         Row(
-            f"wal-index (-shm, memory-mapped) pages changed {hour}",
+            f"storage: -shm (mmapped) pages changed {hour}",
             shm_pages * PAGE / 1024,
             "KiB",
         ),
         Row(
-            f"database bytes written per heartbeat (live, {heartbeats} heartbeats)",
+            f"storage: database bytes per heartbeat ({heartbeats} live)",
             live.bytes_written / heartbeats,
             "B",
             goal="0",
             met=live.bytes_written == 0,
         ),
         Row(
-            "fsyncs per heartbeat (live)",
+            "storage: fsyncs per heartbeat (live)",
             live.fsyncs / heartbeats,
             "",
             goal="0",

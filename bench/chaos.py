@@ -114,6 +114,7 @@ class ChaosReport:
     losses: int
     seconds: float
     slowest_round: tuple[float, str]
+    longest_outage: float
     problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -124,7 +125,8 @@ class ChaosReport:
             f"{self.seconds:.1f} s (slowest round {self.slowest_round[0]:.1f} s, "
             f"{self.slowest_round[1]})",
             f"  charge point killed (SIGKILL): {sum(self.kills.values())} ({kills})",
-            f"  CSMS restarts: {self.csms_restarts}; reconnects: {self.reconnects}",
+            f"  CSMS restarts: {self.csms_restarts} (longest outage until the charge point "
+            f"was back: {self.longest_outage:.1f} s); reconnects: {self.reconnects}",
             f"  messages from the charge point: {self.messages} "
             f"({self.transaction_messages} transaction messages, {self.samples} samples)",
             f"  sent again after a kill or restart: {self.repeated_starts} StartTransaction, "
@@ -274,6 +276,7 @@ class Chaos:
         self.csms_restarts = 0
         self.rounds = 0
         self.slowest = (0.0, "")  # the longest round and its kind of kill, for the figures
+        self.longest_outage = 0.0  # from a CSMS stop to the charge point's next boot
         self.port = 0
         self.csms: CentralSystem | None = None
         self.finishing = False
@@ -290,7 +293,11 @@ class Chaos:
         self.csms = csms
 
     async def restart_csms_at_random(self) -> None:
-        """Until the sessions are done: down at a random moment, for a random while."""
+        """Until the sessions are done: down at a random moment, for a random while.
+
+        The next restart is drawn once the charge point is back: restarts faster than its
+        backoff would only measure the backoff (it doubles with every refused attempt).
+        """
         while not self.finishing:
             # The random pauses are the behaviour under test: when, and for how long.
             await asyncio.sleep(self.csms_rng.uniform(0.5, 4.0))
@@ -299,9 +306,13 @@ class Chaos:
             assert self.csms is not None
             await self.csms.stop()
             self.csms = None
+            down = time.monotonic()
             await asyncio.sleep(self.csms_rng.uniform(0.0, 1.5))
+            mark = self.observer.mark()
             await self.start_csms()
             self.csms_restarts += 1
+            await self.booted(mark)
+            self.longest_outage = max(self.longest_outage, time.monotonic() - down)
 
     # -- the charge point ------------------------------------------------------------------------
 
@@ -615,6 +626,7 @@ class Chaos:
             losses=losses,
             seconds=seconds,
             slowest_round=self.slowest,
+            longest_outage=self.longest_outage,
             problems=problems,
         )
 

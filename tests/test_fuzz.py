@@ -34,11 +34,18 @@ from ocpp.v16.enums import Action
 from hilsim.csms import ChargePointSession
 from hilsim.evse import events
 from hilsim.ocpp.client import ChargePointClient
+from hilsim.ocpp.validation import library_schema_dir
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT, Frame
 
 from conftest import TAG, Bench
 
 #: The actions the charge point handles, read from its handler marks (not a copy of a list).
+#: Every action OCPP 1.6 (with its security extension) defines: one schema file per request.
+KNOWN_ACTIONS = frozenset(
+    path.stem
+    for path in library_schema_dir().glob("*.json")
+    if not path.stem.endswith("Response")
+)
 IMPLEMENTED = frozenset(
     action
     for name in dir(ChargePointClient)
@@ -93,7 +100,8 @@ async def expected_answer(text: str) -> str | None:
     if not isinstance(action, str) or not isinstance(payload, dict):
         return "FormationViolation"  # "not conform the PDU structure"
     if action not in IMPLEMENTED:
-        return "NotImplemented"
+        # OCPP-J 1.6: an action it knows but does not support is NotSupported.
+        return "NotSupported" if action in KNOWN_ACTIONS else "NotImplemented"
     try:
         await validate_payload(Call(unique_id, action, payload), "1.6")
     except OCPPError as error:
