@@ -208,6 +208,7 @@ async def test_remote_start_with_authorize_remote_tx_requests(bench: Bench) -> N
     ("frame", "code"),
     [
         ([2, "u1", "FlyToTheMoon", {}], "NotImplemented"),
+        ([2, "u1b", "CertificateSigned", {"certificateChain": "x"}], "NotSupported"),
         ([2, "u2", "GetVariables", {"getVariableData": []}], "NotImplemented"),  # OCPP 2.0.1
         ([2, "u3", "ChangeConfiguration", {"key": "HeartbeatInterval"}], "ProtocolError"),
         ([2, "u4", "ChangeConfiguration", {"key": 5, "value": "1"}], "TypeConstraintViolation"),

@@ -241,8 +241,14 @@ class ChargePointClient(
             return
         route = self._routes.get(action)
         if route is None:
-            log.warning("CSMS sent %.100s, which hilsim does not implement", action)
-            await self._send_error(unique_id, "NotImplemented", f"{action} is not implemented")
+            # OCPP-J 1.6, 4.2.3: NotImplemented for an action the receiver does not know,
+            # NotSupported for one it knows but does not support.
+            if self._schemas.knows(action):
+                log.warning("CSMS sent %s, which hilsim does not support", action)
+                await self._send_error(unique_id, "NotSupported", f"{action} is not supported")
+            else:
+                log.warning("CSMS sent %.100s, which is not an OCPP 1.6 action", action)
+                await self._send_error(unique_id, "NotImplemented", f"{action} is not known")
             return
         try:
             self._schemas.check_call(action, payload)

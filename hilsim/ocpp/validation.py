@@ -103,6 +103,10 @@ class Schemas:
         self.directory = directory if directory is not None else library_schema_dir()
         self._compiled: dict[str, Check] = {}
 
+    def knows(self, action: str) -> bool:
+        """Whether OCPP 1.6 (with its security extension) defines ``action`` at all."""
+        return action.isidentifier() and (self.directory / f"{action}.json").is_file()
+
     def check_call(self, action: str, payload: Any) -> None:
         """Raise SchemaViolation unless ``payload`` is a valid CALL payload of ``action``."""
         self._validator(action, action, action in DECIMAL_CALLS)(payload)
