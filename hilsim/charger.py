@@ -37,7 +37,14 @@ from hilsim.evse import (
 from hilsim.keys import ChangeStatus, ConfigurationKeys, KeySpec
 from hilsim.local_list import LocalAuthList
 from hilsim.measurands import choose, wanted
-from hilsim.meter import MeterHealth, MeterReading, MeterSource, MeterState, SyntheticMeter
+from hilsim.meter import (
+    MeterHealth,
+    MeterReading,
+    MeterSource,
+    MeterState,
+    SyntheticMeter,
+    register_Wh,
+)
 from hilsim.ocpp.client import ConfigurationEntry, Release
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
@@ -253,7 +260,7 @@ class Charger:
             log.warning("C%d cannot start: meter %s", rt.id, health.describe())
             self.dispatch(rt.id, events.StartFailed(f"meter {health.describe()}"))
             return
-        meter_start = round(rt.meter.read(self.clock()).energy_Wh)
+        meter_start = register_Wh(rt.meter.read(self.clock()).energy_Wh)
         stamp = self.wall.iso()
         try:
             reservation_id = effect.reservation_id
@@ -305,7 +312,7 @@ class Charger:
 
     def _stop_transaction(self, rt: ConnectorRuntime, effect: effects.SendStopTransaction) -> None:
         reading = rt.meter.read(self.clock())
-        meter_stop = round(reading.energy_Wh)
+        meter_stop = register_Wh(reading.energy_Wh)
         stamp = self.wall.iso()
         local_id = effect.transaction_id
         log.info(
@@ -711,11 +718,18 @@ def _measurands(reading: MeterReading) -> list[dict[str, str]]:
             (reading.voltage_V, "Voltage", "V", 1),
             (reading.frequency_Hz, "Frequency", None, 2),
         ]
-    sampled = [_sampled(reading.energy_Wh, "Energy.Active.Import.Register", "Wh", "Outlet")]
+    energy = float(register_Wh(reading.energy_Wh))  # whole Wh, like meterStart/meterStop
+    sampled = [_sampled(energy, "Energy.Active.Import.Register", "Wh", "Outlet", 0)]
     sampled += [_sampled(v, m, u, "Outlet", d) for v, m, u, d in totals if v is not None]
     for p in reading.phases:
         per_phase: list[tuple[float | None, str, str, int, str]] = [
-            (p.energy_Wh, "Energy.Active.Import.Register", "Wh", 1, p.phase),
+            (
+                None if p.energy_Wh is None else float(register_Wh(p.energy_Wh)),
+                "Energy.Active.Import.Register",
+                "Wh",
+                0,
+                p.phase,
+            ),
             (p.power_W, "Power.Active.Import", "W", 1, p.phase),
             (p.current_A, "Current.Import", "A", 2, p.phase),
             (p.voltage_V, "Voltage", "V", 1, f"{p.phase}-N"),  # measured line to neutral

@@ -17,6 +17,7 @@ from typing import Any
 
 from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
+from hilsim.meter.base import register_Wh
 from hilsim.ocpp.client import CallErrorReceived
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.store import OutboxEntry, Store, TransactionRow
@@ -181,7 +182,7 @@ class Outbox:
                 await self.stop(
                     row.local_id,
                     row.connector_id,
-                    round(row.last_energy_Wh),
+                    register_Wh(row.last_energy_Wh),
                     row.last_energy_Wh,
                     row.last_sample_at,
                     "PowerLoss",

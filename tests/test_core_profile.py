@@ -572,7 +572,7 @@ async def test_stop_transaction_carries_the_stop_txn_data(bench: Bench) -> None:
                  if mv["sampledValue"][0]["context"] == "Sample.Clock")
     assert [v["measurand"] for v in clock["sampledValue"]] == ["Power.Active.Import"]
     begin = stop["transactionData"][0]["sampledValue"]
-    assert begin == [{"value": f"{bench.starts[1]['meterStart']:.1f}",
+    assert begin == [{"value": str(bench.starts[1]["meterStart"]),  # whole Wh, as meterStart
                       "context": "Transaction.Begin",
                       "measurand": "Energy.Active.Import.Register",
                       "location": "Outlet", "unit": "Wh"}]

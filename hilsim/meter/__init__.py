@@ -14,6 +14,7 @@ from hilsim.meter.base import (
     MeterState,
     PhaseReading,
     Problem,
+    register_Wh,
 )
 from hilsim.meter.synthetic import SyntheticMeter
 
@@ -26,4 +27,5 @@ __all__ = [
     "PhaseReading",
     "Problem",
     "SyntheticMeter",
+    "register_Wh",
 ]

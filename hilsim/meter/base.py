@@ -15,6 +15,7 @@ A source must:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -109,3 +110,13 @@ class MeterSource(Protocol):
 
     def read(self, now: float) -> MeterReading:
         """The meter's state at ``now`` (monotonic seconds), or its last good reading."""
+
+
+def register_Wh(energy_Wh: float) -> int:
+    """The energy register as reported to the CSMS: whole Wh, rounded down.
+
+    meterStart and meterStop are integers in OCPP 1.6. Rounding down everywhere (samples too)
+    keeps the reported register monotonic: a sample can never show more than the meterStop that
+    follows it, which rounding to nearest allowed by up to half a watt-hour.
+    """
+    return math.floor(energy_Wh)
