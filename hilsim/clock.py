@@ -10,7 +10,6 @@ sees a transaction stop before it started, or in 1970, rejects or mangles it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 from collections.abc import Callable
@@ -39,6 +38,8 @@ def parse_iso(text: str) -> datetime:
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
     """Loaded once: find_library runs ldconfig in a subprocess, far too slow per timestamp."""
+    import ctypes.util  # and importing it is a few ms of every start: only when first asked
+
     name = ctypes.util.find_library("c")
     if name is None:
         return None
