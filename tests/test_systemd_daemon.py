@@ -4,9 +4,12 @@ test_systemd_service.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,6 +223,46 @@ def test_nothing_is_said_when_systemd_python_is_there(caplog: pytest.LogCaptureF
     caplog.set_level(logging.DEBUG)
     Supervision.from_environment(load_bindings(), environ={})
     assert not [r for r in caplog.records if "sd_notify" in r.getMessage()]
+
+
+def _bindings_in_a_fresh_process(environ: dict[str, str], *python_flags: str) -> dict[str, Any]:
+    """bindings_for in a new interpreter: which systemd modules it imported, and what it said."""
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "from hilsim.daemon.bindings import bindings_for;"
+        "b = bindings_for(json.loads(sys.argv[2]));"
+        "print(json.dumps({'imported': sorted(m for m in sys.modules if m.startswith('systemd.')),"
+        " 'loaded': b.journal is not None and b.daemon is not None,"
+        " 'available': b.available, 'missing': b.missing}))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, *python_flags, "-c", script, root, json.dumps(environ)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_at_a_terminal_systemd_python_is_looked_for_not_imported() -> None:
+    require_systemd_python()
+    found = _bindings_in_a_fresh_process({})
+    assert found == {"imported": [], "loaded": False, "available": True, "missing": None}
+
+
+@pytest.mark.parametrize("variable", ["NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM"])
+def test_under_systemd_the_modules_are_loaded(variable: str) -> None:
+    require_systemd_python()
+    found = _bindings_in_a_fresh_process({variable: "/run/systemd/notify"})
+    assert found["loaded"] and found["available"]
+    assert {"systemd.daemon", "systemd.journal"} <= set(found["imported"])
+
+
+def test_without_systemd_python_the_look_says_it_is_missing() -> None:
+    # -S: no site-packages, so the checkout's systemd/ folder (the unit) is all there is.
+    found = _bindings_in_a_fresh_process({}, "-S")
+    assert not found["available"] and not found["loaded"]
+    assert "systemd-python is not installed" in found["missing"]
 
 
 # -- [log] level ----------------------------------------------------------------------------------

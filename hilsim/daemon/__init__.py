@@ -3,7 +3,7 @@ it is being stopped. Everything systemd-specific sits here, at the edge; the ser
 `Supervision`.
 """
 
-from hilsim.daemon.bindings import SystemdBindings, load_bindings
+from hilsim.daemon.bindings import SystemdBindings, bindings_for, load_bindings
 from hilsim.daemon.logs import configure_logging, configured_log_level, journal_fields
 from hilsim.daemon.notify import Notifier
 from hilsim.daemon.reload import ReloadPlan, describe, plan_reload
@@ -17,6 +17,7 @@ __all__ = [
     "ShutdownProbe",
     "Supervision",
     "SystemdBindings",
+    "bindings_for",
     "configure_logging",
     "configured_log_level",
     "describe",
