@@ -31,8 +31,6 @@ import importlib
 import io
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -257,6 +255,8 @@ class Firmware:
             self._set_firmware_status("InstallationFailed")
             self._back_to_idle("firmware")
             return
+        import shutil  # (with tempfile below) a few ms of every start when loaded up front
+
         shutil.move(image, self.state_dir / "firmware.installed")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(installing), self.link.response_timeout)
@@ -349,6 +349,8 @@ class Firmware:
             "status": self.charger.snapshot(),
             **self.installation,
         }
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="hilsim-diag-") as tmp:
             copy = Path(tmp) / "hilsim.db"
             await self.store.backup_to(copy)

@@ -12,20 +12,16 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilsim.config import Settings, describe_value
 from hilsim.errors import ConfigError
 from hilsim.meter.base import MeterSource
-from hilsim.meter.registers import (
-    FUNCTION_CODES,
-    KNOWN_MAPS,
-    MEASURANDS,
-    DataType,
-    Register,
-    RegisterMap,
-    WordOrder,
-)
+
+if TYPE_CHECKING:
+    # The register maps load with the first Modbus meter table: a run without one (the
+    # synthetic meter) does not pay for them at every start.
+    from hilsim.meter.registers import Register, RegisterMap
 
 KINDS = ("synthetic", "sdm120", "sdm630", "generic")
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
@@ -138,6 +134,8 @@ def parse_meter(table: Any, source: str, prefix: str) -> MeterSettings | None:
     timeout = p.seconds(table, "timeout_s", 1.0, 0.01, 60.0)
     fault_after = p.seconds(table, "fault_after_s", 10.0, 0.0, 86400.0)
     retry_max = p.seconds(table, "retry_max_s", max(10.0, poll), poll, 3600.0)
+    from hilsim.meter.registers import KNOWN_MAPS
+
     if kind == "generic":
         if "registers" not in table:
             raise p.error(
@@ -245,6 +243,8 @@ class _Checker:
         return float(value)
 
     def register_map(self, table: Any) -> RegisterMap:
+        from hilsim.meter.registers import MEASURANDS, RegisterMap
+
         if not isinstance(table, Mapping):
             raise self.error("registers", f"expected a table, got {describe_value(table)}")
         registers: list[Register] = []
@@ -264,6 +264,8 @@ class _Checker:
         return RegisterMap("generic", tuple(registers))
 
     def register(self, measurand: str, spec: Any) -> Register:
+        from hilsim.meter.registers import FUNCTION_CODES, DataType, Register, WordOrder
+
         key = f"registers.{measurand}"
         if not isinstance(spec, Mapping):
             raise self.error(

@@ -123,12 +123,14 @@ class Schemas:
         return check
 
     def _compile_file(self, name: str, action: str, exact_decimals: bool) -> Check:
-        # decimal is imported for the three schemas that need it, not by every start-up
-        from decimal import Decimal
-
         try:
             text = (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
-            schema = json.loads(text, parse_float=Decimal if exact_decimals else float)
+            if exact_decimals:  # decimal loads for the three schemas that need it, only
+                from decimal import Decimal
+
+                schema = json.loads(text, parse_float=Decimal)
+            else:
+                schema = json.loads(text)
         except (OSError, ValueError):
             cause = f"Failed to validate action: {action}"
 
