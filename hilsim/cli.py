@@ -7,22 +7,34 @@ stderr and a non-zero exit status, never a traceback: the person reading it is a
 from __future__ import annotations
 
 import argparse
-import asyncio
+import gc
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilsim import __version__
-from hilsim.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from hilsim.errors import ControlError, HilsimError
+
+# Nothing heavy at module level: main() pauses the cyclic GC before anything big loads (asyncio,
+# the charger), and the console script imports this module before main() runs.
+if TYPE_CHECKING:
+    from hilsim.config import Settings
+    from hilsim.daemon import SystemdBindings
+    from hilsim.service import Service
 
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``argv``, only the command it names gets its arguments.
+
+    Every command is listed (so ``--help`` and a mistyped command show them all), but building
+    every sub-parser is a few ms of each start, and `hilsim run` is started a lot.
+    """
     parser = argparse.ArgumentParser(
         prog="hilsim",
         description="An OCPP 1.6J charge point for hardware-in-the-loop testing.",
@@ -34,22 +46,27 @@ def _parser() -> argparse.ArgumentParser:
         help="log verbosity on stderr (default INFO for run and csms, WARNING otherwise)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    named = next((word for word in argv or () if word in _COMMANDS), None)
+    for name, (text, add_arguments) in _COMMANDS.items():
+        command = sub.add_parser(name, help=text)
+        if named in (None, name):
+            add_arguments(command)
+    return parser
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--config",
-            type=Path,
-            default=DEFAULT_CONFIG_PATH,
-            help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
-        )
 
-    run = sub.add_parser("run", help="run the charge point service")
-    with_config(run)
+def _with_config(p: argparse.ArgumentParser) -> None:
+    from hilsim.config import DEFAULT_CONFIG_PATH
 
-    ctl = sub.add_parser(
-        "ctl", help="drive the running service (the same events as the physical buttons)"
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
     )
-    with_config(ctl)
+
+
+def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
+    _with_config(ctl)
     ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="ACTION")
     ctl_sub.add_parser("status", help="print the charge point's state as JSON")
     for name, text in [
@@ -73,14 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         ctl_sub.add_parser(name, help=text).add_argument("pin", metavar="PIN")
 
-    gpio = sub.add_parser("gpio", help="check the panel's wiring")
+
+def _gpio_arguments(gpio: argparse.ArgumentParser) -> None:
     gpio_sub = gpio.add_subparsers(dest="gpio_command", required=True, metavar="ACTION")
     gpio_test = gpio_sub.add_parser(
         "test",
         help="light every LED and relay in turn, then print each button press "
         "(stop `hilsim run` first: it holds the pins)",
     )
-    with_config(gpio_test)
+    _with_config(gpio_test)
     gpio_test.add_argument(
         "--step", type=float, default=1.0, metavar="SECONDS", help="time per output (default 1)"
     )
@@ -92,8 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         help="how long to print button presses after the walk (default 60; 0: none)",
     )
 
-    csms = sub.add_parser("csms", help="run the built-in CSMS (central system)")
-    with_config(csms)
+
+def _csms_arguments(csms: argparse.ArgumentParser) -> None:
+    _with_config(csms)
     csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
     csms.add_argument("--port", type=int, help="port to listen on (default from [csms], 9000)")
     csms.add_argument(
@@ -111,15 +130,15 @@ def _parser() -> argparse.ArgumentParser:
         help="require Basic auth; charge point ID's password is in FILE (repeatable)",
     )  # fmt: skip
 
-    demo = sub.add_parser(
-        "demo", help="play a whole charging session against the built-in CSMS and exit"
-    )
+
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--quiet", action="store_true", help="print only the summary, not the OCPP trace"
     )
 
-    config = sub.add_parser("config", help="read or change an OCPP configuration key")
-    with_config(config)
+
+def _config_arguments(config: argparse.ArgumentParser) -> None:
+    _with_config(config)
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     get = config_sub.add_parser("get", help="print a key (or all keys)")
     get.add_argument("key", nargs="?")
@@ -127,25 +146,65 @@ def _parser() -> argparse.ArgumentParser:
     set_.add_argument("key")
     set_.add_argument("value")
 
+
+def _meter_arguments(meter: argparse.ArgumentParser) -> None:
     from hilsim.meter import probe  # no pymodbus import until a probe runs
 
-    meter = sub.add_parser("meter", help="check an energy meter's wiring and settings")
     meter_sub = meter.add_subparsers(dest="meter_command", required=True, metavar="ACTION")
     probe.add_arguments(
         meter_sub.add_parser("probe", help="read a Modbus meter once and print what it said")
     )
-    return parser
+
+
+#: Command -> (its line in ``hilsim --help``, what adds its arguments), in --help order.
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("run the charge point service", _with_config),
+    "ctl": ("drive the running service (the same events as the physical buttons)", _ctl_arguments),
+    "gpio": ("check the panel's wiring", _gpio_arguments),
+    "csms": ("run the built-in CSMS (central system)", _csms_arguments),
+    "demo": ("play a whole charging session against the built-in CSMS and exit", _demo_arguments),
+    "config": ("read or change an OCPP configuration key", _config_arguments),
+    "meter": ("check an energy meter's wiring and settings", _meter_arguments),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    # Start-up creates some 100 000 objects (modules, classes, the code dataclasses generate)
+    # that live as long as the process; the cyclic GC would walk them over and over while they
+    # load, ~13 ms of a cold start here and more on a Pi. So it is off until the command has
+    # started (see _started) and back on whatever happens.
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        gc.enable()
+
+
+def _started(*, freeze: bool = False) -> None:
+    """Start-up is over: the cyclic GC runs again.
+
+    ``freeze`` (the service): what start-up loaded stays until exit, so it moves out of the
+    GC's sight for good; every later full collection of a weeks-long run skips it.
+    """
+    if freeze and not gc.isenabled():
+        gc.freeze()
+    gc.enable()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import asyncio
+
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _parser(argv).parse_args(argv)
     quiet = args.command not in ("run", "csms")
     # Under systemd: the journal with structured fields (hilsim.daemon.logs); else stderr.
-    from hilsim.daemon import configure_logging, load_bindings
+    from hilsim.daemon import bindings_for, configure_logging
 
-    configure_logging(args.log_level or ("WARNING" if quiet else "INFO"), load_bindings())
+    bindings = bindings_for(os.environ)
+    configure_logging(args.log_level or ("WARNING" if quiet else "INFO"), bindings)
     try:
-        return int(asyncio.run(_dispatch(args)) or 0)
+        return int(asyncio.run(_dispatch(args, bindings)) or 0)
     except HilsimError as exc:
         print(f"hilsim: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -153,9 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-async def _dispatch(args: argparse.Namespace) -> int:
+async def _dispatch(args: argparse.Namespace, bindings: SystemdBindings | None = None) -> int:
+    from hilsim.config import load_settings
+
     if args.command == "run":
-        return await _run(load_settings(args.config), args.log_level)
+        return await _run(load_settings(args.config), args.log_level, bindings)
+    _started()  # the other commands are tools and CSMSs: nothing to keep out of the GC's way
     if args.command == "ctl":
         return await _ctl(load_settings(args.config), args)
     if args.command == "csms":
@@ -175,20 +237,33 @@ async def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-async def _run(settings: Settings, log_level: str | None = None) -> int:
+async def _run(
+    settings: Settings, log_level: str | None = None, bindings: SystemdBindings | None = None
+) -> int:
+    import asyncio
+
     from hilsim.daemon import Supervision
     from hilsim.service import Service
 
     # Says once here when systemd-python is missing; `--log-level` beats `[log] level`.
-    supervision = Supervision.from_environment(log_level_override=log_level)
+    supervision = Supervision.from_environment(bindings, log_level_override=log_level)
     supervision.apply_log_level(settings)
     service = Service(settings, supervision=supervision)
-    await service.run(handle_signals=True)
+    started = asyncio.get_running_loop().create_task(_when_ready(service))
+    try:
+        await service.run(handle_signals=True)
+    finally:
+        started.cancel()
     if service.restart_requested:  # Reset Hard, after a clean shutdown
         from hilsim.restart import restart_process
 
         restart_process()
     return 0
+
+
+async def _when_ready(service: Service) -> None:
+    await service.ready.wait()
+    _started(freeze=True)
 
 
 async def _ctl(settings: Settings, args: argparse.Namespace) -> int:
@@ -231,7 +306,7 @@ def _print_answer(answer: dict[str, Any]) -> int:
 
 
 async def _csms(args: argparse.Namespace) -> int:
-    from hilsim.config import embedded_defaults
+    from hilsim.config import embedded_defaults, load_settings
     from hilsim.csms import serve
 
     settings = load_settings(args.config) if args.config.exists() else embedded_defaults()
