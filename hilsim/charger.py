@@ -323,7 +323,7 @@ class Charger:
             meter_stop,
         )
         assert self.outbox is not None
-        data = self.operations.transaction_data(rt.id, local_id) if self.operations else None
+        end = self.operations.transaction_end(rt.id) if self.operations else None
         self._spawn(
             self.outbox.stop(
                 local_id,
@@ -333,7 +333,7 @@ class Charger:
                 stamp,
                 effect.reason,
                 effect.id_tag,
-                data,
+                end,
             )
         )
 
@@ -405,16 +405,21 @@ class Charger:
             "soc": soc,
         }
         stamp = self.wall.iso()
+        measured = [*_measurands(reading), _sampled(soc, "SoC", "Percent", "EV", digits=2)]
+        offered_W = rt.offered_power_W()
         # Only the measurands the CSMS asked for (MeterValuesSampledData); none: no MeterValues.
-        sampled = choose(
-            [*_measurands(reading), _sampled(soc, "SoC", "Percent", "EV", digits=2)],
-            wanted(self.keys),
-            offered_W=rt.offered_power_W(),
-            voltage_V=rt.voltage_V,
-        )
+        sampled = choose(measured, wanted(self.keys), offered_W=offered_W, voltage_V=rt.voltage_V)
         meter_value = [{"timestamp": stamp, "sampledValue": sampled}] if sampled else None
+        # StopTxnSampledData: the same sample, its own measurands, for the StopTransaction.
+        kept = None
+        stop_wanted = wanted(self.keys, "StopTxnSampledData")
+        if stop_wanted:
+            chosen = choose(measured, stop_wanted, offered_W=offered_W, voltage_V=rt.voltage_V)
+            kept = {"timestamp": stamp, "sampledValue": chosen} if chosen else None
         # Persisted (and queued) in sample order; sent when the link allows.
-        self._spawn(self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value))
+        self._spawn(
+            self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value, kept)
+        )
         if soc >= 100.0 and rt.machine.status == Status.CHARGING:
             log.info("C%d EV battery full", rt.id)
             self.dispatch(rt.id, events.EvSuspend())

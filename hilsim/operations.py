@@ -119,8 +119,6 @@ class Operations:
         self.resetting: ResetType | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._aligned_changed = asyncio.Event()
-        #: per local transaction id: MeterValues for StopTransaction's transactionData
-        self._transaction_data: dict[int, list[dict[str, Any]]] = {}
         authorizer.conflict_listeners.append(self._local_list_conflict)
         charger.keys.subscribe(self._key_changed)
 
@@ -464,40 +462,45 @@ class Operations:
         outbox = self.charger.outbox
         for cid, rt in self.charger.connectors.items():
             meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
-            if not meter_value["sampledValue"]:
-                return  # MeterValuesAlignedData is empty: nothing is wanted
+            sampled = [meter_value] if meter_value["sampledValue"] else None
             local_id = rt.machine.state.transaction_id
             if local_id is not None and outbox is not None:
+                # StopTxnAlignedData is its own list: wanted even when no MeterValues are.
                 kept = self.meter_value(cid, "Sample.Clock", "StopTxnAlignedData")
-                if kept["sampledValue"]:
-                    self._transaction_data.setdefault(local_id, []).append(kept)
+                if sampled is None and not kept["sampledValue"]:
+                    continue
                 energy = rt.meter.read(self.charger.clock()).energy_Wh
                 stamp = meter_value["timestamp"]
-                self._spawn(outbox.sample(cid, energy, stamp, local_id, [meter_value]))
-            elif self.link.state == LinkState.CONNECTED:
+                self._spawn(
+                    outbox.sample(
+                        cid, energy, stamp, local_id, sampled,
+                        kept=kept if kept["sampledValue"] else None,
+                    )
+                )  # fmt: skip
+            elif sampled is not None and self.link.state == LinkState.CONNECTED:
                 self.link.submit(
-                    lambda c, cid=cid, mv=meter_value: c.meter_values(cid, None, [mv]),
+                    lambda c, cid=cid, mv=sampled: c.meter_values(cid, None, mv),
                     f"MeterValues C{cid} (clock-aligned)",
                     quiet=True,
                 )
 
     # -- StopTransaction's transactionData (StopTxnSampledData, StopTxnAlignedData) -------------
+    #
+    # Kept in the database as they are measured (hilsim.outbox), so that a transaction a power
+    # cut ended (PowerLoss) still reports them; the periodic samples are kept by the charger's
+    # metering loop, the clock-aligned ones above.
 
     def transaction_began(self, connector_id: int, local_id: int) -> None:
-        """Take the Transaction.Begin values of StopTxnSampledData, when any are wanted."""
+        """Keep the Transaction.Begin values of StopTxnSampledData, when any are wanted."""
         begin = self.meter_value(connector_id, "Transaction.Begin", "StopTxnSampledData")
-        self._transaction_data[local_id] = [begin] if begin["sampledValue"] else []
+        outbox = self.charger.outbox
+        if begin["sampledValue"] and outbox is not None:
+            self._spawn(outbox.keep(local_id, begin))
 
-    def transaction_data(self, connector_id: int, local_id: int) -> list[dict[str, Any]]:
-        """Begin, the clock-aligned values, End: what StopTransaction carries along.
-
-        Kept in memory: a transaction that a power cut ended (PowerLoss) stops without it.
-        """
-        data = self._transaction_data.pop(local_id, [])
+    def transaction_end(self, connector_id: int) -> dict[str, Any] | None:
+        """The Transaction.End values of StopTxnSampledData, or None when none are wanted."""
         end = self.meter_value(connector_id, "Transaction.End", "StopTxnSampledData")
-        if end["sampledValue"]:
-            data.append(end)
-        return data
+        return end if end["sampledValue"] else None
 
     # -- for `hilsim ctl status` -----------------------------------------------------------------
 

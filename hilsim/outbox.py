@@ -105,14 +105,26 @@ class Outbox:
         timestamp: str,
         local_id: int | None,
         meter_value: list[dict[str, Any]] | None,
+        kept: dict[str, Any] | None = None,
     ) -> None:
-        payload = None
+        """Persist a sample: the register, the transaction's MeterValues (if any are wanted)
+        and ``kept``, a MeterValue for its StopTransaction's transactionData (if any)."""
+        payload = kept_json = None
         if local_id is not None and meter_value is not None:
             payload = json.dumps({"connector_id": connector_id, "meter_value": meter_value})
+        if local_id is not None and kept is not None:
+            kept_json = json.dumps(kept)
         async with self._writes:
-            await self.store.record_sample(connector_id, energy_Wh, timestamp, local_id, payload)
+            await self.store.record_sample(
+                connector_id, energy_Wh, timestamp, local_id, payload, kept_json
+            )
         if payload is not None:
             self._recorded("MeterValues")
+
+    async def keep(self, local_id: int, meter_value: dict[str, Any]) -> None:
+        """Keep a MeterValue for the transaction's StopTransaction (Transaction.Begin)."""
+        async with self._writes:
+            await self.store.keep_transaction_data(local_id, json.dumps(meter_value))
 
     async def stop(
         self,
@@ -123,17 +135,25 @@ class Outbox:
         timestamp: str,
         reason: str,
         id_tag: str | None,
-        transaction_data: list[dict[str, Any]] | None = None,
+        end: dict[str, Any] | None = None,
     ) -> None:
+        """Record the stop; its transactionData is what was kept (Begin, samples, clock-aligned
+        values: StopTxnSampledData, StopTxnAlignedData), then ``end`` (Transaction.End).
+
+        After a power cut there is no ``end``, but what was kept is in the database.
+        """
         payload: dict[str, Any] = {
             "meter_stop": meter_stop,
             "timestamp": timestamp,
             "reason": reason,
             "id_tag": id_tag,
         }
-        if transaction_data:  # StopTxnSampledData / StopTxnAlignedData
-            payload["transaction_data"] = transaction_data
-        async with self._writes:
+        async with self._writes:  # every earlier keep and sample is written by now
+            data = [json.loads(text) for text in await self.store.transaction_data(local_id)]
+            if end is not None:
+                data.append(end)
+            if data:
+                payload["transaction_data"] = data
             await self.store.end_transaction(
                 local_id, connector_id, energy_Wh, timestamp, json.dumps(payload)
             )

@@ -122,6 +122,16 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 5: StopTransaction's transactionData (StopTxnSampledData, StopTxnAlignedData), kept as it
+    # is measured, so that a transaction a power cut ended still reports what it sampled.
+    """
+    CREATE TABLE transaction_data (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        local_id INTEGER NOT NULL REFERENCES charging_transaction (local_id),
+        meter_value TEXT NOT NULL
+    );
+    CREATE INDEX transaction_data_of_transaction ON transaction_data (local_id, seq);
+    """,
 )
 
 
@@ -354,8 +364,12 @@ class Store:
         at: str,
         local_id: int | None = None,
         payload: str | None = None,
+        kept: str | None = None,
     ) -> None:
-        """Persist the energy register (and queue a transaction's MeterValues) in one commit."""
+        """Persist the energy register (and queue a transaction's MeterValues) in one commit.
+
+        ``kept``: a MeterValue (JSON) for the transaction's StopTransaction, in the same commit.
+        """
 
         async def run() -> None:
             async with self._transaction():
@@ -378,8 +392,30 @@ class Store:
                     )
                     if payload is not None:
                         await self._enqueue("MeterValues", local_id, payload)
+                    if kept is not None:
+                        await self._keep(local_id, kept)
 
         await self._guard("record a meter sample", run)
+
+    async def keep_transaction_data(self, local_id: int, meter_value: str) -> None:
+        """Keep a MeterValue (JSON) for the StopTransaction of a transaction."""
+
+        async def run() -> None:
+            async with self._transaction():
+                await self._keep(local_id, meter_value)
+
+        await self._guard("keep transaction data", run)
+
+    async def transaction_data(self, local_id: int) -> list[str]:
+        """The MeterValues (JSON) kept for a transaction's StopTransaction, in the order kept."""
+        rows = await self._guard(
+            "read transaction data",
+            lambda: self._db.execute_fetchall(
+                "SELECT meter_value FROM transaction_data WHERE local_id = ? ORDER BY seq",
+                (local_id,),
+            ),
+        )
+        return [meter_value for (meter_value,) in rows]
 
     async def end_transaction(
         self, local_id: int, connector_id: int, energy_Wh: float, at: str, payload: str
@@ -407,6 +443,10 @@ class Store:
                     (connector_id, energy_Wh, at),
                 )
                 await self._enqueue("StopTransaction", local_id, payload)
+                # Now in the StopTransaction's payload: not kept twice.
+                await self._db.execute(
+                    "DELETE FROM transaction_data WHERE local_id = ?", (local_id,)
+                )
 
         await self._guard("record a transaction stop", run)
 
@@ -777,6 +817,12 @@ class Store:
         await self._guard(f"copy the database to {target}", run)
 
     # -- internals -----------------------------------------------------------------------------
+
+    async def _keep(self, local_id: int, meter_value: str) -> None:
+        await self._db.execute(
+            "INSERT INTO transaction_data (local_id, meter_value) VALUES (?, ?)",
+            (local_id, meter_value),
+        )
 
     async def _enqueue(self, action: str, local_id: int, payload: str) -> None:
         await self._db.execute(

@@ -579,6 +579,45 @@ async def test_stop_transaction_carries_the_stop_txn_data(bench: Bench) -> None:
     assert bench.csms.ledger[tx].transaction_data == stop["transactionData"]
 
 
+async def test_stop_txn_sampled_data_is_sampled_every_interval_with_its_own_measurands(
+    bench: Bench,
+) -> None:
+    session = bench.session
+    for key, value in [
+        ("MeterValuesSampledData", "Power.Active.Import"),  # what MeterValues carry
+        ("StopTxnSampledData", "Energy.Active.Import.Register,SoC"),  # what the stop carries
+        ("MeterValuesAlignedData", ""),  # no clock-aligned MeterValues at all...
+        ("StopTxnAlignedData", "Current.Import"),  # ...but clock-aligned values for the stop
+        ("ClockAlignedDataInterval", "1"),
+        ("MeterValueSampleInterval", "1"),
+    ]:
+        assert await session.change_configuration(key, value) == "Accepted", key
+    tx = await bench.start_local(1)
+    periodic = [await session.wait_for("MeterValues", lambda p: p["connectorId"] == 1)
+                for _ in range(2)]  # fmt: skip
+    for sample in periodic:
+        assert [v["measurand"] for v in sample["meterValue"][0]["sampledValue"]] == [
+            "Power.Active.Import"
+        ]
+    assert (await bench.ctl("unplug", 1))["ok"]
+    stop = await session.wait_for("StopTransaction")
+    data = stop["transactionData"]
+    contexts = [mv["sampledValue"][0]["context"] for mv in data]
+    assert contexts[0] == "Transaction.Begin" and contexts[-1] == "Transaction.End"
+    assert contexts.count("Sample.Periodic") >= 2
+    for mv in data:
+        measurands = [v["measurand"] for v in mv["sampledValue"]]
+        if mv["sampledValue"][0]["context"] == "Sample.Clock":
+            assert measurands == ["Current.Import"]
+        elif mv["sampledValue"][0]["context"] == "Sample.Periodic":
+            assert measurands == ["Energy.Active.Import.Register", "SoC"]
+    assert "Sample.Clock" in contexts
+    stamps = [mv["timestamp"] for mv in data]
+    assert stamps == sorted(stamps)  # kept in the order measured
+    assert bench.csms.ledger[tx].transaction_data == data
+    assert session.violations == []
+
+
 async def test_without_stop_txn_data_stop_transaction_has_none(bench: Bench) -> None:
     await bench.start_local(1)
     assert (await bench.ctl("unplug", 1))["ok"]

@@ -258,11 +258,13 @@ async def run_hilsim(config: str) -> asyncio.subprocess.Process:
     )
 
 
-async def test_power_loss_ends_the_open_transaction_with_reason_power_loss(
-    csms, short_dir: Path
-) -> None:
-    settings = make_settings(short_dir, csms.url)
-    await preset_keys(settings, MeterValueSampleInterval="1")
+async def charge_then_pull_the_plug(
+    csms: CentralSystem, settings: Settings
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A real `hilsim run` starts charging on connector 1, samples twice, and is SIGKILLed.
+
+    Returns the StartTransaction and the two MeterValues the CSMS received before the cut.
+    """
     proc = await run_hilsim(settings.source)
     try:
         session = await csms.wait_for_charge_point(CP_ID, timeout=15)
@@ -277,6 +279,15 @@ async def test_power_loss_ends_the_open_transaction_with_reason_power_loss(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    return start, samples
+
+
+async def test_power_loss_ends_the_open_transaction_with_reason_power_loss(
+    csms, short_dir: Path
+) -> None:
+    settings = make_settings(short_dir, csms.url)
+    await preset_keys(settings, MeterValueSampleInterval="1")
+    start, samples = await charge_then_pull_the_plug(csms, settings)
     last = max(
         float(v["value"])
         for s in samples
@@ -296,6 +307,36 @@ async def test_power_loss_ends_the_open_transaction_with_reason_power_loss(
         await session.wait_for("StartTransaction")
         status = await request(settings.control.socket, {"cmd": "status"})
         assert status["result"]["connectors"][0]["energy_Wh"] >= stop["meterStop"] - 0.5
+        assert session.violations == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+
+
+async def test_power_loss_stop_still_carries_the_stop_txn_data_sampled_before(
+    csms, short_dir: Path
+) -> None:
+    settings = make_settings(short_dir, csms.url)
+    await preset_keys(
+        settings, MeterValueSampleInterval="1", StopTxnSampledData="Energy.Active.Import.Register"
+    )
+    # A sample's kept value commits with its MeterValues: the two seen are on disk.
+    start, samples = await charge_then_pull_the_plug(csms, settings)
+    proc = await run_hilsim(settings.source)
+    try:
+        session = await csms.wait_for_charge_point(CP_ID, timeout=15)
+        stop = await session.wait_for("StopTransaction", timeout=10)
+        assert stop["reason"] == "PowerLoss"
+        data = stop["transactionData"]
+        contexts = [mv["sampledValue"][0]["context"] for mv in data]
+        assert contexts[0] == "Transaction.Begin"
+        assert data[0]["sampledValue"][0]["value"] == str(start["meterStart"])
+        assert "Transaction.End" not in contexts  # nothing could be measured at the cut
+        kept = {mv["timestamp"]: mv["sampledValue"][0]["value"] for mv in data[1:]}
+        for sample in samples:
+            value = next(v["value"] for v in sample["meterValue"][0]["sampledValue"]
+                         if v["measurand"] == "Energy.Active.Import.Register")  # fmt: skip
+            assert kept[sample["meterValue"][0]["timestamp"]] == value
         assert session.violations == []
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -236,3 +236,24 @@ async def test_open_transaction_survives_a_restart(tmp_path: Path) -> None:
         assert (row.local_id, row.connector_id, row.stopped) == (local, 2, False)
         assert row.last_energy_Wh == 42.5 and row.last_sample_at == "2026-01-01T00:00:30Z"
         assert await store.outbox_size() == 2
+
+
+async def test_transaction_data_survives_a_restart_and_leaves_with_the_stop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path) as store:
+        local = await store.begin_transaction(1, "TAG", 5, "2026-01-01T00:00:00Z", "{}")
+        other = await store.begin_transaction(2, "TAG", 9, "2026-01-01T00:00:00Z", "{}")
+        await store.keep_transaction_data(local, '{"begin": 1}')
+        await store.record_sample(1, 6.0, "2026-01-01T00:00:30Z", local, None, '{"sample": 2}')
+        await store.record_sample(2, 9.5, "2026-01-01T00:00:30Z", other, "{}", '{"other": 1}')
+        # No transaction: nothing kept, whatever is passed (an idle connector's clock value).
+        await store.record_sample(1, 6.0, "2026-01-01T00:00:31Z", None, None, '{"idle": 0}')
+    async with await Store.open(path) as store:  # a power cut here loses none of it
+        assert await store.transaction_data(local) == ['{"begin": 1}', '{"sample": 2}']
+        await store.end_transaction(local, 1, 7.0, "2026-01-01T00:01:00Z", "{}")
+        assert await store.transaction_data(local) == []
+        assert await store.transaction_data(other) == ['{"other": 1}']
+    rows = query(path, "SELECT local_id, meter_value FROM transaction_data ORDER BY seq")
+    assert rows == [(other, '{"other": 1}')]
