@@ -91,6 +91,10 @@ class ConnectorRuntime:
     def id(self) -> int:
         return self.settings.id
 
+    @property
+    def phases(self) -> int:
+        return self.settings.phases
+
     def offered_power_W(self) -> float:
         """What flows while Charging: the smaller of the hardware's maximum and the CSMS limit."""
         if self.machine.status != Status.CHARGING:
@@ -140,7 +144,7 @@ class Charger:
                 machine=Connector(cs.id, policy),
                 # The register starts where it stopped: energy never goes backwards.
                 meter=(meters or {}).get(cs.id)
-                or SyntheticMeter(voltage, (registers or {}).get(cs.id, 0.0)),
+                or SyntheticMeter(voltage, (registers or {}).get(cs.id, 0.0), cs.phases),
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
@@ -408,13 +412,18 @@ class Charger:
         measured = [*_measurands(reading), _sampled(soc, "SoC", "Percent", "EV", digits=2)]
         offered_W = rt.offered_power_W()
         # Only the measurands the CSMS asked for (MeterValuesSampledData); none: no MeterValues.
-        sampled = choose(measured, wanted(self.keys), offered_W=offered_W, voltage_V=rt.voltage_V)
+        voltage_V, phases = rt.voltage_V, rt.phases
+        sampled = choose(
+            measured, wanted(self.keys), offered_W=offered_W, voltage_V=voltage_V, phases=phases
+        )
         meter_value = [{"timestamp": stamp, "sampledValue": sampled}] if sampled else None
         # StopTxnSampledData: the same sample, its own measurands, for the StopTransaction.
         kept = None
         stop_wanted = wanted(self.keys, "StopTxnSampledData")
         if stop_wanted:
-            chosen = choose(measured, stop_wanted, offered_W=offered_W, voltage_V=rt.voltage_V)
+            chosen = choose(
+                measured, stop_wanted, offered_W=offered_W, voltage_V=voltage_V, phases=phases
+            )
             kept = {"timestamp": stamp, "sampledValue": chosen} if chosen else None
         # Persisted (and queued) in sample order; sent when the link allows.
         self._spawn(
@@ -654,6 +663,7 @@ class Charger:
                     "soc": round(rt.vehicle.soc(reading.energy_Wh), 1) if tx else None,
                     "limit_W": rt.limit_W,
                     "max_power_W": rt.settings.max_power_W,
+                    "phases": rt.phases,
                     "meter": _meter_status(rt.meter, reading, now),
                 }
             )

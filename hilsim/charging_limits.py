@@ -190,6 +190,7 @@ class ChargingLimits:
             self._contexts(now),
             unit=wanted,
             grid_voltage_V=self._grid_voltage(),
+            grid_phases=self._grid_phases(),
         )
         return {
             "status": "Accepted",
@@ -234,7 +235,9 @@ class ChargingLimits:
             return
         now = self._now() if at is None else max(self._now(), at)
         contexts = self._contexts(now)
-        limits = self.profiles.limits(now, contexts, grid_voltage_V=self._grid_voltage())
+        limits = self.profiles.limits(
+            now, contexts, grid_voltage_V=self._grid_voltage(), grid_phases=self._grid_phases()
+        )
         self.last = limits
         for cid, limit in limits.items():
             rt = self.charger.connectors[cid]
@@ -273,6 +276,7 @@ class ChargingLimits:
                     rt.id,
                     float(rt.settings.max_power_W),
                     rt.voltage_V,
+                    rt.phases,
                     transaction_started=started,
                     drawing=tx is not None and rt.machine.status != Status.SUSPENDED_EV,
                 )
@@ -281,6 +285,11 @@ class ChargingLimits:
 
     def _grid_voltage(self) -> float:
         return float(self.charger.keys.get("voltage_V"))
+
+    def _grid_phases(self) -> int:
+        """A ChargePointMaxProfile in A limits the supply, which has the most phases any
+        connector is wired to."""
+        return max((rt.phases for rt in self.charger.connectors.values()), default=1)
 
     def _key(self, name: str, default: Any) -> Any:
         try:

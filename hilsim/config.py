@@ -59,7 +59,7 @@ _CHARGE_POINT_MAX_LENGTH = {
     "meter_serial_number": 25,
     "meter_type": 25,
 }
-_CONNECTOR_KEYS = ("id", "voltage_V", "max_power_W", "unlock", *_CONNECTOR_SUBTABLES)
+_CONNECTOR_KEYS = ("id", "voltage_V", "max_power_W", "phases", "unlock", *_CONNECTOR_SUBTABLES)
 #: How UnlockConnector ends on this connector: the answer a real charger's lock would give.
 UNLOCK_OUTCOMES = ("unlocked", "failed", "not_supported")
 _MAX_VOLTAGE_V = 1000.0
@@ -99,8 +99,11 @@ class ConnectorSettings:
     """Electrical limits of one connector; charging profiles are clamped to these."""
 
     id: int
-    voltage_V: float = 230.0
+    voltage_V: float = 230.0  # line to neutral
     max_power_W: float = 11000.0
+    #: Phases wired to the connector (1 to 3): a limit in A is per phase, so W = A x V x phases,
+    #: and the current in MeterValues is per phase too.
+    phases: int = 1
     unlock: str = "unlocked"  # one of UNLOCK_OUTCOMES
 
 
@@ -462,6 +465,7 @@ class _Parser:
             id=connector_id,
             voltage_V=self.number(table, prefix, "voltage_V", 230.0, _MAX_VOLTAGE_V),
             max_power_W=self.number(table, prefix, "max_power_W", 11000.0, _MAX_POWER_W),
+            phases=self.integer(table, prefix, "phases", 1, 1, 3),
             unlock=self.choice(table, prefix, "unlock", UNLOCK_OUTCOMES),
         )
 

@@ -402,7 +402,12 @@ def installation_summary(settings: Settings) -> dict[str, Any]:
         "csms": f"{csms.scheme}://{csms.hostname}:{csms.port or ''}{csms.path}",
         "security_profile_configured": security_settings(settings).profile,
         "connectors": [
-            {"id": c.id, "voltage_V": c.voltage_V, "max_power_W": c.max_power_W}
+            {
+                "id": c.id,
+                "voltage_V": c.voltage_V,
+                "max_power_W": c.max_power_W,
+                "phases": c.phases,
+            }
             for c in settings.connectors
         ],
     }

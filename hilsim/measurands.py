@@ -24,10 +24,12 @@ def choose(
     *,
     offered_W: float | None = None,
     voltage_V: float | None = None,
+    phases: int = 1,
     context: str | None = None,
 ) -> list[dict[str, str]]:
     """The sampled values whose measurand is wanted, plus the offered ones when asked for.
 
+    Current.Offered is per phase, like the limits it comes from: W / (V x ``phases``).
     ``context`` replaces each value's context (e.g. "Trigger", "Sample.Clock").
     """
     chosen = [dict(value) for value in sampled if value.get("measurand") in wanted]
@@ -35,7 +37,8 @@ def choose(
         if "Power.Offered" in wanted:
             chosen.append(_offered(f"{offered_W:.1f}", "Power.Offered", "W"))
         if "Current.Offered" in wanted and voltage_V:
-            chosen.append(_offered(f"{offered_W / voltage_V:.2f}", "Current.Offered", "A"))
+            per_phase = offered_W / (voltage_V * phases)
+            chosen.append(_offered(f"{per_phase:.2f}", "Current.Offered", "A"))
     if context is not None:
         for value in chosen:
             value["context"] = context

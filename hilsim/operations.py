@@ -425,6 +425,7 @@ class Operations:
             wanted(self.charger.keys, key),
             offered_W=rt.offered_power_W(),
             voltage_V=rt.voltage_V,
+            phases=rt.phases,
             context=context,
         )
         return {"timestamp": self.charger.wall.iso(), "sampledValue": chosen}

@@ -38,9 +38,12 @@ def make_settings(
     *,
     connectors: int = 2,
     extra_charge_point: str = "",
+    phases: int = 1,
 ) -> Settings:
+    """``phases``: how many phases connector 1 (the 11 kW one) is wired to; the others have 1."""
     tables = "\n".join(
         f"[[connector]]\nid = {i}\nvoltage_V = 230.0\nmax_power_W = {11000 if i == 1 else 7400}\n"
+        + (f"phases = {phases}\n" if i == 1 and phases != 1 else "")
         for i in range(1, connectors + 1)
     )
     text = f"""

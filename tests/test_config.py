@@ -262,6 +262,11 @@ CONNECTOR_2 = "\n[[connector]]\nid = 2\n"
         ("voltage_V = nan", "connector[2].voltage_V", "got nan"),
         ("max_power_W = 0", "connector[2].max_power_W", "greater than 0 and at most 400000"),
         ("max_power_W = 400001", "connector[2].max_power_W", "at most 400000, got 400001"),
+        ("phases = 0", "connector[2].phases", "expected an integer from 1 to 3, got 0"),
+        ("phases = 4", "connector[2].phases", "expected an integer from 1 to 3, got 4"),
+        ('phases = "3"', "connector[2].phases", "from 1 to 3, got '3'"),
+        ("phases = true", "connector[2].phases", "got true (a boolean)"),
+        ("phases = 3.0", "connector[2].phases", "from 1 to 3, got 3.0"),
         ("voltage", "connector[2]", "expected valid TOML"),
         ("voltag_V = 230", "connector[2].voltag_V", "unknown key; known keys are: id, voltage_V"),
     ],
@@ -272,6 +277,11 @@ def test_connector_values(tmp_path: Path, addition: str, key: str, expected: str
         expect_error(path, None, expected)
     else:
         expect_error(path, key, expected)
+
+
+def test_phases_default_to_one_and_three_is_accepted(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL + CONNECTOR_2 + "phases = 3\n"))
+    assert [c.phases for c in settings.connectors] == [1, 3]
 
 
 def test_upper_bounds_are_inclusive_and_ints_accepted(tmp_path: Path) -> None:

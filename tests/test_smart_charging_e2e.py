@@ -188,6 +188,50 @@ async def test_get_composite_schedule(bench: Bench) -> None:
     assert (await session.get_composite_schedule(9, 300))["status"] == "Rejected"
 
 
+def sampled(payload: dict[str, Any], measurand: str) -> dict[str | None, str]:
+    """Phase (None: the total) -> value of one measurand in a MeterValues payload."""
+    return {
+        v.get("phase"): v["value"]
+        for mv in payload["meterValue"]
+        for v in mv["sampledValue"]
+        if v.get("measurand") == measurand
+    }
+
+
+async def test_a_three_phase_connector_takes_amperes_per_phase(bench_factory: Any) -> None:
+    bench: Bench = await bench_factory(phases=3)  # connector 1: 3 phases; connector 2: 1
+    for connector in (0, 1, 2):
+        await bench.status(connector, "Available")
+    session = bench.session
+    await session.change_configuration("MeterValueSampleInterval", "1")
+    measurands = "Power.Active.Import,Current.Import,Current.Offered"
+    assert await session.change_configuration("MeterValuesSampledData", measurands) == "Accepted"
+    # 10 A without numberPhases: OCPP 1.6 assumes 3, as many as each connector has.
+    assert await session.send_charging_profile(0, profile(1, [(0, 10)], unit="A")) == "Accepted"
+    assert limits(bench) == [10 * 230 * 3, 10 * 230 * 1]
+    await bench.start_local(1)
+    values = await session.wait_for("MeterValues", power_is(6900))
+    assert sampled(values, "Power.Active.Import") == {
+        None: "6900.0", "L1": "2300.0", "L2": "2300.0", "L3": "2300.0"
+    }
+    assert sampled(values, "Current.Import") == {
+        None: "10.00", "L1": "10.00", "L2": "10.00", "L3": "10.00"
+    }
+    assert sampled(values, "Current.Offered") == {None: "10.00"}
+    # numberPhases 1 on the same connector: one phase of 10 A.
+    one = profile(2, [(0, 10)], unit="A", stack=1)
+    one["chargingSchedule"]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+    assert await session.send_charging_profile(1, one) == "Accepted"
+    values = await session.wait_for("MeterValues", power_is(2300))
+    assert sampled(values, "Current.Import")[None] == "3.33"  # 2300 W over three phases
+    assert sampled(values, "Current.Offered") == {None: "3.33"}
+    amps = await session.get_composite_schedule(1, 300, "A")
+    assert amps["chargingSchedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 3.3}
+    ]
+    assert bench.service.charger.snapshot()["connectors"][0]["phases"] == 3
+
+
 @pytest.mark.parametrize(
     ("criteria", "status", "left"),
     [

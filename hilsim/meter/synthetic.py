@@ -6,7 +6,15 @@ look like a charger's, with energy that only rises while power flows.
 
 from __future__ import annotations
 
-from hilsim.meter.base import HealthListener, MeterHealth, MeterReading, MeterState
+from hilsim.meter.base import (
+    HealthListener,
+    MeterHealth,
+    MeterReading,
+    MeterState,
+    PhaseReading,
+)
+
+_PHASES = ("L1", "L2", "L3")
 
 
 class SyntheticMeter:
@@ -14,8 +22,12 @@ class SyntheticMeter:
 
     description = "synthetic"
 
-    def __init__(self, voltage_V: float, energy_Wh: float = 0.0) -> None:
+    def __init__(self, voltage_V: float, energy_Wh: float = 0.0, phases: int = 1) -> None:
         self.voltage_V = voltage_V
+        #: Phases the power is shared over, evenly (a balanced load, as an EV's on-board
+        #: charger draws): the current is per phase, and each phase is reported beside the
+        #: totals, as a three-phase meter reports them.
+        self.phases = phases
         self.health_listeners: list[HealthListener] = []
         self._energy_Wh = energy_Wh
         self._power_W = 0.0
@@ -44,5 +56,9 @@ class SyntheticMeter:
     def read(self, now: float) -> MeterReading:
         self._integrate(now)
         power = self._power_W
-        current = power / self.voltage_V if self.voltage_V > 0 else 0.0
-        return MeterReading(self._energy_Wh, power, current, self.voltage_V)
+        current = power / (self.voltage_V * self.phases) if self.voltage_V > 0 else 0.0
+        if self.phases == 1:
+            return MeterReading(self._energy_Wh, power, current, self.voltage_V)
+        share = power / self.phases
+        each = tuple(PhaseReading(name, power_W=share, current_A=current) for name in _PHASES)
+        return MeterReading(self._energy_Wh, power, current, self.voltage_V, each[: self.phases])
