@@ -86,6 +86,10 @@ class ConnectorRuntime:
     deadline: asyncio.TimerHandle | None = None
     last_sample: dict[str, float] = field(default_factory=dict)
     meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
+    #: MinimumStatusDuration: the StatusNotification waiting for its status to hold
+    status_report: asyncio.TimerHandle | None = None
+    #: the status and error code the CSMS last heard in a StatusNotification
+    reported: tuple[Status, ErrorCode] | None = None
 
     @property
     def id(self) -> int:
@@ -222,18 +226,46 @@ class Charger:
                 rt.vehicle.plugged_in(reading.energy_Wh)
         self._ensure_metering(rt)
         self.smart_charging.connector_changed(rt)
-        self._send_status(rt.id, effect.status, effect.error_code)
+        self._report_status(rt, effect.status, effect.error_code)
         for listener in self.status_listeners:
             listener(rt.id, effect.status, effect.error_code)
         if effect.status != Status.FAULTED and rt.meter.health.state == MeterState.FAILED:
             # Another fault ended (or a person cleared this one) while the meter is still dead.
             asyncio.get_running_loop().call_soon(self._meter_health_changed, rt, rt.meter.health)
 
-    def _send_status(self, connector_id: int, status: Status, error_code: ErrorCode) -> None:
+    def _report_status(self, rt: ConnectorRuntime, status: Status, error_code: ErrorCode) -> None:
+        """StatusNotification at once, or once the status has held for MinimumStatusDuration.
+
+        A status that flips and flips back within that time is never reported: the CSMS still
+        has the right one. The panel's lights and `ctl status` follow every change at once.
+        """
+        if rt.status_report is not None:
+            rt.status_report.cancel()
+            rt.status_report = None
+        hold = int(self.keys.get("MinimumStatusDuration"))
+        if hold <= 0:
+            self._send_status(rt.id, status, error_code)
+            return
+        rt.status_report = asyncio.get_running_loop().call_later(
+            hold, self._status_held, rt, self.wall.iso()
+        )
+
+    def _status_held(self, rt: ConnectorRuntime, since: str) -> None:
+        rt.status_report = None
+        state = rt.machine.state
+        current = (state.status, state.error_code or ErrorCode.NO_ERROR)
+        if current != rt.reported:
+            self._send_status(rt.id, *current, stamp=since)  # the time it began
+
+    def _send_status(
+        self, connector_id: int, status: Status, error_code: ErrorCode, stamp: str | None = None
+    ) -> None:
         link = self.link
         if link is None or link.state != LinkState.CONNECTED:
             return  # the current status is sent again once the link is back
-        stamp = self.wall.iso()
+        if connector_id in self.connectors:
+            self.connectors[connector_id].reported = (status, error_code)
+        stamp = stamp or self.wall.iso()
         link.submit(
             lambda c: c.status_notification(connector_id, status, error_code, stamp),
             f"StatusNotification C{connector_id}",
@@ -626,6 +658,8 @@ class Charger:
         for rt in self.connectors.values():
             if rt.deadline is not None:
                 rt.deadline.cancel()
+            if rt.status_report is not None:
+                rt.status_report.cancel()
             if rt.metering is not None:
                 rt.metering.cancel()
         tasks = [t for t in (rt.metering for rt in self.connectors.values()) if t] + list(

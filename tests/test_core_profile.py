@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from test_systemd_service import NotifySocket, edit, require_systemd_python, running_hilsim
 
+from hilsim.clock import parse_iso
 from hilsim.config import Settings, parse_settings
 from hilsim.csms import CentralSystem, ChargePointSession
 from hilsim.keys import SPECS
@@ -616,6 +618,31 @@ async def test_stop_txn_sampled_data_is_sampled_every_interval_with_its_own_meas
     assert stamps == sorted(stamps)  # kept in the order measured
     assert bench.csms.ledger[tx].transaction_data == data
     assert session.violations == []
+
+
+async def test_minimum_status_duration_reports_only_statuses_that_held(bench: Bench) -> None:
+    session = bench.session
+    assert await session.change_configuration("MinimumStatusDuration", "1") == "Accepted"
+
+    def statuses_of_1() -> list[str]:
+        return [m.payload["status"] for m in session.received
+                if m.action == "StatusNotification" and m.payload["connectorId"] == 1]  # fmt: skip
+
+    before = statuses_of_1()
+    assert before[-1] == "Available"
+    # Plugged and unplugged within the second: Available held for the CSMS, nothing is sent,
+    # though the connector itself (and its lights) went through Preparing at once.
+    assert await bench.ctl("plug", 1) == {"ok": True, "result": {"status": "Preparing"}}
+    assert (await bench.ctl("unplug", 1))["ok"]
+    plugged_at = time.monotonic()
+    assert (await bench.ctl("plug", 1))["ok"]  # this one stays
+    held = await bench.status(1, "Preparing", timeout=5)
+    assert time.monotonic() - plugged_at >= 1.0
+    assert statuses_of_1() == [*before, "Preparing"]
+    # Stamped with the moment the status began, not when the report left.
+    stamp = parse_iso(held["timestamp"])
+    sent = next(m.at for m in reversed(session.received) if m.action == "StatusNotification")
+    assert sent - stamp.timestamp() >= 0.9
 
 
 async def test_without_stop_txn_data_stop_transaction_has_none(bench: Bench) -> None:
