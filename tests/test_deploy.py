@@ -259,6 +259,11 @@ def test_the_installers_config_check_accepts_the_starter_and_names_a_typo(
     bad = subprocess.run(check, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.startswith(f"hilsim: {config}: connector[2].max_power_W: expected a number")
+    # The demo page's table is checked too: `hilsim run` would refuse it.
+    config.write_text(starter_config() + '\n[web]\nlisten = "0.0.0.0:http"\n')
+    web = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert web.returncode == 2
+    assert web.stderr.startswith(f"hilsim: {config}: web.listen: "), web.stderr
 
 
 async def test_a_service_starts_from_the_starter_config(

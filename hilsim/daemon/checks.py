@@ -3,7 +3,7 @@
 The installer runs it before restarting the service, so an upgrade never swaps a running charge
 point for one that exits at once with a config error. It runs every validation `hilsim run`
 does before touching hardware or the network (core settings, `[log]`, the panel's pins, the
-meters), and nothing else: no database, no GPIO, no serial port.
+meters, the demo page), and nothing else: no database, no GPIO, no serial port.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ def check_config(path: str | Path) -> Settings:
     """Load and validate `path` as `hilsim run` would; raises the same ConfigError it would."""
     from hilsim.meter.config import meter_settings
     from hilsim.panel import load_panel_settings
+    from hilsim.web.config import load_web_settings
 
     settings = load_settings(path)
     configured_log_level(settings)
     load_panel_settings(settings)
     meter_settings(settings)
+    load_web_settings(settings)
     return settings
 
 
