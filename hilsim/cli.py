@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with ``argv``, only the command it names gets its arguments.
+    """The whole command line; with ``argv`` naming a command, only that command's.
 
-    Every command is listed (so ``--help`` and a mistyped command show them all), but building
-    every sub-parser is a few ms of each start, and `hilsim run` is started a lot.
+    Without one (``--help``, a mistyped command) every command is there to be listed; building
+    all their parsers is a few ms of each start, and `hilsim run` is started a lot.
     """
     parser = argparse.ArgumentParser(
         prog="hilsim",
@@ -48,9 +48,8 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     named = next((word for word in argv or () if word in _COMMANDS), None)
     for name, (text, add_arguments) in _COMMANDS.items():
-        command = sub.add_parser(name, help=text)
         if named in (None, name):
-            add_arguments(command)
+            add_arguments(sub.add_parser(name, help=text))
     return parser
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hilsim.charger import Charger
@@ -23,7 +23,6 @@ from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, events
 from hilsim.firmware import Firmware, LogRing, installation_summary
 from hilsim.keys import ChangeStatus, ConfigurationKeys, installation_seed
-from hilsim.meter.config import build_meters, meter_settings
 from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp.transport import Backoff
@@ -31,12 +30,14 @@ from hilsim.ocpp.wire import FrameListener
 from hilsim.panel.config import PANEL_COMMANDS, load_panel_settings
 from hilsim.security import ConnectionSecurity, key_file_for, security_settings
 from hilsim.store import Store, load_configuration
-from hilsim.web.config import load_web_settings
 
 if TYPE_CHECKING:  # types only: gpiozero and the web server load when configured
     from gpiozero import Factory
 
+    from hilsim.meter.base import MeterSource
+    from hilsim.meter.config import MeterSettings
     from hilsim.panel.panel import Panel
+    from hilsim.web.config import WebSettings
     from hilsim.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -102,20 +103,25 @@ class Service:
     async def run(self, *, handle_signals: bool = False) -> None:
         settings = self.settings
         panel_settings = load_panel_settings(settings)  # a wiring typo fails before any IO
-        meter_config = meter_settings(settings)  # so does a meter's
-        web_settings = load_web_settings(settings)  # and the demo page's
+        meter_config = _meter_settings(settings)  # so does a meter's
+        web_settings = _web_settings(settings)  # and the demo page's
         async with await Store.open(settings.storage.database) as store:
             self.store = store
             keys = await load_configuration(store, seed=installation_seed(settings))
             overridden = "voltage_V" in await store.changed_keys()
             registers = await store.meter_registers()
+            meters: dict[int, MeterSource] = {}
+            if meter_config:
+                from hilsim.meter.config import build_meters
+
+                meters = build_meters(meter_config, registers=registers)
             charger = Charger(
                 settings.connectors,
                 keys,
                 store,
                 voltage_overridden=overridden,
                 registers=registers,
-                meters=build_meters(meter_config, registers=registers),
+                meters=meters,
             )
             link = CsmsLink(
                 settings.charge_point.endpoint,
@@ -165,7 +171,7 @@ class Service:
             logging.getLogger().addHandler(self.log_ring)  # for GetDiagnostics
             try:
                 await charger.start()  # meters: a dead one is a health state, never an error
-                if web_settings.enabled:
+                if web_settings is not None and web_settings.enabled:
                     from hilsim.web.server import WebServer  # only with [web] listen set
 
                     self.web = WebServer(web_settings, charger, self.command, panel)
@@ -349,3 +355,22 @@ def _id_tag(value: object) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 20:
         raise ValueError("an idTag is 1 to 20 characters")
     return value
+
+
+def _meter_settings(settings: Settings) -> dict[int, MeterSettings]:
+    """The Modbus meters; their parser and register maps load only when a table names one."""
+    tables = settings.raw.get("connector") or ()
+    if not any(isinstance(table, Mapping) and "meter" in table for table in tables):
+        return {}
+    from hilsim.meter.config import meter_settings
+
+    return meter_settings(settings)
+
+
+def _web_settings(settings: Settings) -> WebSettings | None:
+    """The demo page's settings; without a [web] table it is off and its parser never loads."""
+    if "web" not in settings.raw:
+        return None
+    from hilsim.web.config import load_web_settings
+
+    return load_web_settings(settings)

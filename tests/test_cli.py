@@ -70,3 +70,12 @@ def test_the_console_script_prints_its_version() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert done.stdout.startswith("hilsim ")
+
+
+def test_a_command_name_later_on_the_line_is_just_a_word(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["ctl", "run"])
+    assert stop.value.code == 2
+    assert "argument ACTION: invalid choice: 'run'" in capsys.readouterr().err

@@ -22,7 +22,6 @@ from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.ocpp.session import LinkState
 from hilsim.panel.bridge import LoopBridge
 from hilsim.panel.config import PANEL_COMMANDS, PanelSettings
-from hilsim.panel.lights import LINK_LANGUAGE, connector_indication
 
 if TYPE_CHECKING:
     from gpiozero import Factory
@@ -259,7 +258,7 @@ class Panel:
         online = state == LinkState.CONNECTED
         hardware = self.hardware
         if hardware is not None and hardware.connected is not None:
-            hardware.connected.show(LINK_LANGUAGE[state])
+            hardware.connected.show(_lights().LINK_LANGUAGE[state])
         if online != self._online:
             self._online = online
             for cid in self._statuses:
@@ -273,7 +272,7 @@ class Panel:
         lamp = hardware.lamps.get(connector_id)
         if lamp is not None:
             rgb = isinstance(lamp, _devices().RgbLamp)
-            lamp.show(connector_indication(status, rgb=rgb, online=self._online))
+            lamp.show(_lights().connector_indication(status, rgb=rgb, online=self._online))
         relay = hardware.relays.get(connector_id)
         if relay is not None:
             relay.set(status == Status.CHARGING and not self._estop)
@@ -408,6 +407,11 @@ def _backend() -> ModuleType:
 
 def _devices() -> ModuleType:
     return importlib.import_module("hilsim.panel.devices")
+
+
+def _lights() -> ModuleType:
+    """The LED language; like gpiozero, only loaded once there are pins to light."""
+    return importlib.import_module("hilsim.panel.lights")
 
 
 def _backend_name(factory: Factory) -> str:
