@@ -36,3 +36,5 @@ def test_panel_benchmark_quick_run() -> None:
     assert pin_p50["baseline_name"] == "bare websocket round trip"
     assert 0 < pin_p50["baseline"] < pin_p50["value"]
     assert pin_p50["met"] is not None  # compared with `hilsim ctl` in the same run
+    assert pin_p50["goal"] == "<= hilsim ctl (control socket)"
+    assert pin_p99["goal"] == "< 5 ms" and pin_p99["met"] == (pin_p99["value"] < 5.0)
