@@ -27,9 +27,6 @@ class TransferError(Exception):
     """One download or upload attempt failed; the message says why."""
 
 
-# -- the log ring -------------------------------------------------------------------------------
-
-
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
@@ -37,44 +34,54 @@ def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
 def download(location: str, target: Path, ca_file: Path | None = None) -> int:
     """Fetch ``location`` into ``target``; returns its size. TransferError on any failure."""
     parts = urlsplit(location)
-    try:
+    with _as_transfer_errors():
         if parts.scheme in ("http", "https"):
             context = _ssl_context(ca_file) if parts.scheme == "https" else None
             with (
                 urllib.request.urlopen(location, timeout=NETWORK_TIMEOUT_S, context=context) as r,
                 target.open("wb") as out,
             ):
-                return _copy_bounded(r, out)
+                bounded = _Bounded(out)
+                while chunk := r.read(65536):
+                    bounded.write(chunk)
+                return bounded.size
         if parts.scheme == "ftp":
             with _ftp(location) as (ftp, path), target.open("wb") as out:
-                size = 0
+                bounded = _Bounded(out)
+                ftp.retrbinary(f"RETR {path}", bounded.write)
+                return bounded.size
+    raise _unsupported(parts.scheme)
 
-                def write(chunk: bytes) -> None:
-                    nonlocal size
-                    size += len(chunk)
-                    if size > MAX_IMAGE_BYTES:
-                        raise TransferError(f"larger than {MAX_IMAGE_BYTES} bytes")
-                    out.write(chunk)
 
-                ftp.retrbinary(f"RETR {path}", write)
-                return size
+class _Bounded:
+    """Writes chunks to ``out`` until an image would exceed MAX_IMAGE_BYTES (TransferError)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_IMAGE_BYTES:
+            raise TransferError(f"larger than {MAX_IMAGE_BYTES} bytes")
+        self.out.write(chunk)
+
+
+@contextlib.contextmanager
+def _as_transfer_errors() -> Iterator[None]:
+    """What urllib and ftplib raise, as one TransferError line a person can act on."""
+    try:
+        yield
     except urllib.error.HTTPError as exc:
         raise TransferError(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise TransferError(str(exc.reason)) from None
     except ftplib.all_errors as exc:
         raise TransferError(f"FTP: {exc}") from None
-    raise TransferError(f"unsupported location scheme {parts.scheme!r} (http, https or ftp)")
 
 
-def _copy_bounded(source: Any, out: Any) -> int:
-    size = 0
-    while chunk := source.read(65536):
-        size += len(chunk)
-        if size > MAX_IMAGE_BYTES:
-            raise TransferError(f"larger than {MAX_IMAGE_BYTES} bytes")
-        out.write(chunk)
-    return size
+def _unsupported(scheme: str) -> TransferError:
+    return TransferError(f"unsupported location scheme {scheme!r} (http, https or ftp)")
 
 
 @contextlib.contextmanager
@@ -95,7 +102,7 @@ def upload(location: str, name: str, data: bytes, ca_file: Path | None = None) -
     """Send ``data`` as ``name`` to ``location``; returns how. TransferError on failure."""
     parts = urlsplit(location)
     url = location + name if parts.path.endswith("/") or not parts.path else location
-    try:
+    with _as_transfer_errors():
         if parts.scheme in ("http", "https"):
             context = _ssl_context(ca_file) if parts.scheme == "https" else None
             try:
@@ -120,13 +127,7 @@ def upload(location: str, name: str, data: bytes, ca_file: Path | None = None) -
                 target = path + name if path.endswith("/") else path
                 ftp.storbinary(f"STOR {target}", io.BytesIO(data))
             return "FTP STOR"
-    except urllib.error.HTTPError as exc:
-        raise TransferError(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise TransferError(str(exc.reason)) from None
-    except ftplib.all_errors as exc:
-        raise TransferError(f"FTP: {exc}") from None
-    raise TransferError(f"unsupported location scheme {parts.scheme!r} (http, https or ftp)")
+    raise _unsupported(parts.scheme)
 
 
 def _http_send(

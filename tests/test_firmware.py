@@ -301,3 +301,36 @@ async def test_firmware_and_diagnostics_over_ftp(charge_point: Any, tmp_path: Pa
     session = await charge_point.start()
     assert session.boot is not None and session.boot["firmwareVersion"] == "bench-3"
     await wait_status(session, "Installed")
+
+
+# -- transfers on their own: what each failure says ----------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["http", "ftp"])
+def test_an_image_over_the_size_limit_is_refused(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hilsim import transfer
+
+    monkeypatch.setattr(transfer, "MAX_IMAGE_BYTES", 10)
+    (tmp_path / "big.img").write_bytes(b"x" * 11)
+    (tmp_path / "fits.img").write_bytes(b"x" * 10)
+    files = {"/big.img": b"x" * 11, "/fits.img": b"x" * 10}
+    with FileServer(files=files) as http, FtpServer(tmp_path) as ftp:
+        base = http.url if scheme == "http" else ftp.url
+        assert transfer.download(f"{base}/fits.img", tmp_path / "got") == 10
+        with pytest.raises(transfer.TransferError, match=r"^larger than 10 bytes$"):
+            transfer.download(f"{base}/big.img", tmp_path / "got")
+
+
+def test_transfer_failures_are_one_line_each(tmp_path: Path) -> None:
+    from hilsim.transfer import TransferError, download, upload
+
+    with FileServer() as http, pytest.raises(TransferError, match=r"^HTTP 404 "):
+        download(f"{http.url}/missing.img", tmp_path / "got")
+    with pytest.raises(TransferError, match=r"^FTP: "):
+        download(f"ftp://127.0.0.1:{closed_port()}/x.img", tmp_path / "got")
+    with pytest.raises(TransferError, match=r"^unsupported location scheme 'sftp' \(http"):
+        download("sftp://h/x.img", tmp_path / "got")
+    with pytest.raises(TransferError, match=r"^unsupported location scheme 'file'"):
+        upload("file:///tmp/", "diag.tar.gz", b"data")
