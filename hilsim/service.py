@@ -12,7 +12,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hilsim.charger import Charger
@@ -23,6 +23,7 @@ from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, events
 from hilsim.firmware import Firmware, LogRing, installation_summary
 from hilsim.keys import ChangeStatus, ConfigurationKeys, installation_seed
+from hilsim.meter import meter_tables
 from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp.transport import Backoff
@@ -359,8 +360,7 @@ def _id_tag(value: object) -> str:
 
 def _meter_settings(settings: Settings) -> dict[int, MeterSettings]:
     """The Modbus meters; their parser and register maps load only when a table names one."""
-    tables = settings.raw.get("connector") or ()
-    if not any(isinstance(table, Mapping) and "meter" in table for table in tables):
+    if next(meter_tables(settings), None) is None:
         return {}
     from hilsim.meter.config import meter_settings
 

@@ -6,6 +6,11 @@ configuration (`hilsim.meter.config`). Nothing here imports pymodbus: `hilsim.me
 and is imported only when a Modbus meter is configured.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
 from hilsim.meter.base import (
     HealthListener,
     MeterHealth,
@@ -18,6 +23,9 @@ from hilsim.meter.base import (
 )
 from hilsim.meter.synthetic import SyntheticMeter
 
+if TYPE_CHECKING:
+    from hilsim.config import Settings
+
 __all__ = [
     "HealthListener",
     "MeterHealth",
@@ -27,5 +35,16 @@ __all__ = [
     "PhaseReading",
     "Problem",
     "SyntheticMeter",
+    "meter_tables",
     "register_Wh",
 ]
+
+
+def meter_tables(settings: Settings) -> Iterator[tuple[int, Any]]:
+    """(position of the [[connector]] table, counting from 1; its [connector.meter] table).
+
+    Cheap on purpose: `hilsim run` asks it before loading the meter settings parser at all.
+    """
+    for n, table in enumerate(settings.raw.get("connector") or (), 1):
+        if isinstance(table, Mapping) and "meter" in table:
+            yield n, table["meter"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilsim.config import Settings, describe_value
 from hilsim.errors import ConfigError
+from hilsim.meter import meter_tables
 from hilsim.meter.base import MeterSource
 
 if TYPE_CHECKING:
@@ -72,18 +73,16 @@ class MeterSettings:
 
 def meter_settings(settings: Settings) -> dict[int, MeterSettings]:
     """Connector id -> its Modbus meter; connectors without one (or synthetic) are absent."""
-    tables = settings.raw.get("connector") or ()
+    connectors = settings.raw.get("connector") or ()
     found: dict[int, MeterSettings] = {}
     where: dict[tuple[str, int], str] = {}
     lines: dict[str, tuple[str, MeterSettings]] = {}
-    for n, table in enumerate(tables, 1):
-        if not isinstance(table, Mapping) or "meter" not in table:
-            continue
+    for n, table in meter_tables(settings):
         prefix = f"connector[{n}].meter"
-        parsed = parse_meter(table["meter"], settings.source, prefix)
+        parsed = parse_meter(table, settings.source, prefix)
         if parsed is None:
             continue
-        cid = int(table["id"])
+        cid = int(connectors[n - 1]["id"])
         parsed = replace(parsed, connector_id=cid)
         bus = (parsed.port, parsed.unit_id)
         if bus in where:
