@@ -60,5 +60,8 @@ class SyntheticMeter:
         if self.phases == 1:
             return MeterReading(self._energy_Wh, power, current, self.voltage_V)
         share = power / self.phases
-        each = tuple(PhaseReading(name, power_W=share, current_A=current) for name in _PHASES)
-        return MeterReading(self._energy_Wh, power, current, self.voltage_V, each[: self.phases])
+        each = tuple(
+            PhaseReading(name, power_W=share, current_A=current)
+            for name in _PHASES[: self.phases]
+        )
+        return MeterReading(self._energy_Wh, power, current, self.voltage_V, each)
