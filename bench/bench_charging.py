@@ -20,7 +20,7 @@ from bench.harness import (
     TAG,
     Child,
     cpu_seconds,
-    hilsim_command,
+    hilsim_run,
     is_status,
     peak_rss_mb,
     peer,
@@ -50,12 +50,7 @@ async def _run(quick: bool) -> list[Row]:
             url = await peer_url(csms)
             config = write_config(directory, url)
             socket = load_settings(config).control.socket
-            hilsim = Child(
-                "hilsim-run",
-                hilsim_command("run", "--config", str(config)),
-                directory,
-                stops_at_eof=False,
-            )
+            hilsim = hilsim_run(config, directory)
             bare = Child(
                 "bare",
                 python_command(

@@ -22,7 +22,7 @@ from bench.common import Row
 from bench.harness import (
     CP_ID,
     Child,
-    hilsim_command,
+    hilsim_run,
     median,
     peer,
     peer_url,
@@ -70,9 +70,7 @@ async def _run(quick: bool) -> list[Row]:
 
 
 async def _hilsim_cold_start(csms: Child, directory: Path, config: str) -> float:
-    child = Child(
-        "hilsim-run", hilsim_command("run", "--config", config), directory, stops_at_eof=False
-    )
+    child = hilsim_run(config, directory)
     started = time.monotonic_ns()
     await child.start()
     try:

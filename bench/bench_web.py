@@ -34,7 +34,7 @@ from bench.harness import (
     TAG,
     Child,
     cpu_seconds,
-    hilsim_command,
+    hilsim_run,
     is_status,
     peer,
     peer_url,
@@ -77,12 +77,7 @@ async def _run(quick: bool) -> list[Row]:
                 config.read_text() + f'\n[web]\nlisten = "127.0.0.1:{port}"\npassword = "bench"\n'
             )
             control = load_settings(config).control.socket
-            hilsim = Child(
-                "hilsim-run",
-                hilsim_command("run", "--config", str(config)),
-                directory,
-                stops_at_eof=False,
-            )
+            hilsim = hilsim_run(config, directory)
             pages = Child(
                 "pages",
                 python_command("-m", "bench.bench_web", "--pages", f"ws://127.0.0.1:{port}/ws"),

@@ -319,6 +319,12 @@ def peer(
     return Child("csms", python_command("-m", "bench.peer", "--report", ",".join(report)), log_dir)
 
 
+def hilsim_run(config: Path | str, log_dir: Path) -> Child:
+    """The real ``hilsim run`` on a config file; it talks to no stdin, so EOF does not stop it."""
+    command = hilsim_command("run", "--config", str(config))
+    return Child("hilsim-run", command, log_dir, stops_at_eof=False)
+
+
 def is_status(event: dict[str, Any], cp: str, connector: int, status: str) -> bool:
     """Whether a CSMS event is that charge point's StatusNotification for that connector."""
     payload = event.get("payload")
