@@ -418,6 +418,17 @@ class ProfileSet:
         caps = [p for p in self.profiles if p.purpose == Purpose.CHARGE_POINT_MAX]
         return self._winner(caps, t, anchor_now)
 
+    def _charge_point_max_W(
+        self, t: float, anchor_now: float, grid_voltage_V: float, grid_phases: int
+    ) -> tuple[Profile, float] | None:
+        """The ChargePointMaxProfile in force and its limit in W (an A limit is on the supply)."""
+        cap = self._charge_point_max(t, anchor_now)
+        if cap is None:
+            return None
+        profile, period = cap
+        phases = effective_phases(period, grid_phases)
+        return profile, to_watts(period.limit, profile.schedule.rate_unit, grid_voltage_V, phases)
+
     def limits(
         self,
         t: float,
@@ -446,16 +457,10 @@ class ProfileSet:
             minimum = profile.schedule.min_rate
             min_w = None if minimum is None else to_watts(minimum, unit, ctx.voltage_V, phases)
             own[ctx.connector_id] = Limit(min(watts, ctx.max_power_W), min_w, (profile.id,))
-        cap = self._charge_point_max(t, anchor)
+        cap = self._charge_point_max_W(t, anchor, grid_voltage_V, grid_phases)
         if cap is None:
             return {cid: _respect_minimum(limit) for cid, limit in own.items()}
-        cap_profile, cap_period = cap
-        cap_W = to_watts(
-            cap_period.limit,
-            cap_profile.schedule.rate_unit,
-            grid_voltage_V,
-            effective_phases(cap_period, grid_phases),
-        )
+        cap_profile, cap_W = cap
         by_id = {ctx.connector_id: ctx for ctx in connectors}
 
         def demand(cid: int) -> float:
@@ -567,17 +572,8 @@ class ProfileSet:
         if connector_id != 0:
             return alone(connector_id)
         total = sum(alone(cid) for cid in by_id)
-        cap = self._charge_point_max(t, start)
-        if cap is None:
-            return total
-        profile, period = cap
-        cap_W = to_watts(
-            period.limit,
-            profile.schedule.rate_unit,
-            grid_voltage_V,
-            effective_phases(period, grid_phases),
-        )
-        return min(total, cap_W)
+        cap = self._charge_point_max_W(t, start, grid_voltage_V, grid_phases)
+        return total if cap is None else min(total, cap[1])
 
     def _next_for_schedule(
         self, t: float, connectors: Sequence[ConnectorContext], start: float
