@@ -99,6 +99,12 @@ class ConnectorRuntime:
     def phases(self) -> int:
         return self.settings.phases
 
+    @property
+    def ocpp_status(self) -> tuple[Status, ErrorCode]:
+        """What a StatusNotification states now: the status and its errorCode (NoError)."""
+        state = self.machine.state
+        return state.status, state.error_code or ErrorCode.NO_ERROR
+
     def offered_power_W(self) -> float:
         """What flows while Charging: the smaller of the hardware's maximum and the CSMS limit."""
         if self.machine.status != Status.CHARGING:
@@ -252,8 +258,7 @@ class Charger:
 
     def _status_held(self, rt: ConnectorRuntime, since: str) -> None:
         rt.status_report = None
-        state = rt.machine.state
-        current = (state.status, state.error_code or ErrorCode.NO_ERROR)
+        current = rt.ocpp_status
         if current != rt.reported:
             self._send_status(rt.id, *current, stamp=since)  # the time it began
 
@@ -477,8 +482,7 @@ class Charger:
         whole = self.operations.charge_point_status() if self.operations else Status.AVAILABLE
         self._send_status(0, whole, ErrorCode.NO_ERROR)
         for rt in self.connectors.values():
-            state = rt.machine.state
-            self._send_status(rt.id, state.status, state.error_code or ErrorCode.NO_ERROR)
+            self._send_status(rt.id, *rt.ocpp_status)
 
     def learn_time(self, current_time: str) -> None:
         self.wall.learn(current_time)
@@ -685,7 +689,7 @@ class Charger:
                 {
                     "id": rt.id,
                     "status": str(state.status),
-                    "error_code": str(state.error_code or ErrorCode.NO_ERROR),
+                    "error_code": str(rt.ocpp_status[1]),
                     "plugged": state.plugged,
                     "transaction_id": self.transaction_id(rt.id),
                     "local_transaction_id": state.transaction_id,

@@ -399,8 +399,7 @@ class Operations:
             if cid == 0:
                 status, error = self.charge_point_status(), ErrorCode.NO_ERROR
             else:
-                state = self.charger.connectors[cid].machine.state
-                status, error = state.status, state.error_code or ErrorCode.NO_ERROR
+                status, error = self.charger.connectors[cid].ocpp_status
             await sender.status_notification(cid, status, error, self.charger.wall.iso())
 
     async def _trigger_meter_values(self, sender: TriggerSender, connector_ids: list[int]) -> None:
