@@ -2,14 +2,17 @@
 
 The charge point's own Modbus path (`hilsim.meter.modbus.ModbusLink`, i.e. pymodbus's async RTU
 client on pyserial) reads every register of `SDM630` (two requests) from pymodbus's RTU server
-(`MeterSimulator`) at the other end of a socat pseudo-terminal pair set to 9600 and 19200 baud 8N1.
+(`MeterSimulator`) at the other end of a `VirtualCable` (two `os.openpty()` pseudo-terminals whose
+masters are bridged on the same event loop; Python alone), both ends set to 9600 and 19200 baud
+8N1.
 
-A pseudo-terminal does not pace bytes at the baud rate, so what is measured is the time software
-spends on a poll: framing, CRC, decoding, the event loop, the kernel's pty, and (in this same
-process and loop) the simulated meter answering. The baseline is the physical minimum a real
-RS-485 line needs for the same bytes: request and response frames of both requests, 10 bits a
-byte at 8N1, without the 3.5-character silences or the meter's turnaround. The ratio is how
-much of a real poll software adds: at 0.1x a real poll takes at most 1.1x its wire time.
+A pseudo-terminal accepts the baud rate (termios stores it) but does not pace bytes at it, so
+what is measured is the time software spends on a poll: framing, CRC, decoding, the event loop,
+the kernel's ptys and the cable's copying between them, and (in this same process and loop) the
+simulated meter answering. The baseline is the physical minimum a real RS-485 line needs for the
+same bytes: request and response frames of both requests, 10 bits a byte at 8N1, without the
+3.5-character silences or the meter's turnaround. The ratio is how much of a real poll software
+adds: at 0.1x a real poll takes at most 1.1x its wire time.
 """
 
 from __future__ import annotations

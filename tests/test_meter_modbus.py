@@ -1,15 +1,16 @@
 """The Modbus meter source against pymodbus's own RTU server, over a pseudo-terminal pair, 9600 8N1.
 
 The server end is `MeterSimulator` (the non-deprecated `SimDevice` API, live values through its
-`action` callback) on one end of a `VirtualCable` (socat); the meter source opens the other end
-exactly as it would open a USB-RS485 adapter. Every wait is on an event, a health change or a
-request count, with a timeout.
+`action` callback) on one end of a `VirtualCable` (two ptys from `os.openpty()`, bridged); the
+meter source opens the other end exactly as it would open a USB-RS485 adapter. Every wait is on an
+event, a health change or a request count, with a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -270,6 +271,58 @@ async def test_two_meters_share_one_bus(cable: VirtualCable) -> None:
             assert link.connected  # still in use by the second meter
             await second.close()
             assert not link.connected
+
+
+def _on_disk(path: str) -> bool:
+    return os.path.lexists(path)  # the link itself, dangling or not
+
+
+async def _read_from(fd: int, size: int, timeout: float = 5.0) -> bytes:
+    """`size` bytes from a non-blocking fd, waiting on the event loop (the cable copies there)."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    async with asyncio.timeout(timeout):
+        while len(data) < size:
+            ready = asyncio.Event()
+            loop.add_reader(fd, ready.set)
+            try:
+                await ready.wait()
+            finally:
+                loop.remove_reader(fd)
+            data += os.read(fd, size - len(data))
+    return data
+
+
+async def test_the_virtual_cable_is_python_alone_and_unplugs_like_an_adapter(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(short_dir))  # no socat, no tool at all to be found
+    cable = VirtualCable(short_dir)
+    await cable.plug()
+    try:
+        meter = os.open(cable.meter_port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        cp = os.open(cable.charger_port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            assert os.isatty(meter) and os.isatty(cp)
+            os.write(cp, b"\x01\x04\x00\x00")
+            assert await _read_from(meter, 4) == b"\x01\x04\x00\x00"
+            os.write(meter, b"\x0d\x0a\x00")  # raw: no CR/LF translation, no echo back
+            assert await _read_from(cp, 3) == b"\x0d\x0a\x00"
+            with pytest.raises(BlockingIOError):
+                os.read(meter, 16)
+            await cable.unplug()
+            assert not _on_disk(cable.meter_port) and not _on_disk(cable.charger_port)
+            # A hung-up tty, as a pulled adapter: reads end, writes fail.
+            assert os.read(cp, 1) == b""
+            with pytest.raises(OSError):
+                os.write(cp, b"x")
+        finally:
+            os.close(meter)
+            os.close(cp)
+        await cable.plug()  # and back in, at the same paths
+        assert cable.plugged and _on_disk(cable.charger_port)
+    finally:
+        await cable.unplug()
 
 
 def test_backoff_doubles_up_to_the_cap(cable: VirtualCable) -> None:

@@ -1,11 +1,12 @@
 """A meter at the far end of a serial cable, for benches without one (and for tests and benchmarks).
 
-`VirtualCable` joins two pseudo-terminals with socat, so the charge point opens a device path
-exactly as it would open a USB-RS485 adapter; `unplug()` makes both ends vanish like a pulled
-adapter. `MeterSimulator` is pymodbus's own RTU server (the `SimDevice` API, whose `action`
-callback fills the registers at each request) serving a register map with live values: energy
-integrates the power over time as a real meter's does. It can also misbehave on purpose: hold its
-answers (a slow or dead meter) or garble them (noise, wrong baud rate).
+`VirtualCable` joins two pseudo-terminals from `os.openpty()` (Python alone, no socat), so the
+charge point opens a device path exactly as it would open a USB-RS485 adapter; `unplug()` makes
+both ends vanish like a pulled adapter. `MeterSimulator` is pymodbus's own RTU server (the
+`SimDevice` API, whose `action` callback fills the registers at each request) serving a register
+map with live values: energy integrates the power over time as a real meter's does. It can also
+misbehave on purpose: hold its answers (a slow or dead meter) or garble them (noise, wrong baud
+rate).
 
 This module imports pymodbus at import time; import it only where a simulated meter is wanted.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
+import os
 import time
+import tty
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,65 +27,89 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from hilsim.errors import MeterError
 from hilsim.meter.registers import PHASES, RegisterMap
 
 log = logging.getLogger(__name__)
 
 
 class VirtualCable:
-    """Two device paths joined like a null-modem cable (socat between two pseudo-terminals)."""
+    """Two device paths joined like a null-modem cable: two pseudo-terminals, their masters bridged.
+
+    Each end is the slave side of a pty from `os.openpty()`, linked at `meter_port` and
+    `charger_port`; whatever one end's user writes comes out at the other, copied between the
+    masters by readers on the event loop `plug()` runs in (so the cable carries bytes while that
+    loop runs, as the pymodbus server and client on it need anyway). Python alone, no socat.
+
+    The cable holds each slave open itself, so a user closing and reopening its end (a client
+    reconnecting) never hangs the master up. Bytes for an end whose input queue is full are
+    dropped, as on a bus where nobody listens; pyserial flushes the queue when it opens the port.
+
+    Baud rate, parity and stop bits are set on the ptys as on an adapter (termios accepts them)
+    but a pty does not pace bytes: a frame crosses in microseconds whatever the speed, and a
+    mismatch between the two ends' settings garbles nothing (`MeterSimulator.garble` does that).
+    """
 
     def __init__(self, directory: Path | str, *, meter_end: str = "meter", charger_end: str = "cp"):
         directory = Path(directory)
         self.meter_port = str(directory / meter_end)
         self.charger_port = str(directory / charger_end)
-        self._process: asyncio.subprocess.Process | None = None
+        #: (master, slave) of the meter's end and of the charger's end while plugged.
+        self._ends: list[tuple[int, int]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def plugged(self) -> bool:
-        return self._process is not None
+        return bool(self._ends)
 
-    async def plug(self, timeout: float = 5.0) -> None:
-        """Create both ends; returns once socat has opened them (it says so on stderr)."""
-        if self._process is not None:
+    async def plug(self) -> None:
+        """Create both ends (their device paths exist when this returns)."""
+        if self._ends:
             return
-        socat = shutil.which("socat")
-        if socat is None:
-            raise MeterError("the virtual cable needs socat (apt-get install socat)")
-        process = await asyncio.create_subprocess_exec(
-            socat,
-            "-d",
-            "-d",
-            f"pty,raw,echo=0,link={self.meter_port}",
-            f"pty,raw,echo=0,link={self.charger_port}",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        said: list[bytes] = []
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    line = await process.stderr.readline()
-                    if not line:
-                        raise MeterError(
-                            "socat ended: " + b"".join(said).decode(errors="replace").strip()
-                        )
-                    said.append(line)
-                    if b"starting data transfer loop" in line:
-                        break
+            for link in (self.meter_port, self.charger_port):
+                master, slave = os.openpty()
+                self._ends.append((master, slave))
+                # Raw, no echo, before anyone opens it: an echo would run back down the cable.
+                tty.setraw(slave)
+                os.set_blocking(master, False)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(link)  # a link left by a cable that was not unplugged
+                os.symlink(os.ttyname(slave), link)
+            (meter, _), (charger, _) = self._ends
+            loop.add_reader(meter, self._carry, meter, charger)
+            loop.add_reader(charger, self._carry, charger, meter)
         except BaseException:
-            await _end(process)
+            self._close()
             raise
-        self._process = process
+        self._loop = loop
+
+    def _carry(self, source: int, target: int) -> None:
+        try:
+            data = os.read(source, 4096)
+        except OSError as exc:  # EIO: cannot happen while the cable holds the slave open
+            log.debug("virtual cable: reading fd %d: %s", source, exc)
+            return
+        try:
+            os.write(target, data)
+        except BlockingIOError:
+            log.debug("virtual cable: far end full, %d bytes dropped", len(data))
 
     async def unplug(self) -> None:
         """Both ends disappear, as when the adapter is pulled out."""
-        process, self._process = self._process, None
-        if process is not None:
-            await _end(process)
+        self._close()
+
+    def _close(self) -> None:
+        loop, self._loop = self._loop, None
+        ends, self._ends = self._ends, []
+        for master, slave in ends:
+            if loop is not None:
+                loop.remove_reader(master)
+            os.close(master)  # users of the slave now read EOF/EIO: the adapter is gone
+            os.close(slave)
+        for link in (self.meter_port, self.charger_port):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
 
     async def __aenter__(self) -> VirtualCable:
         await self.plug()
@@ -91,13 +117,6 @@ class VirtualCable:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.unplug()
-
-
-async def _end(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-    await process.communicate()
 
 
 class MeterSimulator:
