@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_systemd_service import NotifySocket, edit, require_systemd_python, running_hilsim
+from test_systemd_service import NotifySocket, edit, running_hilsim
 
 from hilsim.clock import parse_iso
 from hilsim.config import Settings, parse_settings
@@ -256,7 +256,6 @@ async def test_reset_hard_starts_the_program_afresh(
 async def test_reset_hard_under_systemd_says_reloading_then_ready(
     csms: CentralSystem, short_dir: Path
 ) -> None:
-    require_systemd_python()
     notify = NotifySocket(short_dir / "notify.sock")
     try:
         async with running_hilsim(short_dir, csms.url, notify=notify) as child:

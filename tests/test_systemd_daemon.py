@@ -203,26 +203,28 @@ def test_a_logger_that_has_handlers_is_left_alone_unless_forced(stream: Any) -> 
 
 @pytest.mark.parametrize(
     ("environ", "level"),
-    [({"NOTIFY_SOCKET": "/run/systemd/notify"}, logging.WARNING), ({}, logging.INFO)],
+    [({"NOTIFY_SOCKET": "/run/systemd/notify"}, logging.INFO), ({}, logging.DEBUG)],
 )
-def test_missing_systemd_python_is_said_once(
+def test_missing_systemd_python_is_said_once_and_notify_still_works(
     caplog: pytest.LogCaptureFixture, environ: dict[str, str], level: int
 ) -> None:
     caplog.set_level(logging.DEBUG)
     absent = SystemdBindings.absent("systemd-python is not installed (No module named 'systemd')")
     supervision = Supervision.from_environment(absent, environ=environ)
-    assert not supervision.notifier.active
-    said = [r for r in caplog.records if "sd_notify" in r.getMessage()]
+    # Under systemd the notifier sends by itself; nothing is missing but the journal's fields.
+    assert supervision.notifier.active == bool(environ)
+    assert supervision.notifier.via == ("datagram" if environ else None)
+    said = [r for r in caplog.records if "journal entries" in r.getMessage()]
     assert len(said) == 1
     assert said[0].levelno == level
-    assert "journal logging are off" in said[0].getMessage()
+    assert "without the CONNECTOR, TRANSACTION and OCPP_ACTION fields" in said[0].getMessage()
+    assert "sd_notify is sent without it" in said[0].getMessage()
 
 
 def test_nothing_is_said_when_systemd_python_is_there(caplog: pytest.LogCaptureFixture) -> None:
-    require_systemd_python()
     caplog.set_level(logging.DEBUG)
-    Supervision.from_environment(load_bindings(), environ={})
-    assert not [r for r in caplog.records if "sd_notify" in r.getMessage()]
+    Supervision.from_environment(SystemdBindings(), environ={})  # installed, not loaded
+    assert not [r for r in caplog.records if "journal entries" in r.getMessage()]
 
 
 def _bindings_in_a_fresh_process(environ: dict[str, str], *python_flags: str) -> dict[str, Any]:
@@ -343,12 +345,21 @@ def notify_socket(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     sock.close()
 
 
-def test_notifier_sends_assignments_and_skips_repeated_status(
-    notify_socket: socket.socket,
-) -> None:
+@pytest.fixture(params=["systemd-python", "datagram"])
+def sender(request: pytest.FixtureRequest) -> Any | None:
+    """What `Notifier` is given: systemd-python's `daemon` module, or None to send by itself."""
+    if request.param == "datagram":
+        return None
     require_systemd_python()
-    notifier = Notifier(load_bindings().daemon)
+    return load_bindings().daemon
+
+
+def test_notifier_sends_assignments_and_skips_repeated_status(
+    notify_socket: socket.socket, sender: Any | None
+) -> None:
+    notifier = Notifier(sender)
     assert notifier.active
+    assert notifier.via == ("datagram" if sender is None else "systemd-python")
     assert notifier.ready("C1 Available")
     assert notify_socket.recv(4096) == b"READY=1\nSTATUS=C1 Available"
     assert not notifier.status("C1 Available")  # unchanged: not sent
@@ -357,16 +368,33 @@ def test_notifier_sends_assignments_and_skips_repeated_status(
     assert notifier.status("C1 Charging 7.2 kW", force=True)
     assert notify_socket.recv(4096) == b"STATUS=C1 Charging 7.2 kW"
     assert notifier.watchdog() and notify_socket.recv(4096) == b"WATCHDOG=1"
+    assert notifier.reloading() and notify_socket.recv(4096) == b"RELOADING=1"
     assert notifier.stopping("stopping")
     assert notify_socket.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
     assert not notifier.status("disconnected")  # the stopping line stays
 
 
-def test_a_vanished_notify_socket_is_reported_once(
-    notify_socket: socket.socket, short_dir: Path, caplog: pytest.LogCaptureFixture
+def test_an_abstract_notify_socket_is_reached(
+    monkeypatch: pytest.MonkeyPatch, sender: Any | None
 ) -> None:
-    require_systemd_python()
-    notifier = Notifier(load_bindings().daemon)
+    # '@' stands for the leading NUL byte of a Linux abstract socket name.
+    name = f"hilsim-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        notifier = Notifier(sender)
+        assert notifier.ready() and sock.recv(4096) == b"READY=1"
+        assert notifier.watchdog() and sock.recv(4096) == b"WATCHDOG=1"
+
+
+def test_a_vanished_notify_socket_is_reported_once(
+    notify_socket: socket.socket,
+    short_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    sender: Any | None,
+) -> None:
+    notifier = Notifier(sender)
     notify_socket.close()
     (short_dir / "notify.sock").unlink()
     assert not notifier.watchdog()
@@ -375,12 +403,36 @@ def test_a_vanished_notify_socket_is_reported_once(
     assert len(warnings) == 1
 
 
-def test_without_notify_socket_or_library_the_notifier_is_silent() -> None:
-    require_systemd_python()
-    assert not Notifier(load_bindings().daemon, environ={}).active
-    off = Notifier(None, environ={"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1"})
-    assert not off.active and off.watchdog_interval_s is None
-    assert not off.ready("x") and not off.watchdog()
+def test_a_notify_address_only_libsystemd_speaks_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    notifier = Notifier(None, environ={"NOTIFY_SOCKET": "vsock:2:1234"})
+    assert notifier.active and notifier.via == "datagram"
+    assert not notifier.ready() and not notifier.watchdog()
+    warnings = [r.getMessage() for r in caplog.records if "sd_notify" in r.getMessage()]
+    assert warnings == [
+        "sd_notify to vsock:2:1234 failed: unsupported NOTIFY_SOCKET address 'vsock:2:1234'"
+    ]
+
+
+def test_without_systemd_python_the_service_still_notifies(
+    notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole chain in this process with the import made to fail, as on a bare pip install."""
+    monkeypatch.setitem(sys.modules, "systemd", None)  # Python's own way to fail an import
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    bindings = load_bindings()
+    assert not bindings.available and bindings.daemon is None
+    notifier = Supervision.from_environment(bindings).notifier
+    assert notifier.via == "datagram" and notifier.watchdog_interval_s == 1.0
+    assert notifier.ready("up") and notify_socket.recv(4096) == b"READY=1\nSTATUS=up"
+    assert notifier.watchdog() and notify_socket.recv(4096) == b"WATCHDOG=1"
+
+
+def test_without_notify_socket_the_notifier_is_silent(sender: Any | None) -> None:
+    off = Notifier(sender, environ={"WATCHDOG_USEC": "1"})
+    assert not off.active and off.via is None and off.watchdog_interval_s is None
+    assert not off.ready("x") and not off.watchdog() and not off.status("x")
 
 
 # -- status line ----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """systemd-python, imported only when asked for.
 
 It is an optional extra (`hilsim[systemd]`, or Debian's `python3-systemd`) because it compiles
-against libsystemd; a laptop without it must still run every command. So nothing imports it at
+against libsystemd; a laptop without it must still run every command, and a service without it
+still notifies systemd (`hilsim.daemon.notify.DatagramNotify`) and logs to the journal as plain
+lines; only the journal's structured fields need it. So nothing imports it at
 module level: the CLI asks once, and passes what it got to whoever needs it. Outside systemd it
 is only looked for, not imported: loading it pulls in uuid and platform, ~5 ms of a cold start
 that a run at a terminal (no notify socket, no journal) would never use.

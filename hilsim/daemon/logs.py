@@ -222,18 +222,20 @@ def configure_logging(
 def say_systemd_missing(
     log: logging.Logger, bindings: SystemdBindings, environ: Mapping[str, str] | None = None
 ) -> bool:
-    """Say once, at start, that notify and the journal are off; True when it said so.
+    """Say once, at start, that journal entries go without their fields; True when it said so.
 
-    A warning under systemd (with Type=notify the unit will time out waiting for READY=1), a
-    plain note elsewhere, where nothing is lost.
+    sd_notify needs no systemd-python (`hilsim.daemon.notify.DatagramNotify`), so nothing
+    breaks: under systemd the log still reaches the journal, with priorities but without
+    CONNECTOR, TRANSACTION and OCPP_ACTION (a note); elsewhere nothing is lost at all (debug).
     """
     if bindings.available:
         return False
     environ = os.environ if environ is None else environ
     supervised = bool(environ.get("NOTIFY_SOCKET") or environ.get("INVOCATION_ID"))
     log.log(
-        logging.WARNING if supervised else logging.INFO,
-        "%s: sd_notify (ready, watchdog, status) and journal logging are off; %s",
+        logging.INFO if supervised else logging.DEBUG,
+        "%s: journal entries go without the CONNECTOR, TRANSACTION and OCPP_ACTION fields "
+        "(sd_notify is sent without it); %s",
         bindings.missing or "systemd-python is not installed",
         INSTALL_HINT,
     )

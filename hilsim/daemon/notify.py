@@ -4,6 +4,10 @@
 only go on once the database is open and the config valid. The watchdog pings come from a task
 in the asyncio loop itself: a loop that hangs (a blocking call, a deadlock) stops pinging, and
 systemd kills and restarts the service, which a ping from a separate thread would never notice.
+
+systemd-python's `daemon.notify` sends them where it is installed; without it (a pip install
+on a machine without libsystemd's headers) `DatagramNotify` sends the same datagram itself, so a
+`Type=notify` unit never times out for want of a compiled extension.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,12 +48,45 @@ def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
     return usec / 1_000_000 / 2
 
 
-class Notifier:
-    """Sends sd_notify assignments through systemd-python's `daemon.notify`.
+class DatagramNotify:
+    """sd_notify(3) without libsystemd: one AF_UNIX datagram of VAR=value lines to NOTIFY_SOCKET.
 
-    Inactive (every method a no-op) when systemd-python is missing or NOTIFY_SOCKET is unset, so
-    the service code calls it unconditionally. libsystemd reads NOTIFY_SOCKET from the process
-    environment itself; `environ` only decides whether to try and whether a watchdog is wanted.
+    The protocol is systemd's documented one: an absolute path, or an abstract socket written
+    with a leading '@' (a NUL byte on the wire). The sender's credentials, which systemd checks
+    for NotifyAccess=main, are the kernel's to attach. Has systemd-python's `notify` signature,
+    so `Notifier` uses either alike.
+    """
+
+    #: A datagram blocks only while systemd's queue is full; never hold the loop longer than this.
+    SEND_TIMEOUT_S = 1.0
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def notify(self, state: str) -> bool:
+        """Send `state`; raises OSError when it cannot be delivered.
+
+        A socket per datagram, as libsystemd does: a few a second at most, and nothing to close.
+        """
+        if self.address.startswith("@"):
+            target = "\0" + self.address[1:]
+        elif self.address.startswith("/"):
+            target = self.address
+        else:  # e.g. systemd 254's vsock: addresses, which only libsystemd speaks
+            raise OSError(f"unsupported NOTIFY_SOCKET address {self.address!r}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(self.SEND_TIMEOUT_S)
+            sock.sendto(state.encode(), target)
+        return True
+
+
+class Notifier:
+    """Sends sd_notify assignments through systemd-python's `daemon.notify`, or by itself.
+
+    Inactive (every method a no-op) when NOTIFY_SOCKET is unset, so the service code calls it
+    unconditionally. Given `daemon` (systemd-python's module), libsystemd reads NOTIFY_SOCKET
+    from the process environment itself; without it, `DatagramNotify` sends to the socket that
+    `environ` names. `environ` also decides whether a watchdog is wanted.
     """
 
     def __init__(
@@ -56,9 +94,14 @@ class Notifier:
     ) -> None:
         environ = os.environ if environ is None else environ
         pid = os.getpid() if pid is None else pid
-        self._daemon = daemon
         self.socket = environ.get("NOTIFY_SOCKET") or None
-        self.active = daemon is not None and self.socket is not None
+        #: Which sends: "systemd-python", "datagram" (DatagramNotify), or None when inactive.
+        self.via: str | None = None
+        if self.socket is not None:
+            self.via = "datagram" if daemon is None else "systemd-python"
+            daemon = DatagramNotify(self.socket) if daemon is None else daemon
+        self._daemon = daemon
+        self.active = self.socket is not None
         self.watchdog_interval_s = watchdog_interval(environ, pid) if self.active else None
         self._last_status: str | None = None
         self._failed = False

@@ -42,7 +42,7 @@ class Supervision:
         log_level_override: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Supervision:
-        """For `hilsim run`: sd_notify when systemd-python and NOTIFY_SOCKET are there.
+        """For `hilsim run`: sd_notify whenever NOTIFY_SOCKET is set, with systemd-python or not.
 
         Says once (here, the only place it is built) when systemd-python is missing.
         """
