@@ -2,30 +2,44 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# One stamp per install: the demo needs hilsim alone, the tests also their extras (Playwright,
+# cryptography, ...). The test install includes the runtime, so it stamps both.
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
 # systemd-python (the `systemd` extra) compiles against libsystemd: take it where the headers are
-# (CI installs them), so `make test` still works on a laptop without them (those tests skip).
-EXTRAS := $(shell pkg-config --exists libsystemd 2>/dev/null && echo test,systemd || echo test)
+# (CI installs them). Without it everything still works and `make test` passes: sd_notify goes
+# out without it, and only the tests of its journal handler skip.
+PKG_CONFIG ?= pkg-config
+EXTRAS := $(shell $(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo test,systemd || echo test)
+# setuptools says, as information, on every editable install of a package that is not in a src/
+# folder, to mind same-named folders; hilsim's is the package itself. Nothing to act on.
+PIP_INSTALL := PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml | $(PY)
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(TESTING): pyproject.toml | $(PY)
+	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
+	touch $@ $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(VENV)/bin/hilsim demo
 
-test: $(STAMP)
+test: $(TESTING)
 	$(VENV)/bin/ruff check hilsim tests bench
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(TESTING)
 	$(VENV)/bin/ruff check hilsim tests bench
 
-bench: $(STAMP)
+bench: $(TESTING)
 	$(PY) -m bench
 
 clean:
