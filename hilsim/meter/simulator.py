@@ -91,9 +91,11 @@ class VirtualCable:
             log.debug("virtual cable: reading fd %d: %s", source, exc)
             return
         try:
-            os.write(target, data)
+            written = os.write(target, data)
         except BlockingIOError:
-            log.debug("virtual cable: far end full, %d bytes dropped", len(data))
+            written = 0
+        if written < len(data):
+            log.debug("virtual cable: far end full, %d bytes dropped", len(data) - written)
 
     async def unplug(self) -> None:
         """Both ends disappear, as when the adapter is pulled out."""
