@@ -543,7 +543,10 @@ class Charger:
             return "Rejected", _nothing
         if self.link is not None and self.link.state != LinkState.CONNECTED:
             # OCPP 1.6 4.2.1: until BootNotification is Accepted no transaction may start.
-            log.warning("RemoteStartTransaction while the boot is %s: Rejected", self.link.state)
+            log.warning(
+                "RemoteStartTransaction before the CSMS accepted the boot (link %s): Rejected",
+                self.link.state,
+            )
             return "Rejected", _nothing
         if connector_id is not None:
             candidates = [connector_id]
