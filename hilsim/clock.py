@@ -3,9 +3,10 @@
 A Pi boots with whatever time it had when it lost power, or 1970, and at a field demo NTP is often
 unreachable. Until the kernel says the system clock is synchronised, the time the CSMS states in
 its BootNotification and Heartbeat replies is the better clock, so timestamps follow it. Whatever
-the source, stamps never lie before this release was built and never go backwards, with one
-exception: a CSMS that sees a transaction stop before it started, or in 1970, rejects or mangles
-it, but a charge point stamping everything a day ahead because the CSMS once said so is no better.
+the source, stamps never lie before this release was built, and they do not go backwards: a CSMS
+that sees a transaction stop before it started, or in 1970, rejects or mangles it. The one
+exception is a real correction (below): a charge point that stamps everything a day ahead, because
+the CSMS once said so, is no better.
 
 So the CSMS's time is judged before it is taken:
 
