@@ -538,6 +538,16 @@ class Charger:
     ) -> tuple[str, Release]:
         if connector_id is not None and connector_id not in self.connectors:
             return "Rejected", _nothing
+        if not id_tag.strip():  # valid to the schema, but no driver has an empty tag
+            log.warning("RemoteStartTransaction with an empty idTag: Rejected")
+            return "Rejected", _nothing
+        if self.link is not None and self.link.state != LinkState.CONNECTED:
+            # OCPP 1.6 4.2.1: until BootNotification is Accepted no transaction may start.
+            log.warning(
+                "RemoteStartTransaction before the CSMS accepted the boot (link %s): Rejected",
+                self.link.state,
+            )
+            return "Rejected", _nothing
         if connector_id is not None:
             candidates = [connector_id]
         else:

@@ -3,8 +3,21 @@
 A Pi boots with whatever time it had when it lost power, or 1970, and at a field demo NTP is often
 unreachable. Until the kernel says the system clock is synchronised, the time the CSMS states in
 its BootNotification and Heartbeat replies is the better clock, so timestamps follow it. Whatever
-the source, stamps never go backwards and never lie before this release was built: a CSMS that
-sees a transaction stop before it started, or in 1970, rejects or mangles it.
+the source, stamps never lie before this release was built, and they do not go backwards: a CSMS
+that sees a transaction stop before it started, or in 1970, rejects or mangles it. The one
+exception is a real correction (below): a charge point that stamps everything a day ahead, because
+the CSMS once said so, is no better.
+
+So the CSMS's time is judged before it is taken:
+
+* a time outside `SANE_WINDOW` (before this build, or in 2100 or later) is not a clock, it is a
+  broken CSMS: it is ignored with a WARNING. Taking 9999-12-31 would make every later stamp
+  overflow and every event that needs one fail;
+* a time that puts the clock back by more than `BACKWARD_TOLERANCE` is a correction (the CSMS's
+  own clock was wrong, or its first answer was): it is applied at once, as one step back, logged
+  at WARNING with its size. Clamping instead would freeze every stamp at the wrong time until the
+  true time caught up, a day later for a CSMS that was a day ahead. Smaller steps back (answers
+  that took a while on the wire) are absorbed by the never-backwards clamp.
 """
 
 from __future__ import annotations
@@ -19,6 +32,12 @@ log = logging.getLogger(__name__)
 
 #: No message is ever stamped earlier than this (the release date of this build).
 BUILD_DATE = datetime(2026, 11, 1, tzinfo=UTC)
+
+#: The CSMS times taken at all: from this build up to (excluding) 2100. Outside it is a broken
+#: clock, however confidently stated; the bound also keeps every stamp far from datetime's limits.
+SANE_WINDOW = (BUILD_DATE, datetime(2100, 1, 1, tzinfo=UTC))
+#: A CSMS time this much behind the current stamp steps the clock back; less is clamped away.
+BACKWARD_TOLERANCE = timedelta(seconds=5)
 
 _TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised (STA_UNSYNC)
 
@@ -71,10 +90,11 @@ class Clock:
 
     def __init__(
         self,
-        synchronized: Callable[[], bool | None] = kernel_clock_synchronized,
+        synchronized: Callable[[], bool | None] | None = None,
         system_now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._synchronized = synchronized
+        """``synchronized``: whether the system clock is to be trusted (default: ask the kernel)."""
+        self._synchronized = synchronized or kernel_clock_synchronized
         self._system_now = system_now
         self._offset: timedelta | None = None  # CSMS time minus system time
         self._last = BUILD_DATE
@@ -87,7 +107,28 @@ class Clock:
         except ValueError:
             log.warning("CSMS sent an unreadable currentTime %r; ignored", current_time)
             return
+        earliest, latest = SANE_WINDOW
+        if not earliest <= csms < latest:
+            log.warning(
+                "CSMS sent currentTime %s, outside %d..%d: not a time this charge point takes; "
+                "ignored (the CSMS's clock is wrong)",
+                current_time,
+                earliest.year,
+                latest.year - 1,
+            )
+            return
         self._offset = csms - self._system_now()
+        if self._synchronized() is not False:
+            return  # the system clock stamps: nothing to step
+        behind = self._last - csms
+        if behind > BACKWARD_TOLERANCE:
+            log.warning(
+                "CSMS time %s is %.1f s behind the last timestamp sent; timestamps step back "
+                "by that much once (the CSMS corrected its clock)",
+                utc_iso(csms),
+                behind.total_seconds(),
+            )
+            self._last = csms
 
     @property
     def source(self) -> str:

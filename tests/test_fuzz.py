@@ -5,7 +5,10 @@ Hypothesis throws frames at one running charge point per test (the real `Service
 websocket, the built-in CSMS sending them with ``call_raw`` / ``send_raw``). Which answer each
 frame deserves is decided by an oracle that does not share code with the charge point: the frame
 structure by the rules of OCPP-J 1.6 (4.1.3, 4.2.3), the payload by the `ocpp` library's own
-`jsonschema` validation, the library whose error codes the charge point promises to keep.
+`jsonschema` validation, with two rules of OCPP-J 1.6 the library does not apply: every integer
+and number fits in 64 bits (what SQLite stores), and a well-typed value a field does not allow
+(outside its enumeration, range or step) is a PropertyConstraintViolation, too few items an
+OccurenceConstraintViolation; the library's codes are kept for everything else.
 
 After every example a GetConfiguration must still be answered, on the same connection
 (`link.connections` unchanged), and no CALLRESULT or CALLERROR may have left the charge point
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import decimal
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,8 +31,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft4Validator
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallResult, validate_payload
+from ocpp.messages import Call, CallResult, get_validator, validate_payload
 from ocpp.v16.enums import Action
 
 from hilsim.csms import ChargePointSession
@@ -72,6 +77,16 @@ CODES_16 = frozenset(
         "GenericError",
     }
 )
+#: OCPP-J 1.6, 4.2.3, for violations the library answers otherwise: the violated keyword's code.
+CODE_BY_KEYWORD_16 = {
+    "minimum": "PropertyConstraintViolation",
+    "maximum": "PropertyConstraintViolation",
+    "enum": "PropertyConstraintViolation",
+    "multipleOf": "PropertyConstraintViolation",
+    "minItems": "OccurenceConstraintViolation",
+}
+#: The three schemas the library reads with exact decimals (so 21.4 is a multiple of 0.1).
+DECIMAL_CALLS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
 IGNORED = None  # the oracle's verdict for a frame nobody may answer
 RESULT = "CALLRESULT"
 
@@ -102,11 +117,38 @@ async def expected_answer(text: str) -> str | None:
     if action not in IMPLEMENTED:
         # OCPP-J 1.6: an action it knows but does not support is NotSupported.
         return "NotSupported" if action in KNOWN_ACTIONS else "NotImplemented"
+    first = _first_error(action, payload)
+    if first is not None and first.validator in CODE_BY_KEYWORD_16:
+        return CODE_BY_KEYWORD_16[str(first.validator)]
     try:
         await validate_payload(Call(unique_id, action, payload), "1.6")
     except OCPPError as error:
         return SPELLED_16.get(error.code, error.code)
     return RESULT
+
+
+def _with_64_bit_bounds(node: Any) -> Any:
+    """A copy of a schema in which every integer and number must fit in a signed 64-bit int."""
+    if isinstance(node, list):
+        return [_with_64_bit_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out[key] = _with_64_bit_bounds(value)
+        kinds = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        if key == "type" and {"integer", "number"} & set(kinds):
+            out["minimum"], out["maximum"] = -(2**63), 2**63 - 1
+    return out
+
+
+def _first_error(action: str, payload: dict[str, Any]) -> Any:
+    """jsonschema's first error for the payload, under the library's schema with the bounds."""
+    decimals = action in DECIMAL_CALLS
+    parse_float = decimal.Decimal if decimals else float
+    schema = get_validator(CALL, action, "1.6", parse_float=parse_float).schema
+    instance = json.loads(json.dumps(payload), parse_float=parse_float)
+    return next(Draft4Validator(_with_64_bit_bounds(schema)).iter_errors(instance), None)
 
 
 def _is_int(value: Any, wanted: int) -> bool:

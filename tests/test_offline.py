@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -361,10 +362,46 @@ def test_unsynchronised_clock_follows_the_csms_and_never_goes_back() -> None:
     assert "CSMS time" in clock.source
     system[0] += timedelta(seconds=10)
     assert clock.now() == csms_time + timedelta(seconds=10)
-    clock.learn((csms_time - timedelta(hours=1)).isoformat())  # a CSMS correcting backwards
+    clock.learn((csms_time + timedelta(seconds=8)).isoformat())  # an answer 2 s late on the wire
     assert clock.now() == csms_time + timedelta(seconds=10)  # clamped, not backwards
+    system[0] += timedelta(seconds=10)
+    assert clock.now() == csms_time + timedelta(seconds=18)  # and caught up again
     clock.learn("not a time")
     assert parse_iso(clock.iso()) >= csms_time
+
+
+def test_a_csms_correcting_its_clock_backwards_steps_the_stamps_back_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A day ahead at boot, the true time at the next Heartbeat: stamps follow, not freeze."""
+    system = [datetime(1970, 1, 1, tzinfo=UTC)]
+    clock = Clock(synchronized=lambda: False, system_now=lambda: system[0])
+    true_time = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    clock.learn((true_time + timedelta(days=1)).isoformat())
+    assert clock.now() == true_time + timedelta(days=1)
+    with caplog.at_level(logging.WARNING, logger="hilsim.clock"):
+        clock.learn(true_time.isoformat())
+    assert "86400.0 s behind" in caplog.text and "step back" in caplog.text
+    assert clock.now() == true_time
+    system[0] += timedelta(seconds=1)
+    assert clock.now() == true_time + timedelta(seconds=1)  # and forwards from there
+
+
+@pytest.mark.parametrize(
+    "absurd", ["9999-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "2019-06-01T00:00:00Z", "0001-01-01"]
+)
+def test_a_time_outside_the_sane_window_is_ignored(
+    absurd: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    system = [datetime(1970, 1, 1, tzinfo=UTC)]
+    clock = Clock(synchronized=lambda: False, system_now=lambda: system[0])
+    true_time = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    clock.learn(true_time.isoformat())
+    with caplog.at_level(logging.WARNING, logger="hilsim.clock"):
+        clock.learn(absurd)
+    assert f"currentTime {absurd}, outside 2026..2099" in caplog.text
+    system[0] += timedelta(days=365 * 80)  # still a stamp, however long it runs
+    assert clock.now() == true_time + timedelta(days=365 * 80)
 
 
 def test_synchronised_clock_is_the_system_clock() -> None:

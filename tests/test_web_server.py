@@ -510,6 +510,28 @@ async def test_page_requests_that_make_no_sense(bench: WebBench) -> None:
     )
 
 
+@pytest.mark.parametrize("engage", ["no", "false", 0, 1, None, [], {"engage": True}])
+async def test_emergency_stop_wants_a_json_boolean(bench: WebBench, engage: Any) -> None:
+    """'no' is truthy: a guess would engage the stop on a request that meant to release it."""
+    page = await bench.open_page()
+    assert (await page.ask("unlock", password=PASSWORD))["ok"]
+    refused = await page.ask("estop", engage=engage)
+    assert refused["ok"] is False
+    assert refused["error"] == (
+        f"estop: engage must be true or false (a JSON boolean), not {json.dumps(engage)}"
+    )
+    assert (await page.ask("command", cmd="plug", connector=1))["ok"]  # not engaged: it charges
+    assert bench.service.charger is not None
+    assert not any(rt.machine.state.error_code for rt in bench.service.charger.connectors.values())
+    assert (await page.ask("command", cmd="tag", connector=1, id_tag=TAG))["ok"]
+    start = await bench.session.wait_for("StartTransaction", lambda p: p["connectorId"] == 1)
+    assert (await page.ask("command", cmd="unplug", connector=1))["ok"]
+    stop = await bench.session.wait_for("StopTransaction")
+    record = bench.csms.ledger[stop["transactionId"]]
+    assert (record.id_tag, record.start_timestamp) == (TAG, start["timestamp"])
+    assert len(bench.csms.ledger) == 1 and not record.active
+
+
 async def test_emergency_stop_from_the_page(bench: WebBench) -> None:
     await start_charging(bench, 1)
     assert (await bench.ctl("fault", connector=2, error_code="GroundFailure"))["ok"]

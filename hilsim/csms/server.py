@@ -102,6 +102,9 @@ class CentralSystem:
         self.ledger = TransactionLedger()
         #: failure injection: answer the next N CALLs of an action with CALLERROR InternalError
         self.refuse_next: dict[str, int] = {}
+        #: failure injection: answer the next CALLs of an action with these CALLRESULT payloads,
+        #: sent exactly as given (a CSMS that answers out of range or off the schema), one each
+        self.answer_next: dict[str, list[Any]] = {}
         #: per idTag, IdTagInfo fields (camelCase) that override the default answer, e.g.
         #: {"status": "Blocked"} or {"parentIdTag": "FLEET", "expiryDate": "2030-01-01T00:00:00Z"}
         self.id_tag_details: dict[str, dict[str, Any]] = {}

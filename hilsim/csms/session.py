@@ -273,6 +273,10 @@ class ChargePointSession(ChargePoint):
             self.central.refuse_next[msg.action] -= 1
             await self._send_call_error(msg.unique_id, "InternalError", "refused on purpose")
             return
+        crafted = self.central.answer_next.get(msg.action)
+        if crafted:
+            await self._send(CallResult(msg.unique_id, crafted.pop(0)).to_json())
+            return
         self._check_registration(msg.action)
         try:
             await super()._handle_call(msg)

@@ -48,6 +48,9 @@ _ERROR_CODES_16 = {
 #: Schema violations whose CALLERROR carries the validator's message alone; for the others the
 #: payload is quoted too (as the library does).
 _PLAIN_MESSAGE_CODES = frozenset({"TypeConstraintViolation", "ProtocolError", "NotImplemented"})
+#: Codes the library never gives: their description names the field first, so that the 255
+#: characters a description may have are not spent on quoting the payload.
+_FIELD_FIRST_CODES = frozenset({"PropertyConstraintViolation", "OccurenceConstraintViolation"})
 
 #: Compact JSON, as the library sends it (and ASCII-only, as it does).
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -259,11 +262,14 @@ class ChargePointClient(
         except SchemaViolation as exc:
             log.warning("CSMS sent an invalid %s: %.300s", action, exc)
             code = exc.error_code
-            description = (
-                exc.message
-                if code in _PLAIN_MESSAGE_CODES or exc.keyword == "additionalProperties"
-                else f"Payload '{payload}' for action '{action}' is not valid: {exc.message}"
-            )
+            if code in _PLAIN_MESSAGE_CODES or exc.keyword == "additionalProperties":
+                description = exc.message
+            elif code in _FIELD_FIRST_CODES:
+                description = f"{action}: {exc}"
+            else:
+                description = (
+                    f"Payload '{payload}' for action '{action}' is not valid: {exc.message}"
+                )
             await self._send_error(unique_id, code, description)
             return
         try:

@@ -98,6 +98,8 @@ class CsmsLink:
         self.security: ConnectionSecurity | None = None
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._keys_changed = asyncio.Event()
+        #: whether this connection's BootNotification got a valid answer (resets the backoff)
+        self._boot_answered = False
         keys.subscribe(lambda spec, value: self._keys_changed.set())
 
     # -- for the charger ---------------------------------------------------------------------
@@ -153,8 +155,8 @@ class CsmsLink:
                 self._set_state(LinkState.DISCONNECTED)
                 await asyncio.sleep(delay)
                 continue
-            delays = self.backoff.delays()
             self.connections += 1
+            self._boot_answered = False
             self._socket = ws
             if self.security is not None:
                 self.security.connected()
@@ -171,6 +173,11 @@ class CsmsLink:
                 self._fail_queued()
                 with contextlib.suppress(Exception):
                     await ws.close()
+            if self._boot_answered:
+                # Only a CSMS that answered the boot properly earns a fresh start: one that
+                # accepts the socket but garbles BootNotification.conf is backed off from like
+                # one that refuses the socket, not knocked on every second forever.
+                delays = self.backoff.delays()
             delay = next(delays)
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
@@ -200,6 +207,8 @@ class CsmsLink:
         self._set_state(LinkState.BOOTING)
         while True:
             result = await client.boot_notification(self.identity)
+            # Rejected is a valid answer too, but not one that proves the CSMS will have us.
+            self._boot_answered = self._boot_answered or result.status != "Rejected"
             self.owner.learn_time(result.current_time)
             if result.status == "Accepted":
                 if result.interval > 0:

@@ -14,6 +14,18 @@ running charge point.
 
 Only the draft-04 keywords those schemas use are supported; a schema with any other validating
 keyword is refused when it is compiled, never silently half-checked.
+
+Two deliberate differences from the library, both for values it lets through that the charge point
+cannot use:
+
+* every ``integer`` and ``number`` in a schema is bounded to the signed 64-bit range (`bounded`):
+  a transactionId of 10**30 is valid JSON and valid to the schema, but no SQLite column, and so
+  no outbox row, reservation or charging profile can hold it. It is refused like any other
+  invalid value, before any handler or the store sees it;
+* violations are answered with the OCPP-J 1.6 code for them (section 4.2.3) where the library's
+  choice is not that: a value outside an enumeration, off a ``multipleOf`` step or out of range
+  is a PropertyConstraintViolation ("at least one field contains an invalid value"), too few
+  items an OccurenceConstraintViolation.
 """
 
 from __future__ import annotations
@@ -42,15 +54,26 @@ _ANNOTATIONS = frozenset(
     {"$schema", "id", "$id", "title", "description", "definitions", "javaType", "format"}
 )
 
-# Which CALLERROR a violated keyword is answered with: the library's mapping (OCPP-J 2.0 names
-# for missing fields, "ProtocolError"), spelled as OCPP-J 1.6 spells the others.
+# Which CALLERROR a violated keyword is answered with, as OCPP-J 1.6 (4.2.3) describes each code:
+# a missing field makes the payload "incomplete" (ProtocolError, as the library answers too), a
+# wrong type or an over-long string a TypeConstraintViolation, a field the PDU does not have a
+# FormationViolation; a well-typed value the field does not allow a PropertyConstraintViolation.
 _CODES = {
     "type": "TypeConstraintViolation",
     "maxLength": "TypeConstraintViolation",
     "additionalProperties": "FormationViolation",
     "required": "ProtocolError",
+    "enum": "PropertyConstraintViolation",
+    "multipleOf": "PropertyConstraintViolation",
+    "minimum": "PropertyConstraintViolation",
+    "maximum": "PropertyConstraintViolation",
+    "minItems": "OccurenceConstraintViolation",
 }
 _OTHER_CODE = "FormationViolation"
+
+#: The range every OCPP integer (and number) is held to: what SQLite stores as an INTEGER.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 class SchemaViolation(Exception):
@@ -138,7 +161,7 @@ class Schemas:
                 raise UnknownSchema("schema", cause)
 
             return unknown
-        check = compile_schema(schema, exact_decimals=exact_decimals)
+        check = compile_schema(bounded(schema), exact_decimals=exact_decimals)
         if not exact_decimals:
             return check
 
@@ -158,6 +181,33 @@ def _as_decimals(payload: Any, decimal: type) -> Any:
     if isinstance(payload, list):
         return [_as_decimals(value, decimal) for value in payload]
     return payload
+
+
+def bounded(schema: Any) -> Any:
+    """``schema`` with every integer and number held to the signed 64-bit range.
+
+    ``minimum``/``maximum`` go right after the ``type`` they belong to, so a value that is both
+    out of range and wrong elsewhere is reported where Draft4Validator, given the same schema,
+    would report it first. An explicit bound in the schema is kept.
+    """
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for keyword, value in schema.items():
+        if keyword in ("properties", "definitions"):
+            out[keyword] = {name: bounded(sub) for name, sub in value.items()}
+        elif keyword in ("items", "additionalProperties", "additionalItems"):
+            out[keyword] = bounded(value)
+        else:
+            out[keyword] = value
+        if keyword == "type":
+            types = [value] if isinstance(value, str) else list(value)
+            if "integer" in types or "number" in types:
+                out.setdefault("minimum", schema.get("minimum", INT64_MIN))
+                out.setdefault("maximum", schema.get("maximum", INT64_MAX))
+    return out
 
 
 # -- the compiler --------------------------------------------------------------------------------
@@ -364,6 +414,30 @@ class _Compiler:
                 raise SchemaViolation("enum", f"{value!r} is not one of {choices!r}")
 
         return one_of
+
+    def _minimum(self, limit: Any, schema: Mapping[str, Any]) -> Check:
+        if schema.get("exclusiveMinimum"):
+            raise ValueError("exclusiveMinimum is not supported")
+        is_number = self._is_number
+
+        def large_enough(value: Any) -> None:
+            if is_number(value) and value < limit:
+                raise SchemaViolation("minimum", f"{value!r} is less than the minimum of {limit}")
+
+        return large_enough
+
+    def _maximum(self, limit: Any, schema: Mapping[str, Any]) -> Check:
+        if schema.get("exclusiveMaximum"):
+            raise ValueError("exclusiveMaximum is not supported")
+        is_number = self._is_number
+
+        def small_enough(value: Any) -> None:
+            if is_number(value) and value > limit:
+                raise SchemaViolation(
+                    "maximum", f"{value!r} is greater than the maximum of {limit}"
+                )
+
+        return small_enough
 
     def _maxLength(self, limit: int, schema: Mapping[str, Any]) -> Check:
         message = "is expected to be empty" if limit == 0 else "is too long"

@@ -366,7 +366,13 @@ class WebServer:
         if not client.unlocked:
             return {"id": ident, "ok": False, "error": "locked: enter the password first"}
         if kind == "estop":
-            answer = self.estop.press(bool(request.get("engage")), client.address)
+            engage = request.get("engage")
+            if not isinstance(engage, bool):  # "no" is truthy: never guess which was meant
+                shown = json.dumps(engage)[:40]
+                log.warning("web %s: estop with engage=%s refused", client.address, shown)
+                error = f"estop: engage must be true or false (a JSON boolean), not {shown}"
+                return {"id": ident, "ok": False, "error": error}
+            answer = self.estop.press(engage, client.address)
             self._mark()
             return {"id": ident, **answer}
         return {"id": ident, **await self._button(client, request)}
