@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from hilsim.control import request
-from hilsim.errors import ControlError
+from hilsim.csms import CentralSystem
+from hilsim.errors import ControlError, DatabaseInUseError
+from hilsim.store import Store
 
 from conftest import TAG, Bench, make_settings, start_service, stop_service
 
@@ -123,8 +126,58 @@ async def test_stale_socket_is_replaced(csms, short_dir: Path) -> None:
 
 
 async def test_second_instance_refuses_to_start(bench: Bench) -> None:
-    with pytest.raises(ControlError, match="already running"):
+    # The database's lock refuses it first, naming the holder (tests/test_fault_process.py has
+    # the two real processes); the control socket of the first is left serving.
+    with pytest.raises(DatabaseInUseError, match=f"already running .*pid {os.getpid()}"):
         await start_service(bench.settings)
+    assert (await bench.ctl("status"))["ok"]
+
+
+@pytest.mark.parametrize("victim", ["database", "config", "directory"])
+async def test_a_control_socket_naming_a_file_is_a_config_error_and_never_deleted(
+    csms: CentralSystem, short_dir: Path, victim: str
+) -> None:
+    settings = make_settings(short_dir, csms.url)
+    async with await Store.open(settings.storage.database) as store:  # a database with data
+        await store.save_key("HeartbeatInterval", "33")
+    target = {
+        "database": settings.storage.database,
+        "config": Path(settings.source),
+        "directory": short_dir / "state",
+    }[victim]
+    target.mkdir(exist_ok=True) if victim == "directory" else None
+    text = Path(settings.source).read_text()
+    Path(settings.source).write_text(
+        text.replace(f'socket = "{settings.control.socket}"', f'socket = "{target}"')
+    )
+    before = {p.name: p.read_bytes() for p in short_dir.iterdir() if p.is_file()}
+    code, _out, err = await hilsim("run", "--config", settings.source)
+    assert code == 2, err
+    assert f"{settings.source}: control.socket: {target} exists and is not a socket" in err
+    assert "Traceback" not in err
+    assert target.exists()
+    # Nothing touched: the check comes before the database is opened.
+    assert {p.name: p.read_bytes() for p in short_dir.iterdir() if p.is_file()} == before
+
+
+async def test_a_socket_path_too_long_or_a_directory_not_creatable_exits_2(
+    short_dir: Path,
+) -> None:
+    settings = make_settings(short_dir, "ws://127.0.0.1:9")
+    text = Path(settings.source).read_text()
+    long_path = short_dir / ("s" * 120) / "ctl.sock"
+    blocked = short_dir / "a-file" / "ctl.sock"  # its "directory" is a regular file
+    (short_dir / "a-file").write_text("")
+    for path, expected in [
+        (long_path, "a Unix socket path has at most 107"),
+        (blocked, f"cannot create directory {blocked.parent}"),
+    ]:
+        Path(settings.source).write_text(
+            text.replace(f'socket = "{settings.control.socket}"', f'socket = "{path}"')
+        )
+        code, _out, err = await hilsim("run", "--config", settings.source)
+        assert code == 2, err
+        assert f"{settings.source}: control.socket: " in err and expected in err, err
 
 
 async def test_config_get_and_set_through_the_running_service(bench: Bench) -> None:
