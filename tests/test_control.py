@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+from hilsim.config import Settings
 from hilsim.control import request
 from hilsim.csms import CentralSystem
 from hilsim.errors import ControlError, DatabaseInUseError
@@ -133,6 +135,17 @@ async def test_second_instance_refuses_to_start(bench: Bench) -> None:
     assert (await bench.ctl("status"))["ok"]
 
 
+def point_socket_at(settings: Settings, path: Path) -> None:
+    """Rewrite the config file's `[control] socket`, whatever it says now."""
+    config = Path(settings.source)
+    text = re.sub(r'(?m)^socket = ".*"$', f'socket = "{path}"', config.read_text())
+    config.write_text(text)
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
 @pytest.mark.parametrize("victim", ["database", "config", "directory"])
 async def test_a_control_socket_naming_a_file_is_a_config_error_and_never_deleted(
     csms: CentralSystem, short_dir: Path, victim: str
@@ -145,26 +158,23 @@ async def test_a_control_socket_naming_a_file_is_a_config_error_and_never_delete
         "config": Path(settings.source),
         "directory": short_dir / "state",
     }[victim]
-    target.mkdir(exist_ok=True) if victim == "directory" else None
-    text = Path(settings.source).read_text()
-    Path(settings.source).write_text(
-        text.replace(f'socket = "{settings.control.socket}"', f'socket = "{target}"')
-    )
-    before = {p.name: p.read_bytes() for p in short_dir.iterdir() if p.is_file()}
+    if victim == "directory":
+        target.mkdir()
+    point_socket_at(settings, target)
+    before = files_in(short_dir)
     code, _out, err = await hilsim("run", "--config", settings.source)
     assert code == 2, err
     assert f"{settings.source}: control.socket: {target} exists and is not a socket" in err
     assert "Traceback" not in err
     assert target.exists()
     # Nothing touched: the check comes before the database is opened.
-    assert {p.name: p.read_bytes() for p in short_dir.iterdir() if p.is_file()} == before
+    assert files_in(short_dir) == before
 
 
 async def test_a_socket_path_too_long_or_a_directory_not_creatable_exits_2(
     short_dir: Path,
 ) -> None:
     settings = make_settings(short_dir, "ws://127.0.0.1:9")
-    text = Path(settings.source).read_text()
     long_path = short_dir / ("s" * 120) / "ctl.sock"
     blocked = short_dir / "a-file" / "ctl.sock"  # its "directory" is a regular file
     (short_dir / "a-file").write_text("")
@@ -172,9 +182,7 @@ async def test_a_socket_path_too_long_or_a_directory_not_creatable_exits_2(
         (long_path, "a Unix socket path has at most 107"),
         (blocked, f"cannot create directory {blocked.parent}"),
     ]:
-        Path(settings.source).write_text(
-            text.replace(f'socket = "{settings.control.socket}"', f'socket = "{path}"')
-        )
+        point_socket_at(settings, path)
         code, _out, err = await hilsim("run", "--config", settings.source)
         assert code == 2, err
         assert f"{settings.source}: control.socket: " in err and expected in err, err
