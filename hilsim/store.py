@@ -1038,7 +1038,7 @@ class Store:
         rows = list(await self._db.execute_fetchall("PRAGMA user_version"))
         version = int(rows[0][0])
         if version > len(MIGRATIONS):
-            raise StoreError(
+            raise StoreSetupError(  # a restart would only meet it again: exit 2
                 f"{self.path}: database schema version {version} is newer than this hilsim "
                 f"supports ({len(MIGRATIONS)}); was it written by a newer release?"
             )

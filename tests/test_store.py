@@ -158,8 +158,9 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "hilsim.db"
     with closing(sqlite3.connect(path)) as connection:
         connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    with pytest.raises(StoreError, match="newer than this hilsim supports"):
+    with pytest.raises(StoreSetupError, match="newer than this hilsim supports") as info:
         await Store.open(path)
+    assert info.value.exit_status == 2  # a restart would meet it again
 
 
 async def test_use_after_close_raises_store_error(tmp_path: Path) -> None:
