@@ -285,7 +285,7 @@ def _check_access(path: Path) -> None:
     if not _may(path.parent, os.W_OK | os.X_OK):  # the WAL and SHM files are made there
         raise _denied(path.parent)
     try:
-        mode = path.lstat().st_mode
+        mode = path.stat().st_mode  # a symlink to the real file is fine
     except FileNotFoundError:
         return
     if not stat.S_ISREG(mode):
