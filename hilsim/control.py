@@ -32,12 +32,18 @@ MAX_SOCKET_PATH = 107
 KEY = "control.socket"
 
 
-def check_socket_path(path: Path, source: str) -> None:
+def check_socket_path(path: Path, source: str, *, database: Path | None = None) -> None:
     """Refuse a `[control] socket` no retry can make work, before the service touches anything.
 
     Too long for a Unix socket, or an existing path that is not a socket (the database, the
     config file, a directory): that is a typo in the config, never a stale socket to remove.
+    `database`: the `[storage] database`, whose files the socket must not be even before they
+    exist (on a first start).
     """
+    if database is not None:
+        own = {database.name + suffix for suffix in ("", "-wal", "-shm", ".lock")}
+        if path.parent.absolute() == database.parent.absolute() and path.name in own:
+            raise ConfigError(source, KEY, f"{path} is a file of [storage] database {database}")
     size = len(os.fsencode(path))
     if size > MAX_SOCKET_PATH:
         raise ConfigError(

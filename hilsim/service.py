@@ -106,11 +106,12 @@ class Service:
         panel_settings = load_panel_settings(settings)  # a wiring typo fails before any IO
         meter_config = _meter_settings(settings)  # so does a meter's
         web_settings = _web_settings(settings)  # and the demo page's
-        check_socket_path(settings.control.socket, settings.source)  # never the db as a socket
+        socket, database = settings.control.socket, settings.storage.database
+        check_socket_path(socket, settings.source, database=database)  # never the db's files
         # The database's lock before anything reads it: a second hilsim on it exits 2 here,
         # before the power-loss recovery below could end the first one's live transactions.
         holder = f"hilsim run --config {settings.source}"
-        async with await Store.open(settings.storage.database, holder=holder) as store:
+        async with await Store.open(database, holder=holder) as store:
             self.store = store
             keys = await load_configuration(store, seed=installation_seed(settings))
             overridden = "voltage_V" in await store.changed_keys()

@@ -164,11 +164,24 @@ async def test_a_control_socket_naming_a_file_is_a_config_error_and_never_delete
     before = files_in(short_dir)
     code, _out, err = await hilsim("run", "--config", settings.source)
     assert code == 2, err
-    assert f"{settings.source}: control.socket: {target} exists and is not a socket" in err
+    why = "exists and is not a socket" if victim != "database" else "is a file of [storage]"
+    assert f"{settings.source}: control.socket: {target} {why}" in err
     assert "Traceback" not in err
     assert target.exists()
     # Nothing touched: the check comes before the database is opened.
     assert files_in(short_dir) == before
+
+
+async def test_a_control_socket_naming_the_database_to_be_is_refused_before_it_exists(
+    short_dir: Path,
+) -> None:
+    settings = make_settings(short_dir, "ws://127.0.0.1:9")
+    database = settings.storage.database
+    point_socket_at(settings, database.with_name(database.name + "-wal"))
+    code, _out, err = await hilsim("run", "--config", settings.source)
+    assert code == 2, err
+    assert f"control.socket: {database}-wal is a file of [storage] database {database}" in err
+    assert sorted(p.name for p in short_dir.iterdir()) == ["hilsim.toml"]  # noqa: ASYNC240
 
 
 async def test_a_socket_path_too_long_or_a_directory_not_creatable_exits_2(

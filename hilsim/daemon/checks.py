@@ -26,7 +26,8 @@ def check_config(path: str | Path) -> Settings:
     from hilsim.web.config import load_web_settings
 
     settings = load_settings(path)
-    check_socket_path(settings.control.socket, settings.source)  # a stat, nothing created
+    # A stat, nothing created.
+    check_socket_path(settings.control.socket, settings.source, database=settings.storage.database)
     configured_log_level(settings)
     load_panel_settings(settings)
     meter_settings(settings)
