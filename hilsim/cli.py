@@ -348,7 +348,10 @@ async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[s
     from hilsim.service import Service
     from hilsim.store import Store, load_configuration
 
-    async with await Store.open(settings.storage.database) as store:
+    # The database's lock: a service running without an answering socket (starting, or another
+    # config's socket) refuses this with exit 2 instead of being written behind its back.
+    holder = f"hilsim config --config {settings.source}"
+    async with await Store.open(settings.storage.database, holder=holder) as store:
         keys = await load_configuration(store, seed=installation_seed(settings))
         if payload["cmd"] == "config-get":
             return Service._config_get(keys, payload["key"])

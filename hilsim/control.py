@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hilsim.errors import ControlError
+from hilsim.errors import ConfigError, ControlError
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,57 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 MAX_REQUEST = 64 * 1024
 
+#: sun_path is 108 bytes on Linux, the terminating NUL included.
+MAX_SOCKET_PATH = 107
+
+#: The config key every start-up failure of the control socket names.
+KEY = "control.socket"
+
+
+def check_socket_path(path: Path, source: str, *, database: Path | None = None) -> None:
+    """Refuse a `[control] socket` no retry can make work, before the service touches anything.
+
+    Too long for a Unix socket, or an existing path that is not a socket (the database, the
+    config file, a directory): that is a typo in the config, never a stale socket to remove.
+    `database`: the `[storage] database`, whose files the socket must not be even before they
+    exist (on a first start).
+    """
+    if database is not None:
+        own = {database.name + suffix for suffix in ("", "-wal", "-shm", ".lock")}
+        if path.parent.absolute() == database.parent.absolute() and path.name in own:
+            raise ConfigError(source, KEY, f"{path} is a file of [storage] database {database}")
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        raise ConfigError(
+            source, KEY, f"{path} is {size} bytes; a Unix socket path has at most {MAX_SOCKET_PATH}"
+        )
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except NotADirectoryError as exc:  # what ControlServer.start's mkdir would run into
+        raise ConfigError(
+            source, KEY, f"cannot create directory {path.parent} ({exc.strerror})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(source, KEY, f"{path}: cannot check it ({exc.strerror})") from None
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(
+            source,
+            KEY,
+            f"{path} exists and is not a socket ({stat.filemode(mode)}); hilsim only ever "
+            "replaces a stale socket, so choose a path of its own",
+        )
+
 
 class ControlServer:
     """Serves requests on a Unix socket; a stale socket left by a crash is replaced."""
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+    def __init__(self, path: Path, handler: Handler, source: str = "") -> None:
+        """`source`: the config file whose `[control] socket` this is, for its error messages."""
         self.path = Path(path)
         self.handler = handler
+        self.source = source or str(self.path)
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> ControlServer:
@@ -41,13 +86,19 @@ class ControlServer:
         await self.stop()
 
     async def start(self) -> None:
+        """Listen; every failure is a ConfigError (exit 2): restarting would only fail again."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ControlError(f"{self.path.parent}: cannot create ({exc.strerror})") from None
-        if self.path.exists() or self.path.is_symlink():
+            raise ConfigError(
+                self.source, KEY, f"cannot create directory {self.path.parent} ({exc.strerror})"
+            ) from None
+        check_socket_path(self.path, self.source)
+        if self.path.is_socket():  # lstat is not needed: check_socket_path refused a symlink
             if _someone_listening(self.path):
-                raise ControlError(f"{self.path}: another hilsim is already running here")
+                raise ConfigError(
+                    self.source, KEY, f"{self.path}: another hilsim is already running here"
+                )
             log.info("removing stale control socket %s", self.path)
             self.path.unlink()
         try:
@@ -55,7 +106,9 @@ class ControlServer:
                 self._serve, path=str(self.path), limit=MAX_REQUEST
             )
         except OSError as exc:
-            raise ControlError(f"{self.path}: cannot listen ({exc.strerror})") from None
+            raise ConfigError(
+                self.source, KEY, f"{self.path}: cannot listen ({exc.strerror})"
+            ) from None
         os.chmod(self.path, 0o660)
         log.info("control socket %s", self.path)
 

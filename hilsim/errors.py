@@ -36,6 +36,21 @@ class StoreError(HilsimError, OSError):
     """The SQLite database cannot be opened, migrated or written."""
 
 
+class StoreSetupError(StoreError):
+    """The database cannot be used at all, and starting again will not change that.
+
+    Its directory cannot be created, a file is not readable or writable by the service's user,
+    the path is not a regular file: the operator has to fix it. Exit 2 like a config error, so
+    systemd (RestartPreventExitStatus=2) does not restart-loop on it.
+    """
+
+    exit_status = 2
+
+
+class DatabaseInUseError(StoreSetupError):
+    """Another hilsim holds the database's lock: two services on one database must never run."""
+
+
 class CsmsError(HilsimError, ConnectionError):
     """The central system cannot be reached or refused the charge point."""
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilsim.charger import Charger
 from hilsim.config import Settings, load_settings
-from hilsim.control import ControlServer
+from hilsim.control import ControlServer, check_socket_path
 from hilsim.daemon import Supervision, describe, plan_reload, status_line
 from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, events
@@ -106,7 +106,12 @@ class Service:
         panel_settings = load_panel_settings(settings)  # a wiring typo fails before any IO
         meter_config = _meter_settings(settings)  # so does a meter's
         web_settings = _web_settings(settings)  # and the demo page's
-        async with await Store.open(settings.storage.database) as store:
+        socket, database = settings.control.socket, settings.storage.database
+        check_socket_path(socket, settings.source, database=database)  # never the db's files
+        # The database's lock before anything reads it: a second hilsim on it exits 2 here,
+        # before the power-loss recovery below could end the first one's live transactions.
+        holder = f"hilsim run --config {settings.source}"
+        async with await Store.open(database, holder=holder) as store:
             self.store = store
             keys = await load_configuration(store, seed=installation_seed(settings))
             overridden = "voltage_V" in await store.changed_keys()
@@ -177,7 +182,7 @@ class Service:
 
                     self.web = WebServer(web_settings, charger, self.command, panel)
                 async with (
-                    ControlServer(settings.control.socket, self.command),
+                    ControlServer(settings.control.socket, self.command, settings.source),
                     self.web or contextlib.nullcontext(),
                     asyncio.TaskGroup() as tasks,
                 ):

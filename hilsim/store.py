@@ -9,8 +9,12 @@ one line instead of a traceback.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
+import pwd
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +25,7 @@ from typing import Self, TypeVar
 
 import aiosqlite
 
-from hilsim.errors import StoreError
+from hilsim.errors import DatabaseInUseError, StoreError, StoreSetupError
 from hilsim.keys import SPECS, ConfigurationKeys, Value, lookup
 
 logger = logging.getLogger(__name__)
@@ -178,6 +182,155 @@ class ReservationRow:
     expiry_date: str  # as the CSMS sent it
 
 
+#: Files the service creates next to the database are the service user's alone (no group or
+#: world bits): they hold the AuthorizationKey's history, idTags and meter readings.
+PRIVATE_MODE = 0o600
+
+#: SQLite result codes that mean the file's contents are damaged; only these move it aside.
+_CORRUPTION = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+#: Result codes that mean the operating system refused access: the operator must fix it.
+_NO_ACCESS = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH}
+)
+
+
+def lock_path_of(database: Path) -> Path:
+    """`<database>.lock`: the file whose flock says which hilsim owns the database."""
+    return database.with_name(database.name + ".lock")
+
+
+class DatabaseLock:
+    """An exclusive flock on `<database>.lock`, taken before the database is read or written.
+
+    Two services on one database would each run power-loss recovery over the other's live
+    transactions and send a StopTransaction for a car that is still charging. flock belongs to
+    the open file: it goes away however the process ends (a crash, SIGKILL, the re-exec of a
+    Reset Hard, which closes the O_CLOEXEC descriptor), so a stale lock cannot keep the charger
+    down. The file holds the holder's pid and command for the message of the one refused; it is
+    never deleted, because unlinking a lock file races with a process about to lock it.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, database: Path, holder: str = "") -> DatabaseLock:
+        """Lock `database` or raise DatabaseInUseError naming who holds it (exit 2)."""
+        path = lock_path_of(database)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_MODE)
+        except PermissionError as exc:
+            raise _denied(path if path.exists() else path.parent, exc) from exc
+        except OSError as exc:
+            raise StoreSetupError(
+                f"{path}: cannot open the database's lock file: {exc.strerror or exc}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            who = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "holder unknown"
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise DatabaseInUseError(
+                    f"{database}: another hilsim is already running on this database ({who}); "
+                    "stop it first, or give each its own [storage] database"
+                ) from None
+            raise StoreSetupError(f"{path}: cannot lock: {exc.strerror or exc}") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}{', ' + holder if holder else ''}\n".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # the flock goes with the last descriptor of the open file
+
+
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _denied(path: Path, exc: OSError | sqlite3.Error | None = None) -> StoreSetupError:
+    """The one message for a file or directory the service's user may not use."""
+    try:
+        info = path.stat()
+    except OSError:
+        detail = ""
+    else:
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        detail = f" (owner {owner}, mode {stat.filemode(info.st_mode)})"
+    why = f": {exc}" if exc is not None else ""
+    return StoreSetupError(f"{path}: permission denied for user {_user()}{detail}{why}")
+
+
+def _may(path: Path, mode: int) -> bool:
+    """os.access for the effective user, the one SQLite's open() runs as."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _check_access(path: Path) -> None:
+    """Refuse a database the service's user cannot read and write, before SQLite sees it.
+
+    SQLite reports that as "unable to open" or "readonly database", which is neither corruption
+    (the file must not be moved aside) nor anything a restart fixes.
+    """
+    if not _may(path.parent, os.W_OK | os.X_OK):  # the WAL and SHM files are made there
+        raise _denied(path.parent)
+    try:
+        mode = path.stat().st_mode  # a symlink to the real file is fine
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise StoreSetupError(
+            f"{path}: is not a regular file ({stat.filemode(mode)}); [storage] database must "
+            "name an SQLite file (hilsim creates it if missing)"
+        )
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and not _may(file, os.R_OK | os.W_OK):
+            raise _denied(file)
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file 0600, so SQLite's WAL and SHM files get that mode too.
+
+    SQLite would create it 0644 less the umask, readable by every local user, and makes its
+    companion files with the database's mode. A file that exists is left as it is.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_MODE)
+    except FileExistsError:
+        return
+    except PermissionError as exc:
+        raise _denied(path.parent, exc) from exc
+    except OSError as exc:
+        raise StoreSetupError(f"{path}: cannot create the database: {exc.strerror}") from exc
+    os.close(fd)
+
+
+def _error_code(exc: BaseException | None) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF  # extended codes carry the primary in the low byte
+
+
+def _is_corruption(exc: BaseException | None) -> bool:
+    """Damaged contents (what moving the file aside is for), not a refused or failing access."""
+    if isinstance(exc, _QuickCheckFailed):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and _error_code(exc) in _CORRUPTION
+
+
+class _QuickCheckFailed(sqlite3.DatabaseError):
+    """PRAGMA quick_check found damage in a file SQLite could otherwise open."""
+
+
 def _move_aside(path: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
@@ -187,6 +340,13 @@ def _move_aside(path: Path) -> Path:
         if companion.exists():
             companion.rename(aside.with_name(aside.name + suffix))
     return aside
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest directory above `path` that exists: the one a mkdir was refused in."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _now() -> str:
@@ -199,34 +359,60 @@ class Store:
     Configuration keys now; later issues add an outbox and transaction state, as new MIGRATIONS.
     """
 
-    def __init__(self, path: Path, connection: aiosqlite.Connection) -> None:
-        """Use `Store.open`; this only wires an already-migrated connection."""
+    def __init__(
+        self, path: Path, connection: aiosqlite.Connection, lock: DatabaseLock | None = None
+    ) -> None:
+        """Use `Store.open`; this only wires an already-migrated connection (and its lock)."""
         self.path = path
         self._db = connection
+        self._lock = lock
         # aiosqlite runs calls one at a time but does not stop two coroutines from interleaving
         # the statements of their transactions; this does.
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | Path, *, _moved_aside: bool = False) -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
+    async def open(cls, path: str | Path, *, holder: str = "") -> Store:
+        """Lock, open (creating if needed) and migrate the database at `path`.
+
+        The lock comes first: nothing is read, migrated or recovered while another hilsim owns
+        the file. `holder` says who this is (e.g. the command and its config) to one refused.
+        """
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except PermissionError as exc:
+            raise _denied(_existing_ancestor(path.parent), exc) from exc
         except OSError as exc:
-            raise StoreError(f"{path}: cannot create directory {path.parent}: {exc}") from exc
+            raise StoreSetupError(f"{path}: cannot create directory {path.parent}: {exc}") from exc
+        lock = DatabaseLock.acquire(path, holder)
+        try:
+            return await cls._open_locked(path, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    async def _open_locked(
+        cls, path: Path, lock: DatabaseLock, *, moved_aside: bool = False
+    ) -> Store:
+        _check_access(path)
+        _create_private(path)
         try:
             # Autocommit mode: transactions are explicit (BEGIN ... COMMIT), so each write is
             # committed when the method returns rather than whenever sqlite3 decides.
             connection = await aiosqlite.connect(path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
+            if _error_code(exc) in _NO_ACCESS or isinstance(exc, PermissionError):
+                raise _denied(path, exc) from exc
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
-        store = cls(path, connection)
+        store = cls(path, connection, lock)
         try:
             await store._configure()
         except StoreError as exc:
             await store._close_quietly()
-            if not isinstance(exc.__cause__, sqlite3.DatabaseError) or _moved_aside:
+            if _error_code(exc.__cause__) in _NO_ACCESS:
+                raise _denied(path, exc.__cause__) from exc
+            if not _is_corruption(exc.__cause__) or moved_aside:
                 raise
             # A corrupt file (SD card, power cut mid-write) must not keep the charger down, but
             # it must not vanish silently either: keep it for inspection and say so loudly.
@@ -239,7 +425,7 @@ class Store:
                 exc.__cause__,
                 aside,
             )
-            return await cls.open(path, _moved_aside=True)
+            return await cls._open_locked(path, lock, moved_aside=True)
         except BaseException:
             await store._close_quietly()
             raise
@@ -247,11 +433,14 @@ class Store:
         return store
 
     async def close(self) -> None:
-        """Close the connection; WAL contents are checkpointed into the main file by SQLite."""
+        """Close the connection, then let go of the lock (WAL is checkpointed by SQLite)."""
         try:
             await self._db.close()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.path}: cannot close database: {exc}") from exc
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     async def __aenter__(self) -> Self:
         return self
@@ -840,7 +1029,7 @@ class Store:
             await self._db.execute("PRAGMA synchronous=NORMAL")
             check = list(await self._db.execute_fetchall("PRAGMA quick_check"))
             if not check or check[0][0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check[0][0] if check else '?'}")
+                raise _QuickCheckFailed(f"quick_check: {check[0][0] if check else '?'}")
             await self._migrate()
 
         await self._guard("open database", run)
@@ -849,7 +1038,7 @@ class Store:
         rows = list(await self._db.execute_fetchall("PRAGMA user_version"))
         version = int(rows[0][0])
         if version > len(MIGRATIONS):
-            raise StoreError(
+            raise StoreSetupError(  # a restart would only meet it again: exit 2
                 f"{self.path}: database schema version {version} is newer than this hilsim "
                 f"supports ({len(MIGRATIONS)}); was it written by a newer release?"
             )

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+from hilsim.config import Settings
 from hilsim.control import request
-from hilsim.errors import ControlError
+from hilsim.csms import CentralSystem
+from hilsim.errors import ControlError, DatabaseInUseError
+from hilsim.store import Store
 
 from conftest import TAG, Bench, make_settings, start_service, stop_service
 
@@ -123,8 +128,77 @@ async def test_stale_socket_is_replaced(csms, short_dir: Path) -> None:
 
 
 async def test_second_instance_refuses_to_start(bench: Bench) -> None:
-    with pytest.raises(ControlError, match="already running"):
+    # The database's lock refuses it first, naming the holder (tests/test_fault_process.py has
+    # the two real processes); the control socket of the first is left serving.
+    with pytest.raises(DatabaseInUseError, match=f"already running .*pid {os.getpid()}"):
         await start_service(bench.settings)
+    assert (await bench.ctl("status"))["ok"]
+
+
+def point_socket_at(settings: Settings, path: Path) -> None:
+    """Rewrite the config file's `[control] socket`, whatever it says now."""
+    config = Path(settings.source)
+    text = re.sub(r'(?m)^socket = ".*"$', f'socket = "{path}"', config.read_text())
+    config.write_text(text)
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("victim", ["database", "config", "directory"])
+async def test_a_control_socket_naming_a_file_is_a_config_error_and_never_deleted(
+    csms: CentralSystem, short_dir: Path, victim: str
+) -> None:
+    settings = make_settings(short_dir, csms.url)
+    async with await Store.open(settings.storage.database) as store:  # a database with data
+        await store.save_key("HeartbeatInterval", "33")
+    target = {
+        "database": settings.storage.database,
+        "config": Path(settings.source),
+        "directory": short_dir / "state",
+    }[victim]
+    if victim == "directory":
+        target.mkdir()
+    point_socket_at(settings, target)
+    before = files_in(short_dir)
+    code, _out, err = await hilsim("run", "--config", settings.source)
+    assert code == 2, err
+    why = "exists and is not a socket" if victim != "database" else "is a file of [storage]"
+    assert f"{settings.source}: control.socket: {target} {why}" in err
+    assert "Traceback" not in err
+    assert target.exists()
+    # Nothing touched: the check comes before the database is opened.
+    assert files_in(short_dir) == before
+
+
+async def test_a_control_socket_naming_the_database_to_be_is_refused_before_it_exists(
+    short_dir: Path,
+) -> None:
+    settings = make_settings(short_dir, "ws://127.0.0.1:9")
+    database = settings.storage.database
+    point_socket_at(settings, database.with_name(database.name + "-wal"))
+    code, _out, err = await hilsim("run", "--config", settings.source)
+    assert code == 2, err
+    assert f"control.socket: {database}-wal is a file of [storage] database {database}" in err
+    assert sorted(p.name for p in short_dir.iterdir()) == ["hilsim.toml"]  # noqa: ASYNC240
+
+
+async def test_a_socket_path_too_long_or_a_directory_not_creatable_exits_2(
+    short_dir: Path,
+) -> None:
+    settings = make_settings(short_dir, "ws://127.0.0.1:9")
+    long_path = short_dir / ("s" * 120) / "ctl.sock"
+    blocked = short_dir / "a-file" / "ctl.sock"  # its "directory" is a regular file
+    (short_dir / "a-file").write_text("")
+    for path, expected in [
+        (long_path, "a Unix socket path has at most 107"),
+        (blocked, f"cannot create directory {blocked.parent}"),
+    ]:
+        point_socket_at(settings, path)
+        code, _out, err = await hilsim("run", "--config", settings.source)
+        assert code == 2, err
+        assert f"{settings.source}: control.socket: " in err and expected in err, err
 
 
 async def test_config_get_and_set_through_the_running_service(bench: Bench) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import stat
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 import hilsim.store as store_module
-from hilsim.errors import StoreError
+from hilsim.errors import DatabaseInUseError, StoreError, StoreSetupError
 from hilsim.keys import SPECS, ChangeStatus
 from hilsim.store import MIGRATIONS, Store, load_configuration
 
@@ -157,8 +158,9 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "hilsim.db"
     with closing(sqlite3.connect(path)) as connection:
         connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    with pytest.raises(StoreError, match="newer than this hilsim supports"):
+    with pytest.raises(StoreSetupError, match="newer than this hilsim supports") as info:
         await Store.open(path)
+    assert info.value.exit_status == 2  # a restart would meet it again
 
 
 async def test_use_after_close_raises_store_error(tmp_path: Path) -> None:
@@ -257,3 +259,28 @@ async def test_transaction_data_survives_a_restart_and_leaves_with_the_stop(
         assert await store.transaction_data(other) == ['{"other": 1}']
     rows = query(path, "SELECT local_id, meter_value FROM transaction_data ORDER BY seq")
     assert rows == [(other, '{"other": 1}')]
+
+
+async def test_a_directory_at_the_database_path_is_refused_not_moved_aside(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hilsim.db"
+    path.mkdir()
+    (path / "keep").write_text("mine")
+    with pytest.raises(StoreSetupError, match="is not a regular file") as info:
+        await Store.open(path)
+    assert info.value.exit_status == 2 and str(path) in str(info.value)
+    assert (path / "keep").read_text() == "mine"
+    assert not list(tmp_path.glob("*.corrupt-*"))  # noqa: ASYNC240
+
+
+async def test_the_lock_is_held_while_open_and_names_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "hilsim.db"
+    async with await Store.open(path, holder="hilsim run --config a.toml"):
+        with pytest.raises(DatabaseInUseError, match=r"pid \d+, hilsim run --config a.toml"):
+            await Store.open(path, holder="hilsim config --config b.toml")
+    async with await Store.open(path):  # closing let go of it
+        pass
+    # Created 0600 whatever the umask: idTags and readings are the service user's alone.
+    for name in ("hilsim.db", "hilsim.db.lock"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600

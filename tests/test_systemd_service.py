@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from hilsim.config import load_settings
 from hilsim.control import request
 from hilsim.csms import CentralSystem, ChargePointSession
 from hilsim.daemon import load_bindings
@@ -192,8 +193,10 @@ async def running_hilsim(
     command: list[str] | None = None,
     path_prefix: Path | None = None,
     extra_config: str = "",
+    config: Path | None = None,
 ) -> AsyncIterator[Child]:
-    settings = make_settings(directory, csms_url)
+    """``config``: run that file (a second instance of one already running) instead of a new one."""
+    settings = make_settings(directory, csms_url) if config is None else load_settings(config)
     config = Path(settings.source)
     if extra_config:
         edit(config, lambda text: text + extra_config)

@@ -138,3 +138,23 @@ def test_the_unit_parses_as_ini() -> None:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(UNIT.read_text())
     assert parser.sections() == ["Unit", "Service", "Install"]
+
+
+def test_every_exit_status_a_restart_cannot_fix_stops_the_restarts() -> None:
+    """Each error class that ends `hilsim run` with a status other than 1 is one systemd must not
+    restart on (a config error, pins taken, a database locked or not permitted): else a broken
+    setup restart-loops until StartLimitBurst, burying the one line that says what to fix."""
+    import hilsim.errors as errors
+
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *(c for sub in cls.__subclasses__() for c in subclasses(sub))]
+
+    statuses = {
+        cls.exit_status
+        for cls in subclasses(errors.HilsimError)
+        if cls.__module__ == errors.__name__ and cls.exit_status != 1
+    }
+    assert statuses == {2}
+    assert errors.DatabaseInUseError.exit_status == errors.StoreSetupError.exit_status == 2
+    prevented = directives()["Service.RestartPreventExitStatus"]
+    assert {int(word) for line in prevented for word in line.split()} >= statuses

@@ -2,8 +2,9 @@
 
 The installer runs it before restarting the service, so an upgrade never swaps a running charge
 point for one that exits at once with a config error. It runs every validation `hilsim run`
-does before touching hardware or the network (core settings, `[log]`, the panel's pins, the
-meters, the demo page), and nothing else: no database, no GPIO, no serial port.
+does before touching hardware or the network (core settings, the control socket's path, `[log]`,
+the panel's pins, the meters, the demo page), and nothing else: no database, no GPIO, no serial
+port.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hilsim.config import Settings, load_settings
+from hilsim.control import check_socket_path
 from hilsim.daemon.logs import configured_log_level
 from hilsim.errors import HilsimError
 
@@ -24,6 +26,8 @@ def check_config(path: str | Path) -> Settings:
     from hilsim.web.config import load_web_settings
 
     settings = load_settings(path)
+    # A stat, nothing created.
+    check_socket_path(settings.control.socket, settings.source, database=settings.storage.database)
     configured_log_level(settings)
     load_panel_settings(settings)
     meter_settings(settings)
