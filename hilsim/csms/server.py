@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import socket
@@ -252,6 +253,11 @@ class CentralSystem:
 
     # ----------------------------------------------------------------------------- connections
 
+    @property
+    def _traced_level(self) -> int:
+        """What the trace prints goes to the log at DEBUG: `hilsim csms` shows each line once."""
+        return logging.DEBUG if self.trace is not None else logging.INFO
+
     def _emit(self, line: str) -> None:
         if self.trace is None:
             return
@@ -340,8 +346,12 @@ class CentralSystem:
         namer = ActionNamer()
 
         def listen(frame: Frame) -> None:
-            frames_logger.info(  # a frame setting the AuthorizationKey is not written out
-                "%s %s %s", charge_point_id, "<-" if not frame.sent else "->", redact(frame.text)
+            frames_logger.log(  # a frame setting the AuthorizationKey is not written out
+                self._traced_level,
+                "%s %s %s",
+                charge_point_id,
+                "<-" if not frame.sent else "->",
+                redact(frame.text),
             )
             if self.on_frame is not None:
                 try:
@@ -371,7 +381,7 @@ class CentralSystem:
         )
         previous = self.sessions.get(charge_point_id)
         self.sessions[charge_point_id] = session
-        logger.info("%s connected from %s", charge_point_id, where)
+        logger.log(self._traced_level, "%s connected from %s", charge_point_id, where)
         self._emit(f"{_stamp()}  {charge_point_id} connected from {where}")
         async with self._connected:
             self._remember(session)
@@ -393,7 +403,7 @@ class CentralSystem:
                 del self.sessions[charge_point_id]
             code = websocket.close_code
             reason = f"{code} {websocket.close_reason}".strip() if code is not None else "no close"
-            logger.info("%s disconnected (%s)", charge_point_id, reason)
+            logger.log(self._traced_level, "%s disconnected (%s)", charge_point_id, reason)
             self._emit(f"{_stamp()}  {charge_point_id} disconnected ({reason})")
 
     def _remember(self, session: ChargePointSession) -> None:
@@ -458,8 +468,15 @@ async def serve(
     strict: bool = True,
     ssl_context: ssl.SSLContext | None = None,
     passwords: Mapping[str, bytes | str] | None = None,
+    console_socket: Path | None = None,
 ) -> None:
-    """Run a central system until cancelled, tracing one line per frame and per (dis)connect."""
+    """Run a central system until cancelled, tracing one line per frame and per (dis)connect.
+
+    ``console_socket``: serve `hilsim csms send`/`list` there (:mod:`hilsim.csms.console`).
+    """
+    from hilsim.control import ControlServer
+    from hilsim.csms.console import Console
+
     central = CentralSystem(
         host,
         port,
@@ -471,8 +488,11 @@ async def serve(
         ssl_context=ssl_context,
         passwords=passwords,
     )
-    async with central:
+    async with central, contextlib.AsyncExitStack() as stack:
         trace(f"{_stamp()}  CSMS listening on {central.url}/<charge point id> (OCPP 1.6J)")
+        if console_socket is not None:
+            await stack.enter_async_context(ControlServer(console_socket, Console(central)))
+            trace(f"{_stamp()}  console on {console_socket} (hilsim csms send | list)")
         if host in ("", "0.0.0.0", "::"):
             address = await asyncio.to_thread(_lan_address)
             if address:
