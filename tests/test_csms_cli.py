@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -257,3 +258,26 @@ async def test_send_help_lists_every_action() -> None:
     for action in CSMS_ACTIONS:
         assert action in done.out
     assert len(CSMS_ACTIONS) == 19
+
+
+def readme_commands(section: str, prefix: str) -> list[list[str]]:
+    """The shell lines starting with ``prefix`` in a README section's first ```sh block."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = []
+    for line in body.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[: len(prefix.split())] == prefix.split():
+            commands.append(words)
+    return commands
+
+
+async def test_the_readme_examples_run_as_shown(console: Console) -> None:
+    commands = readme_commands("CSMS console", "hilsim csms")
+    assert len(commands) >= 6
+    for words in commands:
+        argv = [CP_ID if word == "CP1" else word for word in words[1:]]
+        argv[2:2] = ["--socket", str(console.socket)]
+        done = await hilsim(*argv)
+        assert done.status == 0, (words, done.err)
+        json.loads(done.out)
