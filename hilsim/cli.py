@@ -202,6 +202,22 @@ def _csms_arguments(csms: argparse.ArgumentParser) -> None:
     )
 
 
+def _scenario_arguments(scenario: argparse.ArgumentParser) -> None:
+    _with_config(scenario)  # accepted like everywhere; a scenario brings its own charge point
+    scenario.description = (
+        "Run scenario files (TOML steps: ctl actions, CSMS calls, waits, expectations; README "
+        "'Scenario files') against the built-in CSMS and a charge point started for them. "
+        "Exit 0: every step passed; 1: one failed; 2: a file is not a valid scenario."
+    )
+    scenario.add_argument("files", nargs="+", type=Path, metavar="FILE", help="scenario file")
+    scenario.add_argument(
+        "--junit", type=Path, metavar="FILE", help="also write a JUnit XML report there"
+    )
+    scenario.add_argument(
+        "--trace", action="store_true", help="print every OCPP frame as well as the steps"
+    )
+
+
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     _with_config(demo)
     demo.add_argument(
@@ -237,6 +253,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "gpio": ("check the panel's wiring", _gpio_arguments),
     "csms": ("run the built-in CSMS (central system)", _csms_arguments),
     "demo": ("play a whole charging session against the built-in CSMS and exit", _demo_arguments),
+    "scenario": ("run scenario files of steps and expectations, for CI", _scenario_arguments),
     "config": ("read or change an OCPP configuration key", _config_arguments),
     "meter": ("check an energy meter's wiring and settings", _meter_arguments),
 }
@@ -306,6 +323,10 @@ async def _dispatch(args: argparse.Namespace, bindings: SystemdBindings | None =
         return await play(trace=not args.quiet)
     if args.command == "config":
         return await _config(load_settings(args.config), args)
+    if args.command == "scenario":
+        from hilsim import scenario
+
+        return await scenario.main(args.files, args.junit, trace=args.trace)
     if args.command == "gpio":
         return await _gpio_test(load_settings(args.config), args)
     if args.command == "meter":

@@ -193,10 +193,15 @@ class CentralSystem:
         logger.info("central system listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Close every connection (1001 going away) and stop listening."""
+        """Close every connection (1001 going away) and stop listening.
+
+        A later :meth:`start` listens on the same port again, so the charge points configured
+        with :attr:`url` find the central system back (scenario files' ``link = "up"``).
+        """
         server, self._server = self._server, None
         if server is None:
             return
+        self._requested_port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
         await asyncio.gather(*self._tasks, return_exceptions=True)
