@@ -44,7 +44,8 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log verbosity on stderr (default INFO for run and csms, WARNING otherwise)",
+        help="log verbosity on stderr (default INFO for run and csms, ERROR for scenario, "
+        "WARNING otherwise)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     named = next((word for word in argv or () if word in _COMMANDS), None)
@@ -292,12 +293,13 @@ def _main(argv: Sequence[str] | None) -> int:
         from hilsim.config import DEFAULT_CONFIG_PATH
 
         args.config = None if args.command == "meter" else DEFAULT_CONFIG_PATH
-    quiet = args.command not in ("run", "csms")
     # Under systemd: the journal with structured fields (hilsim.daemon.logs); else stderr.
     from hilsim.daemon import bindings_for, configure_logging
 
     bindings = bindings_for(os.environ)
-    configure_logging(args.log_level or ("WARNING" if quiet else "INFO"), bindings)
+    # A scenario's charge point warns as it should (CSMS gone...); its steps say what matters.
+    default_level = {"run": "INFO", "csms": "INFO", "scenario": "ERROR"}.get(args.command)
+    configure_logging(args.log_level or default_level or "WARNING", bindings)
     try:
         return int(asyncio.run(_dispatch(args, bindings)) or 0)
     except HilsimError as exc:

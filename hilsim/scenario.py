@@ -78,7 +78,7 @@ class Step:
             return " ".join(["ctl", t["ctl"], *args])
         if self.kind == "csms":
             payload = json.dumps(t.get("payload", {}), separators=(",", ":"))
-            return f"csms {t['csms']} {payload}"
+            return f"csms {t['csms']} " + (payload if len(payload) <= 80 else payload[:77] + "...")
         if self.kind == "link":
             return f"CSMS {t['link']}"
         if self.kind == "wait":
