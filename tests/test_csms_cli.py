@@ -284,3 +284,17 @@ async def test_the_readme_examples_run_as_shown(console: Console) -> None:
         done = await hilsim(*argv)
         assert done.status == 0, (words, done.err)
         json.loads(done.out)
+
+
+async def test_a_stopped_csms_starts_again_at_the_same_address() -> None:
+    from hilsim.csms import CentralSystem
+
+    central = CentralSystem("127.0.0.1", 0)
+    await central.start()
+    url = central.url
+    await central.stop()
+    await central.start()  # scenario files' `link = "up"`: the charge point's URL still works
+    try:
+        assert central.url == url
+    finally:
+        await central.stop()
