@@ -730,7 +730,6 @@ async def test_hilsim_demo_turns_the_page_on_read_only_and_prints_its_url() -> N
     assert await asyncio.wait_for(demo, 60) == 0, "\n".join(lines)
 
 
-
 async def test_one_info_line_per_request_none_for_the_page_and_its_files(
     bench: WebBench, caplog: pytest.LogCaptureFixture
 ) -> None:
