@@ -175,6 +175,10 @@ async def test_a_session_driven_from_the_command_line(console: Console) -> None:
     # Every frame printed once by `hilsim csms` (the trace), not a second time by the log.
     assert len(await console.printed("RemoteStopTransaction", 2)) == 2  # CALL and CALLRESULT
     assert not any("RemoteStopTransaction" in line for line in console.log)
+    # nor what the trace says about listening and (dis)connections; the log keeps the rest
+    # (the ledger's transaction lines, warnings)
+    for said in ("listening on", "connected from", "connection open", "connection closed"):
+        assert not any(said in line for line in console.log), said
 
 
 async def test_exit_status_says_what_came_back(console: Console) -> None:

@@ -33,8 +33,14 @@ from hilsim.csms.errors import ChargePointDisconnected
 from hilsim.csms.ledger import TransactionLedger
 from hilsim.csms.session import ChargePointSession
 from hilsim.errors import CsmsError
-from hilsim.ocpp.wire import ActionNamer, Frame, TracedConnection, format_frame
-from hilsim.security import RedactingLogger, redact
+from hilsim.ocpp.wire import (
+    ActionNamer,
+    Frame,
+    QuietLibraryLog,
+    TracedConnection,
+    format_frame,
+)
+from hilsim.security import redact
 
 logger = logging.getLogger(__name__)
 frames_logger = logging.getLogger("hilsim.csms.frames")
@@ -183,14 +189,15 @@ class CentralSystem:
                 select_subprotocol=self._select_subprotocol,
                 ssl=self.ssl_context,
                 process_request=self._authenticate,
-                # It logs handshake headers at DEBUG: never a Basic auth password.
-                logger=RedactingLogger(logging.getLogger("websockets.server"), {}),
+                # It logs handshake headers at DEBUG: never a Basic auth password. Its INFO
+                # lines (connection open/closed) are DEBUG: this server logs its own, once.
+                logger=QuietLibraryLog(logging.getLogger("websockets.server"), {}),
             )
         except OSError as exc:
             raise CsmsError(
                 f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}"
             ) from exc
-        logger.info("central system listening on %s", self.url)
+        logger.log(self._traced_level, "central system listening on %s", self.url)
 
     async def stop(self) -> None:
         """Close every connection (1001 going away) and stop listening.
