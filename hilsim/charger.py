@@ -141,6 +141,10 @@ class Charger:
         self.link_listeners: list[LinkListener] = []
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
         self.event_listeners: list[EventListener] = []
+        #: the last idTag decision (connector, id_tag, status, source, at): `hilsim ctl status`
+        self.last_authorization: dict[str, Any] | None = None
+        #: told of every idTag decision, after the machine took it: `hilsim ctl tag`'s answer
+        self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
         self._metering_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,9 +285,18 @@ class Charger:
         assert self.authorizer is not None
         decision = await self.authorizer.authorize(id_tag)
         log.info("C%d idTag %s: %s (%s)", rt.id, id_tag, decision.status, decision.source)
+        self.last_authorization = {
+            "connector": rt.id,
+            "id_tag": id_tag,
+            "status": decision.status,
+            "source": decision.source,
+            "at": self.wall.iso(),
+        }
         self.dispatch(
             rt.id, events.AuthorizeResult(id_tag, decision.status, decision.parent_id_tag)
         )
+        for listener in list(self.authorization_listeners):
+            listener(rt.id, self.last_authorization)
 
     async def _start_transaction(
         self, rt: ConnectorRuntime, effect: effects.SendStartTransaction
@@ -725,6 +738,7 @@ class Charger:
                 "security": link.security.snapshot() if link and link.security else None,
             },
             "clock": self.wall.source,
+            "last_authorization": self.last_authorization,
             "outbox": {
                 "delivered": self.outbox.delivered if self.outbox else 0,
                 "dropped": self.outbox.dropped if self.outbox else 0,

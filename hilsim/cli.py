@@ -40,10 +40,12 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="An OCPP 1.6J charge point for hardware-in-the-loop testing.",
     )
     parser.add_argument("--version", action="version", version=f"hilsim {__version__}")
+    _with_config(parser)
     parser.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log verbosity on stderr (default INFO for run and csms, WARNING otherwise)",
+        help="log verbosity on stderr (default INFO for run and csms, ERROR for scenario, "
+        "WARNING otherwise)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     named = next((word for word in argv or () if word in _COMMANDS), None)
@@ -54,19 +56,40 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _with_config(p: argparse.ArgumentParser) -> None:
+    """``--config`` on this parser; every level has it, so it goes before or after a command.
+
+    No default here (SUPPRESS): a level that is not given it must not overwrite what an outer
+    level was given; :func:`_main` fills in the default once everything is parsed.
+    """
     from hilsim.config import DEFAULT_CONFIG_PATH
 
     p.add_argument(
         "--config",
         type=Path,
-        default=DEFAULT_CONFIG_PATH,
+        default=argparse.SUPPRESS,
         help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
     )
 
 
+def _actions(
+    parent: argparse.ArgumentParser, dest: str, *, required: bool = True
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command's ACTION subparsers; each action takes ``--config`` too."""
+    actions = parent.add_subparsers(dest=dest, required=required, metavar="ACTION")
+    add_parser = actions.add_parser
+
+    def add_with_config(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        action = add_parser(name, **kwargs)
+        _with_config(action)
+        return action
+
+    actions.add_parser = add_with_config  # type: ignore[method-assign]
+    return actions
+
+
 def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
     _with_config(ctl)
-    ctl_sub = ctl.add_subparsers(dest="ctl_command", required=True, metavar="ACTION")
+    ctl_sub = _actions(ctl, "ctl_command")
     ctl_sub.add_parser("status", help="print the charge point's state as JSON")
     for name, text in [
         ("plug", "plug an EV into connector N"),
@@ -91,13 +114,13 @@ def _ctl_arguments(ctl: argparse.ArgumentParser) -> None:
 
 
 def _gpio_arguments(gpio: argparse.ArgumentParser) -> None:
-    gpio_sub = gpio.add_subparsers(dest="gpio_command", required=True, metavar="ACTION")
+    _with_config(gpio)
+    gpio_sub = _actions(gpio, "gpio_command")
     gpio_test = gpio_sub.add_parser(
         "test",
         help="light every LED and relay in turn, then print each button press "
         "(stop `hilsim run` first: it holds the pins)",
     )
-    _with_config(gpio_test)
     gpio_test.add_argument(
         "--step", type=float, default=1.0, metavar="SECONDS", help="time per output (default 1)"
     )
@@ -111,6 +134,10 @@ def _gpio_arguments(gpio: argparse.ArgumentParser) -> None:
 
 
 def _csms_arguments(csms: argparse.ArgumentParser) -> None:
+    csms.description = (
+        "Without ACTION: run the built-in central system, printing every frame. "
+        "With send or list: drive the one running (README: CSMS console)."
+    )
     _with_config(csms)
     csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
     csms.add_argument("--port", type=int, help="port to listen on (default from [csms], 9000)")
@@ -128,9 +155,72 @@ def _csms_arguments(csms: argparse.ArgumentParser) -> None:
         "--password", action="append", dest="passwords", metavar="ID=FILE",
         help="require Basic auth; charge point ID's password is in FILE (repeatable)",
     )  # fmt: skip
+    from hilsim.csms.console import CSMS_ACTIONS, default_socket
+
+    where = default_socket()
+    socket_help = f"control socket of the running `hilsim csms` (default {where})"
+    csms.add_argument(
+        "--socket", type=Path, default=where, metavar="PATH",
+        help=f"serve `csms send`/`csms list` on this Unix socket (default {where}: in "
+        "$XDG_RUNTIME_DIR if set, else in the temp directory with your uid)",
+    )  # fmt: skip
+    # Without an ACTION `hilsim csms` runs the central system; send/list talk to a running one.
+    csms_sub = _actions(csms, "csms_command", required=False)
+    send = csms_sub.add_parser(
+        "send",
+        help="send a CALL to a connected charge point, print the answer as JSON",
+        description="Send one OCPP 1.6 CALL from the running `hilsim csms` to a connected charge "
+        "point and print the CALLRESULT (exit 0) or CALLERROR (exit 1) as JSON. The payload is "
+        "checked against the official schema first (exit 2 naming the field).",
+        epilog="actions: " + ", ".join(CSMS_ACTIONS) + "\n\nexamples:\n"
+        "  hilsim csms send CP1 RemoteStartTransaction idTag=04A2B3C4 connectorId=1\n"
+        "  hilsim csms send CP1 Reset type=Soft\n"
+        "  hilsim csms send CP1 SetChargingProfile connectorId=1 "
+        "csChargingProfiles='{...}'\n"
+        "values are JSON where they parse (numbers, true, objects), else text; "
+        "dotted keys nest (csChargingProfiles.stackLevel=0)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    send.add_argument("charge_point", metavar="CP-ID", help="the charge point's id")
+    send.add_argument(
+        "action", metavar="ACTION", help="the OCPP action (listed below; any letter case)"
+    )
+    send.add_argument(
+        "arguments", nargs="*", metavar="JSON|KEY=VALUE", help="the payload, in pieces"
+    )
+    send.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS",
+        help="how long to wait for the answer (default 30)",
+    )  # fmt: skip
+    send.add_argument(
+        "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
+    )
+    listing = csms_sub.add_parser(
+        "list", help="print the connected charge points, their connectors and open transactions"
+    )
+    listing.add_argument(
+        "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
+    )
+
+
+def _scenario_arguments(scenario: argparse.ArgumentParser) -> None:
+    _with_config(scenario)  # accepted like everywhere; a scenario brings its own charge point
+    scenario.description = (
+        "Run scenario files (TOML steps: ctl actions, CSMS calls, waits, expectations; README "
+        "'Scenario files') against the built-in CSMS and a charge point started for them. "
+        "Exit 0: every step passed; 1: one failed; 2: a file is not a valid scenario."
+    )
+    scenario.add_argument("files", nargs="+", type=Path, metavar="FILE", help="scenario file")
+    scenario.add_argument(
+        "--junit", type=Path, metavar="FILE", help="also write a JUnit XML report there"
+    )
+    scenario.add_argument(
+        "--trace", action="store_true", help="print every OCPP frame as well as the steps"
+    )
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    _with_config(demo)
     demo.add_argument(
         "--quiet", action="store_true", help="print only the summary, not the OCPP trace"
     )
@@ -138,7 +228,7 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
 
 def _config_arguments(config: argparse.ArgumentParser) -> None:
     _with_config(config)
-    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub = _actions(config, "config_command")
     get = config_sub.add_parser("get", help="print a key (or all keys)")
     get.add_argument("key", nargs="?")
     set_ = config_sub.add_parser("set", help="change a key, as ChangeConfiguration would")
@@ -149,6 +239,8 @@ def _config_arguments(config: argparse.ArgumentParser) -> None:
 def _meter_arguments(meter: argparse.ArgumentParser) -> None:
     from hilsim.meter import probe  # no pymodbus import until a probe runs
 
+    _with_config(meter)
+    # probe has its own --config (no default: without one it probes a built-in kind)
     meter_sub = meter.add_subparsers(dest="meter_command", required=True, metavar="ACTION")
     probe.add_arguments(
         meter_sub.add_parser("probe", help="read a Modbus meter once and print what it said")
@@ -162,6 +254,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "gpio": ("check the panel's wiring", _gpio_arguments),
     "csms": ("run the built-in CSMS (central system)", _csms_arguments),
     "demo": ("play a whole charging session against the built-in CSMS and exit", _demo_arguments),
+    "scenario": ("run scenario files of steps and expectations, for CI", _scenario_arguments),
     "config": ("read or change an OCPP configuration key", _config_arguments),
     "meter": ("check an energy meter's wiring and settings", _meter_arguments),
 }
@@ -196,12 +289,17 @@ def _main(argv: Sequence[str] | None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     args = _parser(argv).parse_args(argv)
-    quiet = args.command not in ("run", "csms")
+    if not hasattr(args, "config"):  # given at no level: the default (_with_config says why)
+        from hilsim.config import DEFAULT_CONFIG_PATH
+
+        args.config = None if args.command == "meter" else DEFAULT_CONFIG_PATH
     # Under systemd: the journal with structured fields (hilsim.daemon.logs); else stderr.
     from hilsim.daemon import bindings_for, configure_logging
 
     bindings = bindings_for(os.environ)
-    configure_logging(args.log_level or ("WARNING" if quiet else "INFO"), bindings)
+    # A scenario's charge point warns as it should (CSMS gone...); its steps say what matters.
+    default_level = {"run": "INFO", "csms": "INFO", "scenario": "ERROR"}.get(args.command)
+    configure_logging(args.log_level or default_level or "WARNING", bindings)
     try:
         return int(asyncio.run(_dispatch(args, bindings)) or 0)
     except HilsimError as exc:
@@ -215,7 +313,7 @@ async def _dispatch(args: argparse.Namespace, bindings: SystemdBindings | None =
     from hilsim.config import load_settings
 
     if args.command == "run":
-        return await _run(load_settings(args.config), args.log_level, bindings)
+        return await _run(_service_settings(args.config), args.log_level, bindings)
     _started()  # the other commands are tools and CSMSs: nothing to keep out of the GC's way
     if args.command == "ctl":
         return await _ctl(load_settings(args.config), args)
@@ -227,6 +325,10 @@ async def _dispatch(args: argparse.Namespace, bindings: SystemdBindings | None =
         return await play(trace=not args.quiet)
     if args.command == "config":
         return await _config(load_settings(args.config), args)
+    if args.command == "scenario":
+        from hilsim import scenario
+
+        return await scenario.main(args.files, args.junit, trace=args.trace)
     if args.command == "gpio":
         return await _gpio_test(load_settings(args.config), args)
     if args.command == "meter":
@@ -234,6 +336,22 @@ async def _dispatch(args: argparse.Namespace, bindings: SystemdBindings | None =
 
         return await probe.run(args)
     raise AssertionError(args.command)
+
+
+def _service_settings(path: Path) -> Settings:
+    """`hilsim run`'s settings; a missing file says how to make one and how to name it."""
+    from hilsim.config import load_settings
+    from hilsim.errors import ConfigError
+
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(
+            str(path),
+            None,
+            "file not found; copy deploy/hilsim.toml from the hilsim sources there and edit it "
+            "(sudo deploy/install.sh does that on a Pi), or name another file with "
+            "--config FILE (before or after `run`)",
+        )
+    return load_settings(path)
 
 
 async def _run(
@@ -305,6 +423,8 @@ def _print_answer(answer: dict[str, Any]) -> int:
 
 
 async def _csms(args: argparse.Namespace) -> int:
+    if args.csms_command is not None:
+        return await _csms_console(args)
     from hilsim.config import embedded_defaults, load_settings
     from hilsim.csms import serve
 
@@ -324,8 +444,42 @@ async def _csms(args: argparse.Namespace) -> int:
         trace=lambda line: print(line, flush=True),
         ssl_context=ssl_context,
         passwords=passwords,
+        console_socket=args.socket,
     )
     return 0
+
+
+async def _csms_console(args: argparse.Namespace) -> int:
+    """`hilsim csms send|list`: one request to the running CSMS's socket, its answer as JSON.
+
+    Exit 0 on a CALLRESULT, 1 on a CALLERROR, a timeout or no such charge point, 2 on input
+    that is not a valid CALL (checked here, before anything is sent).
+    """
+    from hilsim.control import request
+    from hilsim.csms.console import action_named, checked, parse_payload
+
+    if args.csms_command == "list":
+        return _print_answer(await request(args.socket, {"cmd": "list"}, service="hilsim csms"))
+    action = action_named(args.action)
+    payload = checked(action, parse_payload(action, args.arguments))
+    answer = await request(
+        args.socket,
+        {
+            "cmd": "send",
+            "charge_point": args.charge_point,
+            "action": action,
+            "payload": payload,
+            "timeout": args.timeout,
+        },
+        timeout=args.timeout + 5,
+        service="hilsim csms",
+    )
+    if answer.get("kind") == "callerror":
+        print(json.dumps(answer.get("result"), indent=2))
+    if not answer.get("ok"):
+        print(f"hilsim: {answer.get('error', 'refused')}", file=sys.stderr)
+        return 2 if answer.get("kind") == "invalid" else 1
+    return _print_answer(answer)
 
 
 async def _config(settings: Settings, args: argparse.Namespace) -> int:

@@ -161,12 +161,14 @@ def _someone_listening(path: Path) -> bool:
         probe.close()
 
 
-async def request(path: Path, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """Send one request to a running service and return its answer."""
+async def request(
+    path: Path, payload: dict[str, Any], timeout: float = 10.0, *, service: str = "hilsim"
+) -> dict[str, Any]:
+    """Send one request to a running service (named ``service`` in errors); return its answer."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
     except (FileNotFoundError, ConnectionRefusedError):
-        raise ControlError(f"hilsim is not running (no service listening on {path})") from None
+        raise ControlError(f"{service} is not running (no service listening on {path})") from None
     except PermissionError:
         raise ControlError(f"{path}: permission denied (are you in the hilsim group?)") from None
     except TimeoutError:

@@ -20,7 +20,7 @@ from hilsim.config import Settings, load_settings
 from hilsim.control import ControlServer, check_socket_path
 from hilsim.daemon import Supervision, describe, plan_reload, status_line
 from hilsim.errors import ConfigError
-from hilsim.evse import ErrorCode, StopReason, events
+from hilsim.evse import ErrorCode, StopReason, effects, events
 from hilsim.firmware import Firmware, LogRing, installation_summary
 from hilsim.keys import ChangeStatus, ConfigurationKeys, installation_seed
 from hilsim.meter import meter_tables
@@ -299,7 +299,10 @@ class Service:
             outcome = charger.dispatch(connector_id, event)
             if outcome.refused:
                 return {"ok": False, "error": f"connector {connector_id}: {outcome.refused}"}
-            return {"ok": True, "result": {"status": str(outcome.state.status)}}
+            result: dict[str, Any] = {"status": str(outcome.state.status)}
+            if any(isinstance(effect, effects.SendAuthorize) for effect in outcome.effects):
+                result.update(await self._verdict(connector_id))
+            return {"ok": True, "result": result}
         if cmd in PANEL_COMMANDS and self.panel is not None:
             return await self.panel.command(request)
         if cmd == "config-get":
@@ -312,6 +315,31 @@ class Service:
             ok = status == ChangeStatus.accepted
             return {"ok": ok, "result": {"status": status}, **({} if ok else {"error": status})}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def _verdict(self, connector_id: int, timeout: float = 8.0) -> dict[str, Any]:
+        """`ctl tag`'s answer: the connector's status once the tag was decided, and the decision
+        (the CSMS's Accepted/Invalid/Blocked/Expired/ConcurrentTx, or the local one offline).
+
+        Within ``timeout`` (the ctl request's own is 10 s); a CSMS slower than that leaves the
+        decision ``null``, and `ctl status` shows it later as last_authorization.
+        """
+        charger = self.charger
+        assert charger is not None
+        decided: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def listener(cid: int, decision: dict[str, Any]) -> None:
+            if cid == connector_id and not decided.done():
+                decided.set_result(decision)
+
+        charger.authorization_listeners.append(listener)  # before any await: none is missed
+        try:
+            decision = await asyncio.wait_for(decided, timeout)
+        except TimeoutError:
+            return {"authorization": None}
+        finally:
+            charger.authorization_listeners.remove(listener)
+        state = charger.connectors[connector_id].machine.state
+        return {"status": str(state.status), "authorization": decision}
 
     def _block_loop(self, request: dict[str, Any]) -> dict[str, Any]:
         """Hold the event loop still on purpose (not in `hilsim ctl`'s help).
@@ -345,6 +373,9 @@ class Service:
 
 def _fault(request: dict[str, Any]) -> events.Fault:
     code = request.get("error_code") or ErrorCode.OTHER_ERROR
+    if code not in ErrorCode.__members__.values() or code == ErrorCode.NO_ERROR:
+        valid = ", ".join(c for c in ErrorCode if c != ErrorCode.NO_ERROR)
+        raise ValueError(f"{code!r} is not a ChargePointErrorCode; expected one of: {valid}")
     return events.Fault(ErrorCode(code))
 
 

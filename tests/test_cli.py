@@ -79,3 +79,35 @@ def test_a_command_name_later_on_the_line_is_just_a_word(
         main(["ctl", "run"])
     assert stop.value.code == 2
     assert "argument ACTION: invalid choice: 'run'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "x.toml", "ctl", "status"],
+        ["ctl", "--config", "x.toml", "status"],
+        ["ctl", "status", "--config", "x.toml"],
+        ["--config", "x.toml", "config", "get"],
+        ["config", "get", "MeterValueSampleInterval", "--config", "x.toml"],
+        ["run", "--config", "x.toml"],
+        ["--config", "x.toml", "run"],
+        ["gpio", "--config", "x.toml", "test"],
+        ["gpio", "test", "--config", "x.toml"],
+        ["csms", "--config", "x.toml"],
+        ["--config", "x.toml", "csms", "list"],
+        ["meter", "--config", "x.toml", "probe"],
+        ["meter", "probe", "--config", "x.toml"],
+    ],
+)
+def test_config_goes_before_or_after_the_command(argv: list[str]) -> None:
+    assert _parser(argv).parse_args(argv).config == Path("x.toml")
+
+
+def test_run_without_a_config_file_says_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "hilsim.toml"
+    assert main(["run", "--config", str(missing)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"hilsim: {missing}: file not found; copy deploy/hilsim.toml ")
+    assert "--config FILE" in error

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -749,3 +750,22 @@ async def test_hilsim_demo_turns_the_page_on_read_only_and_prints_its_url() -> N
         assert charging["connectors"][0]["id_tag"] == "04A2B3C4"
         assert (await page.ask("command", cmd="plug", connector=2))["ok"] is False
     assert await asyncio.wait_for(demo, 60) == 0, "\n".join(lines)
+
+
+async def test_one_info_line_per_request_none_for_the_page_and_its_files(
+    bench: WebBench, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    def info_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+
+    for path in ("/", "/static/app.js", "/static/style.css", "/static/icon.svg"):
+        caplog.clear()
+        assert (await bench.get(path))[0] == 200
+        assert info_lines() == [], path
+    for path, status in (("/api/state", 200), ("/nothing-here", 404)):
+        caplog.clear()
+        assert (await bench.get(path))[0] == status
+        (line,) = info_lines()
+        assert line == f"web: GET {path} -> {status} from 127.0.0.1"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import socket
@@ -32,8 +33,14 @@ from hilsim.csms.errors import ChargePointDisconnected
 from hilsim.csms.ledger import TransactionLedger
 from hilsim.csms.session import ChargePointSession
 from hilsim.errors import CsmsError
-from hilsim.ocpp.wire import ActionNamer, Frame, TracedConnection, format_frame
-from hilsim.security import RedactingLogger, redact
+from hilsim.ocpp.wire import (
+    ActionNamer,
+    Frame,
+    QuietLibraryLog,
+    TracedConnection,
+    format_frame,
+)
+from hilsim.security import redact
 
 logger = logging.getLogger(__name__)
 frames_logger = logging.getLogger("hilsim.csms.frames")
@@ -185,20 +192,26 @@ class CentralSystem:
                 select_subprotocol=self._select_subprotocol,
                 ssl=self.ssl_context,
                 process_request=self._authenticate,
-                # It logs handshake headers at DEBUG: never a Basic auth password.
-                logger=RedactingLogger(logging.getLogger("websockets.server"), {}),
+                # It logs handshake headers at DEBUG: never a Basic auth password. Its INFO
+                # lines (connection open/closed) are DEBUG: this server logs its own, once.
+                logger=QuietLibraryLog(logging.getLogger("websockets.server"), {}),
             )
         except OSError as exc:
             raise CsmsError(
                 f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}"
             ) from exc
-        logger.info("central system listening on %s", self.url)
+        logger.log(self._traced_level, "central system listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Close every connection (1001 going away) and stop listening."""
+        """Close every connection (1001 going away) and stop listening.
+
+        A later :meth:`start` listens on the same port again, so the charge points configured
+        with :attr:`url` find the central system back (scenario files' ``link = "up"``).
+        """
         server, self._server = self._server, None
         if server is None:
             return
+        self._requested_port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -254,6 +267,11 @@ class CentralSystem:
         return session
 
     # ----------------------------------------------------------------------------- connections
+
+    @property
+    def _traced_level(self) -> int:
+        """What the trace prints goes to the log at DEBUG: `hilsim csms` shows each line once."""
+        return logging.DEBUG if self.trace is not None else logging.INFO
 
     def _emit(self, line: str) -> None:
         if self.trace is None:
@@ -343,8 +361,12 @@ class CentralSystem:
         namer = ActionNamer()
 
         def listen(frame: Frame) -> None:
-            frames_logger.info(  # a frame setting the AuthorizationKey is not written out
-                "%s %s %s", charge_point_id, "<-" if not frame.sent else "->", redact(frame.text)
+            frames_logger.log(  # a frame setting the AuthorizationKey is not written out
+                self._traced_level,
+                "%s %s %s",
+                charge_point_id,
+                "<-" if not frame.sent else "->",
+                redact(frame.text),
             )
             if self.on_frame is not None:
                 try:
@@ -374,7 +396,7 @@ class CentralSystem:
         )
         previous = self.sessions.get(charge_point_id)
         self.sessions[charge_point_id] = session
-        logger.info("%s connected from %s", charge_point_id, where)
+        logger.log(self._traced_level, "%s connected from %s", charge_point_id, where)
         self._emit(f"{_stamp()}  {charge_point_id} connected from {where}")
         async with self._connected:
             self._remember(session)
@@ -396,7 +418,7 @@ class CentralSystem:
                 del self.sessions[charge_point_id]
             code = websocket.close_code
             reason = f"{code} {websocket.close_reason}".strip() if code is not None else "no close"
-            logger.info("%s disconnected (%s)", charge_point_id, reason)
+            logger.log(self._traced_level, "%s disconnected (%s)", charge_point_id, reason)
             self._emit(f"{_stamp()}  {charge_point_id} disconnected ({reason})")
 
     def _remember(self, session: ChargePointSession) -> None:
@@ -461,8 +483,15 @@ async def serve(
     strict: bool = True,
     ssl_context: ssl.SSLContext | None = None,
     passwords: Mapping[str, bytes | str] | None = None,
+    console_socket: Path | None = None,
 ) -> None:
-    """Run a central system until cancelled, tracing one line per frame and per (dis)connect."""
+    """Run a central system until cancelled, tracing one line per frame and per (dis)connect.
+
+    ``console_socket``: serve `hilsim csms send`/`list` there (:mod:`hilsim.csms.console`).
+    """
+    from hilsim.control import ControlServer
+    from hilsim.csms.console import Console
+
     central = CentralSystem(
         host,
         port,
@@ -474,8 +503,11 @@ async def serve(
         ssl_context=ssl_context,
         passwords=passwords,
     )
-    async with central:
+    async with central, contextlib.AsyncExitStack() as stack:
         trace(f"{_stamp()}  CSMS listening on {central.url}/<charge point id> (OCPP 1.6J)")
+        if console_socket is not None:
+            await stack.enter_async_context(ControlServer(console_socket, Console(central)))
+            trace(f"{_stamp()}  console on {console_socket} (hilsim csms send | list)")
         if host in ("", "0.0.0.0", "::"):
             address = await asyncio.to_thread(_lan_address)
             if address:

@@ -506,18 +506,22 @@ class ChargePointSession(ChargePoint):
                 raise error
             raise ChargePointDisconnected(f"{self.id}: no answer to {action}")
         if reply[0] == CALLERROR:
-            raise ChargePointCallError(
-                self.charge_point_id,
-                action,
-                str(reply[2]) if len(reply) > 2 else "",
-                str(reply[3]) if len(reply) > 3 else "",
-                reply[4] if len(reply) > 4 else None,
-            )
+            raise self._call_error(action, reply)
         payload = reply[2] if len(reply) > 2 else None
         if self.strict:
             for violation in strict.check(action, payload, response=True):
                 self._violation(str(violation))
         return payload if isinstance(payload, dict) else {}
+
+    def _call_error(self, action: str, reply: list[Any]) -> ChargePointCallError:
+        """A CALLERROR frame ``[4, id, code, description, details]`` as an exception."""
+        return ChargePointCallError(
+            self.charge_point_id,
+            action,
+            str(reply[2]) if len(reply) > 2 else "",
+            str(reply[3]) if len(reply) > 3 else "",
+            reply[4] if len(reply) > 4 else None,
+        )
 
     async def remote_start(
         self,
@@ -773,3 +777,26 @@ class ChargePointSession(ChargePoint):
             raise ChargePointDisconnected(f"{self.id} disconnected") from None
         finally:
             self._raw_waiters.pop(unique_id, None)
+
+    async def call_action(
+        self, action: str, payload: dict[str, Any], timeout: float = 30
+    ) -> dict[str, Any]:
+        """Any CSMS-to-CP CALL, payload exactly as given (camelCase): the CALLRESULT payload.
+
+        For `hilsim csms send` and scenario files, which name the action and write the payload
+        themselves, so there is no dataclass to build. The payload is checked against the
+        official schema first (ValueError naming the field); a CALLERROR raises
+        :class:`ChargePointCallError`, no answer :class:`CallTimeout`.
+        """
+        found = strict.check(action, payload, response=False)
+        if found:
+            raise ValueError("; ".join(str(v) for v in found))
+        frame = json.dumps([CALL, str(uuid.uuid4()), action, payload])
+        reply = await self.call_raw(frame, timeout=timeout)
+        if reply[0] == CALLERROR:
+            raise self._call_error(action, reply)
+        answer = reply[2] if len(reply) > 2 else None
+        if self.strict:
+            for violation in strict.check(action, answer, response=True):
+                self._violation(str(violation))
+        return answer if isinstance(answer, dict) else {}

@@ -31,6 +31,7 @@ __all__ = [
     "actions",
     "check",
     "error_code",
+    "schema",
     "validate",
 ]
 
@@ -120,13 +121,29 @@ def actions() -> frozenset[str]:
 
 
 @cache
-def _validator(name: str) -> Draft4Validator:
-    """Load and compile one schema, once."""
+def _schema(name: str) -> dict[str, Any]:
     folder = resources.files(__package__).joinpath("schemas")
     text = folder.joinpath(f"{name}.json").read_text("utf-8")
-    schema = json.loads(text, parse_float=Decimal)
-    Draft4Validator.check_schema(schema)
-    return Draft4Validator(schema, format_checker=_FORMATS)
+    loaded: dict[str, Any] = json.loads(text, parse_float=Decimal)
+    return loaded
+
+
+def schema(action: str, *, response: bool) -> dict[str, Any]:
+    """The official schema of an action's request (or response); {} for an unknown action.
+
+    `hilsim csms send` reads it to know which fields are strings (``idTag=1234`` stays text).
+    """
+    if action not in actions():
+        return {}
+    return _schema(schema_name(action, response=response))
+
+
+@cache
+def _validator(name: str) -> Draft4Validator:
+    """Compile one schema, once."""
+    loaded = _schema(name)
+    Draft4Validator.check_schema(loaded)
+    return Draft4Validator(loaded, format_checker=_FORMATS)
 
 
 def _as_on_the_wire(payload: Any) -> Any:

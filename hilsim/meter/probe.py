@@ -82,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         type=Path,
+        default=argparse.SUPPRESS,  # also before `probe` or `meter` (hilsim.cli); None if not
         help="take the meter of --connector from this configuration file (also generic meters)",
     )
     parser.add_argument(

@@ -9,6 +9,7 @@ into a queue, or print a line.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,8 +112,10 @@ def format_frame(frame: Frame, *, namer: ActionNamer, local: str, remote: str) -
 class QuietLibraryLog(RedactingLogger):
     """The `ocpp` library logs every frame at INFO; hilsim traces frames itself, so DEBUG.
 
-    Redacting, as its frames may set the AuthorizationKey.
+    Redacting, as its frames may set the AuthorizationKey. It lowers INFO in ``log`` itself, not
+    only in ``info()``: websockets wraps the logger it is given in an adapter of its own, which
+    calls ``log(INFO, ...)`` (its "HTTP response sent", "connection closed" for each request).
     """
 
-    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
-        self.debug(msg, *args, **kwargs)
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)

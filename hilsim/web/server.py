@@ -240,16 +240,25 @@ class WebServer:
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer one request. The page and its static files are not logged above DEBUG (a
+        page load is several); anything else is one INFO line (websockets' own are DEBUG)."""
         method = getattr(request, "method", "GET")  # websockets < 14 parses only GET
         path = urlsplit(request.path).path
+        if method == "GET" and path in _ASSETS:
+            name, content_type = _ASSETS[path]
+            extra = {"Content-Security-Policy": _CSP} if name == "index.html" else {}
+            log.debug("web: GET %s from %s", path, _address(connection))
+            return _response(200, self._assets[name], content_type, **extra)
+        response = self._dynamic(method, path, request)
+        status = "WebSocket" if response is None else str(response.status_code)
+        log.info("web: %s %s -> %s from %s", method, path, status, _address(connection))
+        return response
+
+    def _dynamic(self, method: str, path: str, request: Request) -> Response | None:
         if method != "GET":
             return _response(405, b"only GET\n", "text/plain; charset=utf-8", Allow="GET")
         if path == "/ws":
             return self._admit(request)
-        if path in _ASSETS:
-            name, content_type = _ASSETS[path]
-            extra = {"Content-Security-Policy": _CSP} if name == "index.html" else {}
-            return _response(200, self._assets[name], content_type, **extra)
         if path == "/api/state":
             return _response(200, self._state_json(), "application/json")
         return _response(404, b"not found\n", "text/plain; charset=utf-8")

@@ -1,0 +1,239 @@
+"""The control socket of a running `hilsim csms`: `hilsim csms send` and `hilsim csms list`.
+
+A tester at a bench wants to make the central system do something (RemoteStart, Reset,
+SetChargingProfile...) in one line, without writing Python against :class:`ChargePointSession`.
+The socket is the charge point's control socket machinery (:mod:`hilsim.control`): one JSON
+request per line, one JSON answer per line, a Unix socket so only local users may drive it.
+
+Payloads are checked against the official schema on both sides: in the command (so a typo is
+named before anything is sent, exit 2) and again in the server (the socket is an interface too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hilsim.csms.errors import CallTimeout, ChargePointCallError, ChargePointDisconnected
+from hilsim.errors import HilsimError
+
+if TYPE_CHECKING:
+    from hilsim.csms.server import CentralSystem
+
+logger = logging.getLogger(__name__)
+
+#: Every OCPP 1.6 CALL a central system sends to a charge point (core and all optional profiles).
+CSMS_ACTIONS = (
+    "CancelReservation",
+    "ChangeAvailability",
+    "ChangeConfiguration",
+    "ClearCache",
+    "ClearChargingProfile",
+    "DataTransfer",
+    "GetCompositeSchedule",
+    "GetConfiguration",
+    "GetDiagnostics",
+    "GetLocalListVersion",
+    "RemoteStartTransaction",
+    "RemoteStopTransaction",
+    "ReserveNow",
+    "Reset",
+    "SendLocalList",
+    "SetChargingProfile",
+    "TriggerMessage",
+    "UnlockConnector",
+    "UpdateFirmware",
+)
+
+
+class BadCall(HilsimError, ValueError):
+    """What the tester typed is not a valid CALL: unknown action, bad argument, schema violation."""
+
+    exit_status = 2
+
+
+def default_socket() -> Path:
+    """Where `hilsim csms` listens for `csms send`/`csms list` unless told otherwise.
+
+    Per user, so that two testers on one machine each have their own: $XDG_RUNTIME_DIR when the
+    session has one (systemd logins do), else the temp directory with the uid in the name.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "hilsim-csms.sock"
+    return Path(tempfile.gettempdir()) / f"hilsim-csms-{os.getuid()}.sock"
+
+
+def action_named(name: str) -> str:
+    """The action spelled as OCPP spells it (case-insensitive on input), or BadCall."""
+    for action in CSMS_ACTIONS:
+        if action.casefold() == name.casefold():
+            return action
+    raise BadCall(
+        f"{name!r} is not a CSMS-to-charge-point OCPP 1.6 action; expected one of: "
+        + ", ".join(CSMS_ACTIONS)
+    )
+
+
+def parse_payload(action: str, words: Sequence[str]) -> dict[str, Any]:
+    """The CALL payload from the command line words: JSON objects and ``key=value`` pairs.
+
+    A value is JSON where it parses as JSON (numbers, booleans, objects, arrays), else a string;
+    where the schema says the field is a string it stays the text typed (``idTag=1234``). Dotted
+    keys nest: ``csChargingProfiles.stackLevel=0``. Later words override earlier ones.
+    """
+    from hilsim.csms import strict
+
+    schema = strict.schema(action, response=False)
+    payload: dict[str, Any] = {}
+    for word in words:
+        if word.lstrip().startswith("{"):
+            try:
+                value = json.loads(word)
+            except ValueError as exc:
+                raise BadCall(f"{word!r}: not a JSON object ({exc})") from None
+            if not isinstance(value, dict):
+                raise BadCall(f"{word!r}: not a JSON object")
+            _merge(payload, value)
+            continue
+        key, equals, text = word.partition("=")
+        if not equals or not key:
+            raise BadCall(f"{word!r}: expected a JSON object or KEY=VALUE")
+        path = key.split(".")
+        if any(not part for part in path):
+            raise BadCall(f"{word!r}: empty part in the dotted key {key!r}")
+        node = payload
+        for depth, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise BadCall(f"{word!r}: {'.'.join(path[: depth + 1])} is not an object")
+            node = child
+        node[path[-1]] = _value(text, _field_schema(schema, path))
+    return payload
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _field_schema(schema: dict[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    node: dict[str, Any] = schema
+    for part in path:
+        node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def _value(text: str, field: dict[str, Any]) -> Any:
+    if field.get("type") == "string":
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def problems(action: str, payload: Any) -> list[str]:
+    """Every way the payload breaks the official schema of ``action``'s CALL, field named."""
+    from hilsim.csms import strict
+
+    return [str(violation) for violation in strict.check(action, payload, response=False)]
+
+
+def checked(action: str, payload: Any) -> dict[str, Any]:
+    """The payload, if valid for ``action`` (a CSMS-to-CP action); else BadCall saying why."""
+    action = action_named(action)
+    found = problems(action, payload)
+    if found:
+        raise BadCall("; ".join(found))
+    assert isinstance(payload, dict)
+    return payload
+
+
+def charge_points(central: CentralSystem) -> list[dict[str, Any]]:
+    """`hilsim csms list`: each connected charge point, its connectors, its open transactions."""
+    listed = []
+    for charge_point_id, session in sorted(central.sessions.items()):
+        boot = session.boot or {}
+        listed.append(
+            {
+                "id": charge_point_id,
+                "registration": central.registration_status(charge_point_id),
+                "vendor": boot.get("chargePointVendor"),
+                "model": boot.get("chargePointModel"),
+                "connectors": {
+                    str(connector): {
+                        "status": status.get("status"),
+                        "errorCode": status.get("errorCode"),
+                    }
+                    for connector, status in sorted(session.statuses.items())
+                },
+                "transactions": [
+                    {
+                        "transactionId": record.transaction_id,
+                        "connectorId": record.connector_id,
+                        "idTag": record.id_tag,
+                        "meterStart": record.meter_start,
+                        "startTimestamp": record.start_timestamp,
+                    }
+                    for record in central.ledger.values()
+                    if record.active and record.charge_point_id == charge_point_id
+                ],
+            }
+        )
+    return listed
+
+
+class Console:
+    """The request handler behind the CSMS's control socket."""
+
+    def __init__(self, central: CentralSystem) -> None:
+        self.central = central
+
+    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request["cmd"]
+        if cmd == "list":
+            return {"ok": True, "result": charge_points(self.central)}
+        if cmd == "send":
+            return await self._send(request)
+        return {"ok": False, "kind": "invalid", "error": f"unknown command {cmd!r}"}
+
+    async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        charge_point_id = str(request.get("charge_point", ""))
+        try:
+            action = action_named(str(request.get("action", "")))
+            payload = checked(action, request.get("payload", {}))
+            timeout = float(request.get("timeout", 30))
+        except (BadCall, TypeError, ValueError) as exc:
+            return {"ok": False, "kind": "invalid", "error": str(exc)}
+        session = self.central.sessions.get(charge_point_id)
+        if session is None or session.closed:
+            connected = ", ".join(sorted(self.central.sessions)) or "none"
+            return {
+                "ok": False,
+                "kind": "offline",
+                "error": f"charge point {charge_point_id!r} is not connected "
+                f"(connected: {connected})",
+            }
+        try:
+            answer = await session.call_action(action, payload, timeout=timeout)
+        except ChargePointCallError as exc:
+            error = {
+                "errorCode": exc.error_code,
+                "errorDescription": exc.description,
+                "errorDetails": exc.details if exc.details is not None else {},
+            }
+            return {"ok": False, "kind": "callerror", "error": str(exc), "result": error}
+        except CallTimeout as exc:
+            return {"ok": False, "kind": "timeout", "error": str(exc)}
+        except ChargePointDisconnected as exc:
+            return {"ok": False, "kind": "offline", "error": str(exc)}
+        return {"ok": True, "result": answer}
