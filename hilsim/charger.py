@@ -718,6 +718,7 @@ class Charger:
             "outbox": {
                 "delivered": self.outbox.delivered if self.outbox else 0,
                 "dropped": self.outbox.dropped if self.outbox else 0,
+                "set_aside": self.outbox.set_aside if self.outbox else 0,  # outbox_dead rows
             },
             "connectors": connectors,
             "smart_charging": self.smart_charging.snapshot(),

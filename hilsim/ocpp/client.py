@@ -448,6 +448,10 @@ class ChargePointClient(
             payload["transactionId"] = transaction_id
         await self._call("MeterValues", payload)
 
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a payload stored as it goes on the wire (the outbox's transaction messages)."""
+        return await self._call(action, payload)
+
     # -- incoming: one handler per action, named as in the spec ---------------------------------
 
     @on("Authorize")
