@@ -23,7 +23,6 @@ one that worked, as the whitepaper says, and logs why.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import os
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hilsim.errors import ConfigError, CsmsError
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.config import Settings
@@ -302,7 +302,7 @@ class ConnectionSecurity:
         #: failed connections since a change of profile or key; None: no change on probation
         self._failures: int | None = None
         self._reconnect_due = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("security")
         keys.guard("SecurityProfile", self._profile_allowed)
         keys.guard("AuthorizationKey", self._key_allowed)
         keys.subscribe(self._key_changed)
@@ -384,7 +384,9 @@ class ConnectionSecurity:
         self._failures = None
         if self._good_profile != self.profile:
             self.keys.load("SecurityProfile", self._good_profile)
-            self._spawn(self.store.save_key("SecurityProfile", str(self._good_profile)))
+            self._tasks.spawn(
+                self.store.save_key("SecurityProfile", str(self._good_profile)), "save-profile"
+            )
         if self._good_password != self._password:
             self._password = self._good_password
             if self._password is not None:
@@ -429,12 +431,7 @@ class ConnectionSecurity:
         """The ChangeConfiguration answer is on the wire: now connect again if it asks for it."""
         if self._reconnect_due and self.link is not None:
             self._reconnect_due = False
-            self._spawn(self.link.reconnect())
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self.link.reconnect(), "reconnect")
 
     def snapshot(self) -> dict[str, Any]:
         """For `hilsim ctl status`: never a secret, only what is in use."""
