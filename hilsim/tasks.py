@@ -39,9 +39,9 @@ class TaskSet:
     def spawn(
         self, work: Awaitable[Any], name: str, on_failure: FailureHook | None = None
     ) -> asyncio.Future[Any]:
-        """Run ``work`` in the background as ``owner/name``; see the module docstring."""
+        """Run ``work`` in the background as ``owner-name``; see the module docstring."""
         task = asyncio.ensure_future(work)
-        label = f"{self.owner}/{name}"
+        label = f"{self.owner}-{name}"
         if isinstance(task, asyncio.Task):
             task.set_name(label)
         self._tasks.add(task)

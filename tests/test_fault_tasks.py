@@ -56,7 +56,7 @@ async def test_an_authorize_that_fails_leaves_the_connector_usable(
     assert (await bench.ctl("tag", 1, id_tag=TAG))["ok"]
     outcome = await refused
     assert outcome.state.authorization is None  # not "idTag ... is already waiting"
-    failure = [r for r in caplog.records if "background task charger/authorize-C1" in r.message]
+    failure = [r for r in caplog.records if "background task charger-authorize-C1" in r.message]
     assert failure and failure[0].levelname == "ERROR" and failure[0].exc_info
     assert (await bench.ctl("unplug", 1))["ok"]
     await bench.status(1, "Available")
@@ -119,7 +119,7 @@ async def test_every_failure_is_logged_and_handed_to_the_hook(
     await asyncio.wait_for(both.wait(), 5)
     assert [type(exc) for exc in seen] == [OSError, CsmsError]
     records = {r.message.split(":")[0]: r for r in caplog.records}
-    assert records["background task test/write failed"].levelname == "ERROR"
-    assert records["background task test/write failed"].exc_info
-    assert records["test/send"].levelname == "WARNING"
+    assert records["background task test-write failed"].levelname == "ERROR"
+    assert records["background task test-write failed"].exc_info
+    assert records["test-send"].levelname == "WARNING"
     assert len(tasks) == 0
