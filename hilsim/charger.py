@@ -34,7 +34,7 @@ from hilsim.evse import (
     events,
     transition,
 )
-from hilsim.keys import ChangeStatus, ConfigurationKeys, KeySpec
+from hilsim.keys import Change, ChangeStatus, ConfigurationKeys, KeySpec
 from hilsim.local_list import LocalAuthList
 from hilsim.measurands import choose, wanted
 from hilsim.meter import (
@@ -50,7 +50,7 @@ from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
 from hilsim.outbox import STORE_RETRY_S, Outbox
 from hilsim.smart_charging import ProfileRejected
-from hilsim.store import Store
+from hilsim.store import Store, save_key
 from hilsim.tasks import TaskSet
 from hilsim.vehicle import SimulatedVehicle
 
@@ -566,17 +566,21 @@ class Charger:
         return self._reported[1], unknown
 
     async def change_configuration(self, key: str, value: str) -> str:
-        status, spec, parsed = self.keys.change(key, value)
-        if status == ChangeStatus.accepted and spec is not None:
-            # Persist before answering: Accepted must survive a power cut right after it. A
-            # write-only key (a secret) is persisted by its owner, hilsim.security, not here.
-            if not spec.writeonly:
-                await self.store.save_key(spec.name, spec.format(parsed))
-            log.info("configuration %s = %s", spec.name, spec.shown(parsed))
+        return str((await self.configure(key, value)).status)
+
+    async def configure(self, key: str, value: str) -> Change:
+        """ChangeConfiguration and `hilsim config set`: validated, persisted (committed before
+        the answer, so Accepted survives a power cut), then applied (`ConfigurationKeys.set`)."""
+        change = await self.keys.set(key, value, save_key(self.store))
+        spec = change.spec
+        if change.status == ChangeStatus.accepted and spec is not None:
+            assert change.value is not None
+            log.info("configuration %s = %s", spec.name, spec.shown(change.value))
         else:
             shown = "(not shown)" if spec is not None and spec.writeonly else repr(value)
-            log.info("configuration %s = %s refused: %s", key, shown, status)
-        return str(status)
+            log.info("configuration %s = %s refused: %s (%s)", key, shown, change.status,
+                     change.why)  # fmt: skip
+        return change
 
     async def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
         """Install a profile; the composite of all of them is applied (hilsim.charging_limits)."""

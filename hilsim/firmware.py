@@ -71,7 +71,7 @@ class LogRing(logging.Handler):
             line = self.format(record)
         except Exception:  # a broken record must not break logging
             return
-        if "Authorization" in line:  # belt and braces: never a secret in an archive
+        if "authorization" in line.casefold():  # belt and braces: never a secret in an archive
             line = f"{record.name}: (a line about authorization credentials, left out)"
         self.records.append((record.created, line))
 

@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 import aiosqlite
 
 from hilsim.errors import StoreError
-from hilsim.keys import SPECS, ConfigurationKeys, Value, lookup
+from hilsim.keys import SPECS, ConfigurationKeys, KeySpec, Saver, Value, lookup
 
 logger = logging.getLogger(__name__)
 
@@ -1023,6 +1023,15 @@ class Store:
             await self._db.close()
         except (sqlite3.Error, OSError, ValueError):
             logger.debug("%s: error while closing after a failed open", self.path, exc_info=True)
+
+
+def save_key(store: Store) -> Saver:
+    """How `ConfigurationKeys.set` persists a key here: under its canonical name, as text."""
+
+    async def save(spec: KeySpec, value: Value) -> None:
+        await store.save_key(spec.name, spec.format(value))
+
+    return save
 
 
 async def load_configuration(

@@ -37,6 +37,7 @@ from hilsim.ocpp.security_handlers import SecurityHandlers
 from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
+from hilsim.security import redact
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class ChargePointClient(
         try:
             msg = json.loads(raw_msg)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than it can parse
-            log.warning("ignoring a malformed frame (not JSON): %.200s", raw_msg)
+            log.warning("ignoring a malformed frame (not JSON): %.200s", redact(raw_msg))
             return
         code = _malformed(msg)
         if code is not None:
@@ -318,7 +319,7 @@ class ChargePointClient(
             if isinstance(uid, str):
                 await self._send_error(uid, code, "frame is not a valid OCPP-J CALL")
                 return
-        log.warning("ignoring a malformed frame (%s): %.200s", code, raw_msg)
+        log.warning("ignoring a malformed frame (%s): %.200s", code, redact(raw_msg))
 
     async def _send_error(self, unique_id: str, code: str, description: str) -> None:
         code = _ERROR_CODES_16.get(code, code)
