@@ -344,7 +344,7 @@ class Outbox:
             await self._set_aside(entry, f"failed {attempts} time(s), last: {why}")
             return
         delay = float(self.keys.get("TransactionMessageRetryInterval")) * attempts
-        log.warning("%s refused (%s); attempt %d of %d in %g s", entry.action, why,
+        log.warning("%s not delivered (%s); attempt %d of %d in %g s", entry.action, why,
                     attempts + 1, limit, delay)
         await asyncio.sleep(delay)
 

@@ -38,6 +38,7 @@ from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
 from hilsim.security import redact
+from hilsim.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class ChargePointClient(
         self._held: dict[str, Release] = {}
         self._pending: dict[str, asyncio.Future[list[Any]]] = {}
         self._call_lock = asyncio.Lock()
-        self._after_tasks: set[asyncio.Future[Any]] = set()
+        self._after_tasks = TaskSet("ocpp-after")
         #: the last GetConfiguration entries and their wire form (see on_get_configuration)
         self._answered: tuple[object, list[dict[str, Any]]] = (None, [])
 
@@ -292,9 +293,7 @@ class ChargePointClient(
             else:
                 done = route.after(**kwargs)
             if inspect.isawaitable(done):
-                task = asyncio.ensure_future(done)
-                self._after_tasks.add(task)
-                task.add_done_callback(self._after_tasks.discard)
+                self._after_tasks.spawn(done, route.on.__name__)
         except Exception:
             # The CALLRESULT is already on the wire: nothing more may be answered.
             log.exception("after-handler of %s failed", route.on.__name__)
