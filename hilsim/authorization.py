@@ -7,13 +7,14 @@ whose Wi-Fi dropped must still start a session for a tag it has seen accepted be
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hilsim.clock import Clock, parse_iso
-from hilsim.errors import CsmsError
+from hilsim.errors import CsmsError, StoreError
 from hilsim.keys import ConfigurationKeys
 from hilsim.local_list import LocalAuthList
 from hilsim.ocpp.session import CsmsLink, LinkState
@@ -67,8 +68,14 @@ class Authorizer:
             if usable and self.keys.get("LocalPreAuthorize"):
                 assert known is not None
                 return Decision(ACCEPTED, known.parent_id_tag, f"{where} (online)")
+            # A deadline, whatever the link does: a connector must not wait on a tag forever.
+            deadline = self.link.response_timeout
             try:
-                info = await self.link.submit(lambda c: c.authorize(id_tag), "Authorize")
+                async with asyncio.timeout(deadline):
+                    info = await self.link.submit(lambda c: c.authorize(id_tag), "Authorize")
+            except TimeoutError:
+                log.warning("Authorize %s: no answer within %g s; deciding offline", id_tag,
+                            deadline)  # fmt: skip
             except CsmsError as exc:
                 log.warning("Authorize %s failed (%s); deciding offline", id_tag, exc)
             else:
@@ -105,9 +112,13 @@ class Authorizer:
             return
         if not self.keys.get("AuthorizationCacheEnabled"):
             return
-        await self.store.cache_id_tag(
-            id_tag, str(info["status"]), info.get("expiry_date"), info.get("parent_id_tag")
-        )
+        try:
+            await self.store.cache_id_tag(
+                id_tag, str(info["status"]), info.get("expiry_date"), info.get("parent_id_tag")
+            )
+        except StoreError as exc:
+            # The CSMS's verdict stands; only the offline memory of it is missing.
+            log.error("authorization cache not updated for idTag %s: %s", id_tag, exc)
 
     def _listed(self, id_tag: str) -> CachedIdTag | None:
         local_list = self.local_list

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from hilsim.evse import (
     events,
     transition,
 )
-from hilsim.keys import ChangeStatus, ConfigurationKeys, KeySpec
+from hilsim.keys import Change, ChangeStatus, ConfigurationKeys, KeySpec
 from hilsim.local_list import LocalAuthList
 from hilsim.measurands import choose, wanted
 from hilsim.meter import (
@@ -48,9 +48,10 @@ from hilsim.meter import (
 from hilsim.ocpp.client import ConfigurationEntry, Release
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
-from hilsim.outbox import Outbox
+from hilsim.outbox import STORE_RETRY_S, Outbox
 from hilsim.smart_charging import ProfileRejected
-from hilsim.store import Store
+from hilsim.store import Store, save_key
+from hilsim.tasks import TaskSet
 from hilsim.vehicle import SimulatedVehicle
 
 if TYPE_CHECKING:
@@ -82,10 +83,12 @@ class ConnectorRuntime:
     vehicle: SimulatedVehicle = field(default_factory=SimulatedVehicle)
     voltage_V: float = 230.0
     limit_W: float | None = None  # from SetChargingProfile; None = only max_power_W applies
-    metering: asyncio.Task[None] | None = None
+    metering: asyncio.Future[Any] | None = None
     deadline: asyncio.TimerHandle | None = None
     last_sample: dict[str, float] = field(default_factory=dict)
     meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
+    #: Faulted (InternalError) because a transaction stop could not be written, until it is
+    store_fault: bool = False
     #: MinimumStatusDuration: the StatusNotification waiting for its status to hold
     status_report: asyncio.TimerHandle | None = None
     #: the status and error code the CSMS last heard in a StatusNotification
@@ -147,7 +150,8 @@ class Charger:
         self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
         self._metering_wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("charger")
+        self._metering = TaskSet("charger")  # they never end: not what a stop waits for
         self._reported: tuple[list[Any], list[ConfigurationEntry]] = ([], [])  # get_configuration
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
@@ -176,7 +180,7 @@ class Charger:
         self.operations = Operations(self, link, self.authorizer, local_list)
         authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
         self.outbox.id_tag_info_listeners.append(
-            lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info))
+            lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info), "cache-id-tag")
         )
 
     def transaction_id(self, connector_id: int) -> int | None:
@@ -216,9 +220,17 @@ class Charger:
                 case effects.StatusChanged():
                     self._status_changed(rt, effect)
                 case effects.SendAuthorize():
-                    self._spawn(self._authorize(rt, effect.id_tag))
+                    self._spawn(
+                        self._authorize(rt, effect.id_tag),
+                        f"authorize-C{rt.id}",
+                        lambda exc, rt=rt, tag=effect.id_tag: self._authorize_failed(rt, tag, exc),
+                    )
                 case effects.SendStartTransaction():
-                    self._spawn(self._start_transaction(rt, effect))
+                    self._spawn(
+                        self._start_transaction(rt, effect),
+                        f"start-transaction-C{rt.id}",
+                        lambda exc, rt=rt: self._start_failed(rt, exc),
+                    )
                 case effects.SendStopTransaction():
                     self._stop_transaction(rt, effect)
                 case effects.AuthorizationEnded():
@@ -297,6 +309,16 @@ class Charger:
         )
         for listener in list(self.authorization_listeners):
             listener(rt.id, self.last_authorization)
+
+    def _authorize_failed(self, rt: ConnectorRuntime, id_tag: str, exc: BaseException) -> None:
+        """No decision came (the task failed): the tag is refused, the connector usable again."""
+        log.error("C%d idTag %s: no authorization decision (%s); treated as Invalid",
+                  rt.id, id_tag, exc)  # fmt: skip
+        self.dispatch(rt.id, events.AuthorizeResult(id_tag, "Invalid"))
+
+    def _start_failed(self, rt: ConnectorRuntime, exc: BaseException) -> None:
+        """The start task failed: the start is abandoned (refused if it had gone further)."""
+        self.dispatch(rt.id, events.StartFailed(f"{type(exc).__name__}: {exc}"))
 
     async def _start_transaction(
         self, rt: ConnectorRuntime, effect: effects.SendStartTransaction
@@ -378,8 +400,10 @@ class Charger:
         )
         assert self.outbox is not None
         end = self.operations.transaction_end(rt.id) if self.operations else None
-        self._spawn(
-            self.outbox.stop(
+        outbox = self.outbox
+
+        def record() -> Awaitable[None]:
+            return outbox.stop(
                 local_id,
                 rt.id,
                 meter_stop,
@@ -389,16 +413,50 @@ class Charger:
                 effect.id_tag,
                 end,
             )
-        )
+
+        self._spawn(self._record_stop(rt, local_id, record), f"stop-transaction-C{rt.id}")
+
+    async def _record_stop(
+        self, rt: ConnectorRuntime, local_id: int, record: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Write the stop (and queue its StopTransaction) until the database takes it.
+
+        Meanwhile the connector is Faulted (InternalError): a charge point that cannot record
+        a stop must not start the next transaction. Each try is one commit, all or nothing.
+        """
+        pause = STORE_RETRY_S[0]
+        while True:
+            try:
+                await record()
+                break
+            except HilsimError as exc:
+                log.error(
+                    "C%d transaction %s: its stop is not recorded (%s); Faulted (InternalError) "
+                    "until it is, next try in %g s",
+                    rt.id, self._describe(local_id), exc, pause,
+                )  # fmt: skip
+                if not rt.store_fault and rt.machine.state.error_code is None:
+                    event = events.Fault(ErrorCode.INTERNAL_ERROR, StopReason.OTHER)
+                    rt.store_fault = not self.dispatch(rt.id, event).refused
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, STORE_RETRY_S[1])
+        if rt.store_fault:
+            rt.store_fault = False
+            log.info("C%d transaction %s: stop recorded at last", rt.id, self._describe(local_id))
+            if rt.machine.state.error_code == ErrorCode.INTERNAL_ERROR:
+                self.dispatch(rt.id, events.ClearFault())
 
     def _describe(self, local_id: int) -> str:
         csms = self.outbox.transaction_id(local_id) if self.outbox else None
         return str(csms) if csms is not None else f"(local {local_id})"
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(
+        self,
+        work: Awaitable[Any],
+        name: str,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._tasks.spawn(work, name, on_failure)
 
     def _reschedule_deadline(self, rt: ConnectorRuntime) -> None:
         """Sleep exactly until the machine's next deadline, then feed it a Tick."""
@@ -418,9 +476,7 @@ class Charger:
         wanted = rt.machine.status in TRANSACTION_STATUSES
         running = rt.metering is not None and not rt.metering.done()
         if wanted and not running:
-            rt.metering = asyncio.get_running_loop().create_task(
-                self._metering_loop(rt), name=f"metering-C{rt.id}"
-            )
+            rt.metering = self._metering.spawn(self._metering_loop(rt), f"metering-C{rt.id}")
         elif not wanted and running:
             assert rt.metering is not None
             rt.metering.cancel()
@@ -477,7 +533,8 @@ class Charger:
             kept = {"timestamp": stamp, "sampledValue": chosen} if chosen else None
         # Persisted (and queued) in sample order; sent when the link allows.
         self._spawn(
-            self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value, kept)
+            self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value, kept),
+            f"sample-C{rt.id}",
         )
         if soc >= 100.0 and rt.machine.status == Status.CHARGING:
             log.info("C%d EV battery full", rt.id)
@@ -506,7 +563,7 @@ class Charger:
         if seconds != self.keys.get("HeartbeatInterval"):
             status, spec, value = self.keys.change("HeartbeatInterval", str(seconds))
             if status == ChangeStatus.accepted and spec is not None:
-                self._spawn(self.store.save_key(spec.name, spec.format(value)))
+                self._spawn(self.store.save_key(spec.name, spec.format(value)), "save-key")
 
     # -- the ChargerPort: what the OCPP handlers ask -------------------------------------------
 
@@ -522,17 +579,21 @@ class Charger:
         return self._reported[1], unknown
 
     async def change_configuration(self, key: str, value: str) -> str:
-        status, spec, parsed = self.keys.change(key, value)
-        if status == ChangeStatus.accepted and spec is not None:
-            # Persist before answering: Accepted must survive a power cut right after it. A
-            # write-only key (a secret) is persisted by its owner, hilsim.security, not here.
-            if not spec.writeonly:
-                await self.store.save_key(spec.name, spec.format(parsed))
-            log.info("configuration %s = %s", spec.name, spec.shown(parsed))
+        return str((await self.configure(key, value)).status)
+
+    async def configure(self, key: str, value: str) -> Change:
+        """ChangeConfiguration and `hilsim config set`: validated, persisted (committed before
+        the answer, so Accepted survives a power cut), then applied (`ConfigurationKeys.set`)."""
+        change = await self.keys.set(key, value, save_key(self.store))
+        spec = change.spec
+        if change.status == ChangeStatus.accepted and spec is not None:
+            assert change.value is not None
+            log.info("configuration %s = %s", spec.name, spec.shown(change.value))
         else:
             shown = "(not shown)" if spec is not None and spec.writeonly else repr(value)
-            log.info("configuration %s = %s refused: %s", key, shown, status)
-        return str(status)
+            log.info("configuration %s = %s refused: %s (%s)", key, shown, change.status,
+                     change.why)  # fmt: skip
+        return change
 
     async def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
         """Install a profile; the composite of all of them is applied (hilsim.charging_limits)."""
@@ -637,7 +698,7 @@ class Charger:
         # only then, so wait until no task is left, not just for those running now.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while pending := [task for task in self._tasks if not task.done()]:
+                while pending := self._tasks.pending():
                     await asyncio.gather(*pending, return_exceptions=True)
         link = self.link
         if self.outbox is not None and link is not None and link.state == LinkState.CONNECTED:
@@ -742,6 +803,7 @@ class Charger:
             "outbox": {
                 "delivered": self.outbox.delivered if self.outbox else 0,
                 "dropped": self.outbox.dropped if self.outbox else 0,
+                "set_aside": self.outbox.set_aside if self.outbox else 0,  # outbox_dead rows
             },
             "connectors": connectors,
             "smart_charging": self.smart_charging.snapshot(),

@@ -498,9 +498,10 @@ async def _config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]:
-    from hilsim.keys import ChangeStatus, installation_seed
+    from hilsim.keys import installation_seed
+    from hilsim.security import ConnectionSecurity, key_file_for, security_settings
     from hilsim.service import Service
-    from hilsim.store import Store, load_configuration
+    from hilsim.store import Store, load_configuration, save_key
 
     # The database's lock: a service running without an answering socket (starting, or another
     # config's socket) refuses this with exit 2 instead of being written behind its back.
@@ -509,13 +510,11 @@ async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[s
         keys = await load_configuration(store, seed=installation_seed(settings))
         if payload["cmd"] == "config-get":
             return Service._config_get(keys, payload["key"])
-        status, spec, value = keys.change(payload["key"], payload["value"])
-        if status != ChangeStatus.accepted or spec is None:
-            return {"ok": False, "error": str(status)}
-        if spec.writeonly:  # the AuthorizationKey: its own file, never the database
-            from hilsim.security import key_file_for
-
-            key_file_for(settings).save(bytes.fromhex(str(value)))
-        else:
-            await store.save_key(spec.name, spec.format(value))
-        return {"ok": True, "result": {"status": str(status)}}
+        # The running service's guards (SecurityProfile) and the AuthorizationKey's file: a
+        # value Accepted here is one the service starts with.
+        ConnectionSecurity(
+            security_settings(settings), keys, store, settings.charge_point.id,
+            key_file_for(settings),
+        )  # fmt: skip
+        change = await keys.set(payload["key"], payload["value"], save_key(store))
+        return change.answer()

@@ -42,6 +42,7 @@ from urllib.parse import unquote, urlsplit
 
 from hilsim.clock import parse_iso, utc_iso
 from hilsim.ocpp.session import LinkState
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.charger import Charger
@@ -70,7 +71,7 @@ class LogRing(logging.Handler):
             line = self.format(record)
         except Exception:  # a broken record must not break logging
             return
-        if "Authorization" in line:  # belt and braces: never a secret in an archive
+        if "authorization" in line.casefold():  # belt and braces: never a secret in an archive
             line = f"{record.name}: (a line about authorization credentials, left out)"
         self.records.append((record.created, line))
 
@@ -145,10 +146,10 @@ class Firmware:
         #: the restart that makes a new version run (the service sets it; Reset Hard's)
         self.restart: Callable[[], None] | None = None
         self._pending: str | None = None  # status to report once connected after the restart
-        self._update: asyncio.Task[None] | None = None
-        self._upload: asyncio.Task[None] | None = None
+        self._update: asyncio.Future[None] | None = None
+        self._upload: asyncio.Future[None] | None = None
         self._idle = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("firmware")
         charger.link_listeners.append(self._link_changed)
         charger.status_listeners.append(lambda *_: self._check_idle())
 
@@ -196,7 +197,7 @@ class Firmware:
             status, self._pending = self._pending, None
             self._set_firmware_status(status)
             self._back_to_idle("firmware")
-            self._spawn(self.store.save_firmware(self.version or "", None))
+            self._tasks.spawn(self.store.save_firmware(self.version or "", None), "save-firmware")
 
     def _back_to_idle(self, which: str) -> None:
         """After a final status (already queued), a triggered notification says Idle again."""
@@ -221,9 +222,7 @@ class Firmware:
         except ValueError:
             due = time.time()
         attempts = Attempts.of(retries, retry_interval)
-        self._update = asyncio.get_running_loop().create_task(
-            self._run_update(location, due, attempts), name="firmware-update"
-        )
+        self._update = self._tasks.spawn(self._run_update(location, due, attempts), "update")
 
     async def _run_update(self, location: str, due: float, attempts: Attempts) -> None:
         wait = due - self.charger.wall.now().timestamp()
@@ -305,9 +304,9 @@ class Firmware:
         if self._upload is not None and not self._upload.done():
             log.warning("GetDiagnostics: a new one replaces the upload in progress")
             self._upload.cancel()
-        self._upload = asyncio.get_running_loop().create_task(
+        self._upload = self._tasks.spawn(
             self._run_upload(location, name, Attempts.of(retries, retry_interval), since, until),
-            name="diagnostics-upload",
+            "diagnostics-upload",
         )
         return name
 
@@ -369,17 +368,8 @@ class Firmware:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
-        tasks = [t for t in (self._update, self._upload) if t is not None and not t.done()]
-        tasks += list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()  # the update and the upload too
 
     def snapshot(self) -> dict[str, Any]:
         operations = self.charger.operations

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING
+
+from hilsim.errors import HilsimError
 
 if TYPE_CHECKING:
     from hilsim.config import Settings
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 Value = int | bool | float | str
 Listener = Callable[["KeySpec", Value], None]
 Guard = Callable[[Value], "str | None"]
+#: Persists an accepted value (committed, durable) before it is applied; raises if it cannot.
+Saver = Callable[["KeySpec", Value], Awaitable[None]]
 
 # Strict on purpose: Python's int()/float() also accept "1_000", " 7 ", "nan" and non-ASCII
 # digits, none of which a CSMS should be able to slip into a timer.
@@ -602,13 +606,15 @@ SPEC_KEY_NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS[:8])
 
 
 def _index(specs: Sequence[KeySpec]) -> Mapping[str, KeySpec]:
-    """Name-and-alias lookup table; read-only so it can be shared without becoming global state."""
+    """Name-and-alias lookup table, by case-folded name (a key is a CiString50: case does not
+    matter); read-only so it can be shared without becoming global state."""
     table: dict[str, KeySpec] = {}
     for spec in specs:
         for name in (spec.name, *spec.aliases):
-            if name in table:
+            folded = name.casefold()
+            if folded in table:
                 raise ValueError(f"configuration key name {name!r} is defined twice")
-            table[name] = spec
+            table[folded] = spec
     return MappingProxyType(table)
 
 
@@ -616,12 +622,36 @@ _BY_NAME = _index(SPECS)
 
 
 def lookup(name: str) -> KeySpec | None:
-    """Find a key by its name or an alias.
+    """Find a key by its name or an alias, whatever its case (OCPP: CiString50Type).
 
-    Exact case: OCPP's CiString would permit folding, but exact matching keeps the alias pair
-    unambiguous and makes a CSMS's misspelling visible as NotSupported rather than half-working.
+    The answer always uses the canonical spelling (`KeySpec.name`).
     """
-    return _BY_NAME.get(name)
+    return _BY_NAME.get(name.casefold())
+
+
+def is_secret_key(name: object) -> bool:
+    """Whether a key name, spelt in any case, is a write-only key (AuthorizationKey): what log
+    lines and frame views test before they show a value."""
+    spec = lookup(name) if isinstance(name, str) else None
+    return spec is not None and spec.writeonly
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The outcome of a ChangeConfiguration: the status, and why when it is not Accepted."""
+
+    status: ChangeStatus
+    spec: KeySpec | None  # canonical; None for an unknown key
+    value: Value | None  # the parsed value, when Accepted
+    why: str = ""  # never shows a write-only value
+
+    def answer(self) -> dict[str, object]:
+        """The control socket's answer (`hilsim config set`): a refusal says why."""
+        status = str(self.status)
+        if self.status == ChangeStatus.accepted:
+            return {"ok": True, "result": {"status": status}}
+        error = f"{status}: {self.why}" if self.why else status
+        return {"ok": False, "result": {"status": status}, "error": error}
 
 
 class ChangeStatus(StrEnum):
@@ -651,6 +681,7 @@ class ConfigurationKeys:
         self._values: dict[str, Value] = {spec.name: spec.default for spec in self._specs}
         self._listeners: list[Listener] = []
         self._guards: dict[str, list[Guard]] = {}
+        self._keepers: dict[str, Callable[[Value], Awaitable[None]]] = {}
         for name, value in (values or {}).items():
             spec = self._spec(name)
             self._values[spec.name] = spec.check(value)
@@ -662,7 +693,7 @@ class ConfigurationKeys:
 
     def spec(self, name: str) -> KeySpec | None:
         """Like `lookup`, but for this instance's keys."""
-        return self._by_name.get(name)
+        return self._by_name.get(name.casefold())
 
     def get(self, name: str) -> Value:
         """Current value of a key, by name or alias; KeyError for an unknown key."""
@@ -681,32 +712,77 @@ class ConfigurationKeys:
         """
         self._guards.setdefault(self._spec(name).name, []).append(check)
 
-    def change(self, name: str, text: str) -> tuple[ChangeStatus, KeySpec | None, Value | None]:
-        """Apply a ChangeConfiguration in memory.
+    def keep_with(self, name: str, save: Callable[[Value], Awaitable[None]]) -> None:
+        """Let the owner of a key persist it instead of the database (the AuthorizationKey's
+        file): `set` calls ``save(value)`` before the value is applied."""
+        self._keepers[self._spec(name).name] = save
 
-        Returns the status for the CSMS plus the canonical spec and parsed value, so the caller
-        can persist exactly what was applied under the canonical name.
-        """
-        spec = self._by_name.get(name)
+    def validate(self, name: str, text: str) -> Change:
+        """Would a ChangeConfiguration be accepted? Parsing, range, read-only and every guard;
+        nothing changes. Logged without a write-only value."""
+        spec = self.spec(name)
         if spec is None:
             logger.info("ChangeConfiguration %s: unknown key, NotSupported", name)
-            return ChangeStatus.not_supported, None, None
+            return Change(ChangeStatus.not_supported, None, None, f"unknown key {name}")
         if spec.readonly:
-            logger.info("ChangeConfiguration %s: read-only, Rejected", name)
-            return ChangeStatus.rejected, spec, None
+            logger.info("ChangeConfiguration %s: read-only, Rejected", spec.name)
+            return Change(ChangeStatus.rejected, spec, None, f"{spec.name} is read-only")
         try:
             value = spec.parse(text)
         except ValueError as exc:
-            logger.info("ChangeConfiguration rejected: %s", exc)
-            return ChangeStatus.rejected, spec, None
+            why = str(exc)
+            if spec.writeonly:
+                why = why.replace(repr(text), "(not shown)").replace(text, "(not shown)")
+            logger.info("ChangeConfiguration rejected: %s", why)
+            return Change(ChangeStatus.rejected, spec, None, why)
         for check in self._guards.get(spec.name, ()):
             if (why := check(value)) is not None:
                 logger.info("ChangeConfiguration %s rejected: %s", spec.name, why)
-                return ChangeStatus.rejected, spec, None
+                return Change(ChangeStatus.rejected, spec, None, why)
+        return Change(ChangeStatus.accepted, spec, value)
+
+    def apply(self, spec: KeySpec, value: Value) -> None:
+        """Make a validated value live and tell the listeners."""
         self._values[spec.name] = value
         logger.info("ChangeConfiguration %s = %s", spec.name, spec.shown(value))
         self._notify(spec, value)
-        return ChangeStatus.accepted, spec, value
+
+    def change(self, name: str, text: str) -> tuple[ChangeStatus, KeySpec | None, Value | None]:
+        """Validate and apply in memory only, for values the caller persists itself or not at
+        all (HeartbeatInterval from a BootNotification, test set-ups); a ChangeConfiguration
+        goes through `set`, which persists first."""
+        change = self.validate(name, text)
+        if change.status == ChangeStatus.accepted:
+            assert change.spec is not None and change.value is not None
+            self.apply(change.spec, change.value)
+        return change.status, change.spec, change.value
+
+    async def set(self, name: str, text: str, save: Saver) -> Change:
+        """ChangeConfiguration and `hilsim config set`, running or not: validate, persist, then
+        apply and answer. A value that cannot be saved is Rejected and never in use, so the
+        CSMS never hears an error about a value the charge point runs with, nor Accepted about
+        one a reboot would lose. ``save`` persists a key whose owner did not `keep_with` it."""
+        change = self.validate(name, text)
+        if change.status != ChangeStatus.accepted:
+            return change
+        spec, value = change.spec, change.value
+        assert spec is not None and value is not None
+        keeper = self._keepers.get(spec.name)
+        try:
+            if keeper is not None:
+                await keeper(value)
+            elif spec.writeonly:
+                raise HilsimError("no owner here to keep it")
+            else:
+                await save(spec, value)
+        except (HilsimError, OSError) as exc:
+            logger.error(
+                "ChangeConfiguration %s = %s not saved (%s); Rejected, the value in use is "
+                "unchanged", spec.name, spec.shown(value), exc,
+            )  # fmt: skip
+            return Change(ChangeStatus.rejected, spec, None, f"cannot save {spec.name}: {exc}")
+        self.apply(spec, value)
+        return change
 
     def report(
         self, names: Sequence[str] | None
@@ -722,7 +798,7 @@ class ConfigurationKeys:
         unknown: list[str] = []
         seen: set[str] = set()
         for name in names:
-            spec = self._by_name.get(name)
+            spec = self.spec(name)
             if spec is None:
                 unknown.append(name)
             elif spec.name not in seen:
@@ -754,7 +830,7 @@ class ConfigurationKeys:
         }
 
     def _spec(self, name: str) -> KeySpec:
-        spec = self._by_name.get(name)
+        spec = self.spec(name)
         if spec is None:
             raise KeyError(name)
         return spec

@@ -18,13 +18,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.authorization import Authorizer
-from hilsim.errors import CsmsError, StoreError
+from hilsim.errors import StoreError
 from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.local_list import LocalAuthList, UpdateStatus
 from hilsim.measurands import choose, wanted
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.ocpp.transport import ConnectionClosed
 from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.charger import Charger
@@ -117,7 +117,7 @@ class Operations:
         self.hard_reset: Callable[[], None] | None = None
         #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
         self.resetting: ResetType | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("operations")
         self._aligned_changed = asyncio.Event()
         authorizer.conflict_listeners.append(self._local_list_conflict)
         charger.keys.subscribe(self._key_changed)
@@ -131,13 +131,11 @@ class Operations:
                 log.info("C%d is Inoperative, as the CSMS left it", connector_id)
                 self.charger.dispatch(connector_id, events.ChangeAvailability(False))
         await self.reservations.restore()
-        self._spawn(self._clock_aligned_data())
+        self._spawn(self._clock_aligned_data(), "clock-aligned-data")
 
     async def close(self) -> None:
         await self.reservations.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     # -- ChangeAvailability --------------------------------------------------------------------
 
@@ -213,7 +211,7 @@ class Operations:
             return "Rejected", _nothing
         self.resetting = kind
         log.warning("Reset %s requested by the CSMS", kind)
-        return "Accepted", lambda: self._spawn(self._reset(kind))
+        return "Accepted", lambda: self._spawn(self._reset(kind), f"reset-{kind}")
 
     async def _reset(self, kind: ResetType) -> None:
         if kind == ResetType.HARD:
@@ -475,7 +473,8 @@ class Operations:
                     outbox.sample(
                         cid, energy, stamp, local_id, sampled,
                         kept=kept if kept["sampledValue"] else None,
-                    )
+                    ),
+                    f"clock-aligned-sample-C{cid}",
                 )  # fmt: skip
             elif sampled is not None and self.link.state == LinkState.CONNECTED:
                 self.link.submit(
@@ -495,7 +494,7 @@ class Operations:
         begin = self.meter_value(connector_id, "Transaction.Begin", "StopTxnSampledData")
         outbox = self.charger.outbox
         if begin["sampledValue"] and outbox is not None:
-            self._spawn(outbox.keep(local_id, begin))
+            self._spawn(outbox.keep(local_id, begin), f"transaction-begin-C{connector_id}")
 
     def transaction_end(self, connector_id: int) -> dict[str, Any] | None:
         """The Transaction.End values of StopTxnSampledData, or None when none are wanted."""
@@ -528,11 +527,8 @@ class Operations:
             "diagnostics_status": self.diagnostics_status,
         }
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+    def _spawn(self, work: Awaitable[Any], name: str) -> None:
+        self._tasks.spawn(work, name)
 
 
 def _scheduled(value: bool | None) -> str | None:
@@ -548,12 +544,3 @@ def _all(releases: list[Release]) -> Release:
 
     return release
 
-
-def _log_failure(task: asyncio.Future[Any]) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if isinstance(exc, CsmsError | ConnectionClosed | TimeoutError):
-        log.warning("%s", exc or type(exc).__name__)  # the link dropped: nothing to be done
-    elif exc is not None:
-        log.error("operation failed", exc_info=exc)

@@ -5,6 +5,13 @@ are sent and deleted only once the CSMS confirmed them (OCPP 1.6, 4.10 "Error re
 transaction-related messages"). A transaction has a *local* id from the moment it starts, even
 offline; the CSMS's transactionId is learnt when its StartTransaction is confirmed and written
 into every later message of that transaction as it leaves.
+
+A row holds what goes on the wire (the action and its camelCase payload), never the arguments
+of a Python method, so no upgrade can leave a row the code cannot send. A message that fails
+TransactionMessageAttempts times for a reason other than the link (a CALLERROR, an invalid
+answer, a local error) is set aside in the database (outbox_dead) with an ERROR log line, and the
+queue carries on behind it; so is every later message of a transaction whose StartTransaction was
+set aside, since the CSMS has no id to file it under.
 """
 
 from __future__ import annotations
@@ -20,16 +27,15 @@ from hilsim.keys import ConfigurationKeys
 from hilsim.meter.base import register_Wh
 from hilsim.ocpp.client import CallErrorReceived
 from hilsim.ocpp.session import CsmsLink, LinkState
+from hilsim.ocpp.validation import snake_case
 from hilsim.store import OutboxEntry, Store, TransactionRow
 
 log = logging.getLogger(__name__)
 
-#: Which client method sends each action; payloads are that method's keyword arguments.
-_METHODS = {
-    "StartTransaction": "start_transaction",
-    "MeterValues": "meter_values",
-    "StopTransaction": "stop_transaction",
-}
+#: After a failure of the outbox itself (the database), seconds before trying again, doubling.
+STORE_RETRY_S = (0.5, 30.0)
+#: What SQLite can store: a transactionId beyond it is an invalid answer, not a crash.
+_INT64 = range(-(2**63), 2**63)
 
 StartConfirmed = Callable[[int, int, dict[str, Any]], None]
 
@@ -53,8 +59,12 @@ class Outbox:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set whenever the outbox was found empty
         self._writes: asyncio.Lock = asyncio.Lock()
+        #: seq -> (payload, answer) of a message the CSMS confirmed whose row is not gone yet
+        #: (the database failed): it is never sent twice, only its confirmation recorded again.
+        self._unrecorded: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.delivered = 0
-        self.dropped = 0
+        self.dropped = 0  # given up on (set aside) since the start
+        self.set_aside = 0  # rows in outbox_dead, for `hilsim ctl status`
         #: told the action of every message once it is safely in the database
         self.recorded_listeners: list[Callable[[str], None]] = []
         #: told (idTag, IdTagInfo) of every StopTransaction the CSMS answered with an IdTagInfo
@@ -82,13 +92,14 @@ class Outbox:
         timestamp: str,
         reservation_id: int | None,
     ) -> int:
-        payload = {
-            "connector_id": connector_id,
-            "id_tag": id_tag,
-            "meter_start": meter_start,
+        payload: dict[str, Any] = {
+            "connectorId": connector_id,
+            "idTag": id_tag,
+            "meterStart": meter_start,
             "timestamp": timestamp,
-            "reservation_id": reservation_id,
         }
+        if reservation_id is not None:
+            payload["reservationId"] = reservation_id
         async with self._writes:
             local_id = await self.store.begin_transaction(
                 connector_id, id_tag, meter_start, timestamp, json.dumps(payload)
@@ -111,7 +122,7 @@ class Outbox:
         and ``kept``, a MeterValue for its StopTransaction's transactionData (if any)."""
         payload = kept_json = None
         if local_id is not None and meter_value is not None:
-            payload = json.dumps({"connector_id": connector_id, "meter_value": meter_value})
+            payload = json.dumps({"connectorId": connector_id, "meterValue": meter_value})
         if local_id is not None and kept is not None:
             kept_json = json.dumps(kept)
         async with self._writes:
@@ -143,17 +154,18 @@ class Outbox:
         After a power cut there is no ``end``, but what was kept is in the database.
         """
         payload: dict[str, Any] = {
-            "meter_stop": meter_stop,
+            "meterStop": meter_stop,
             "timestamp": timestamp,
             "reason": reason,
-            "id_tag": id_tag,
         }
+        if id_tag is not None:
+            payload["idTag"] = id_tag
         async with self._writes:  # every earlier keep and sample is written by now
             data = [json.loads(text) for text in await self.store.transaction_data(local_id)]
             if end is not None:
                 data.append(end)
             if data:
-                payload["transaction_data"] = data
+                payload["transactionData"] = data
             await self.store.end_transaction(
                 local_id, connector_id, energy_Wh, timestamp, json.dumps(payload)
             )
@@ -209,6 +221,14 @@ class Outbox:
                     None,
                 )
                 ended.append(row)
+        dead = await self.store.outbox_dead()
+        self.set_aside = len(dead)
+        if dead:
+            log.warning(
+                "%d transaction message(s) are set aside in %s (table outbox_dead), never sent; "
+                "the last: %s (%s)",
+                len(dead), self.store.path, dead[-1].action, dead[-1].reason,
+            )  # fmt: skip
         pending = await self.store.outbox_size()
         if pending:
             log.info("%d transaction message(s) wait for the CSMS", pending)
@@ -224,69 +244,124 @@ class Outbox:
             await self._idle.wait()
 
     async def run(self) -> None:
-        """Deliver queued messages, oldest first, whenever the link is up."""
+        """Deliver queued messages, oldest first, whenever the link is up.
+
+        Nothing ends this loop but a cancellation: a failing database is logged and tried again
+        (with a growing pause), so one bad write never takes the service down with it.
+        """
+        pause = STORE_RETRY_S[0]
         while True:
-            if self.link.state != LinkState.CONNECTED:
-                await self.link.connected.wait()
-            head = await self.store.outbox_head()
-            if head is None:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._deliver(head)
+            try:
+                if self.link.state != LinkState.CONNECTED:
+                    await self.link.connected.wait()
+                head = await self.store.outbox_head()
+                if head is None:
+                    self._idle.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._deliver(head)
+            except Exception:
+                log.exception("the outbox failed; trying again in %g s", pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, STORE_RETRY_S[1])
+            else:
+                pause = STORE_RETRY_S[0]
 
     async def _deliver(self, entry: OutboxEntry) -> None:
-        kwargs = json.loads(entry.payload)
+        confirmed = self._unrecorded.get(entry.seq)
+        if confirmed is not None:  # sent and confirmed already; only recording it failed
+            await self._record(entry, confirmed[1])
+            return
+        try:
+            payload = json.loads(entry.payload)
+            if not isinstance(payload, dict):
+                raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
+        except ValueError as exc:
+            await self._failed(entry, f"unreadable payload: {exc}")
+            return
         if entry.action != "StartTransaction":
             transaction_id = self._ids.get(entry.local_id)
             if transaction_id is None:
-                # Its StartTransaction was given up on: the CSMS has no id to file this under.
-                log.error("dropping %s of a transaction the CSMS never confirmed", entry.action)
-                self.dropped += 1
-                await self.store.outbox_done(entry.seq)
+                # Its StartTransaction was set aside: the CSMS has no id to file this under.
+                await self._set_aside(entry, "its StartTransaction was never confirmed")
                 return
-            kwargs["transaction_id"] = transaction_id
-        method = _METHODS[entry.action]
+            payload["transactionId"] = transaction_id
+        action = entry.action
         try:
-            result = await self.link.submit(
-                lambda client: getattr(client, method)(**kwargs), entry.action
-            )
-        except CallErrorReceived as exc:
-            await self._refused(entry, exc)
+            result = await self.link.submit(lambda client: client.call(action, payload), action)
+        except CallErrorReceived as exc:  # InvalidResultReceived too
+            await self._failed(entry, str(exc))
             return
         except CsmsError as exc:
             log.info("%s not delivered (%s); kept for after reconnection", entry.action, exc)
             await self._link_lost()
             return
+        except Exception as exc:
+            log.exception("%s (seq %d) could not be sent", entry.action, entry.seq)
+            await self._failed(entry, f"{type(exc).__name__}: {exc}")
+            return
+        if action == "StartTransaction" and int(result["transactionId"]) not in _INT64:
+            await self._failed(entry, f"invalid answer: transactionId {result['transactionId']}")
+            return
+        self._unrecorded[entry.seq] = (payload, result)
+        self._announce(entry, payload, result)
+        await self._record(entry, result)
+
+    def _announce(
+        self, entry: OutboxEntry, payload: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        """Act on the CSMS's answer at once (once): the id map, the waiting start, the cache."""
         if entry.action == "StartTransaction":
-            transaction_id, info = result
-            self._ids[entry.local_id] = int(transaction_id)
-            await self.store.outbox_done(entry.seq, transaction_id=int(transaction_id))
+            transaction_id = int(result["transactionId"])
+            info = dict(snake_case(result["idTagInfo"]))
+            self._ids[entry.local_id] = transaction_id
             waiter = self._waiters.pop(entry.local_id, None)
             if waiter is not None and not waiter.done():
-                waiter.set_result((int(transaction_id), info))
+                waiter.set_result((transaction_id, info))
             else:
-                self.on_start_confirmed(entry.local_id, int(transaction_id), info)
-        else:
-            await self.store.outbox_done(entry.seq)
-            if entry.action == "StopTransaction" and result and kwargs.get("id_tag"):
+                self.on_start_confirmed(entry.local_id, transaction_id, info)
+        elif entry.action == "StopTransaction" and payload.get("idTag"):
+            info = dict(snake_case(result.get("idTagInfo") or {}))
+            if info:
                 for listener in self.id_tag_info_listeners:
-                    listener(str(kwargs["id_tag"]), result)
+                    listener(str(payload["idTag"]), info)
+
+    async def _record(self, entry: OutboxEntry, result: dict[str, Any]) -> None:
+        """The confirmed message leaves the database (a start records the CSMS's id)."""
+        transaction_id = None
+        if entry.action == "StartTransaction":
+            transaction_id = int(result["transactionId"])
+        await self.store.outbox_done(entry.seq, transaction_id=transaction_id)
+        del self._unrecorded[entry.seq]
         self.delivered += 1
 
-    async def _refused(self, entry: OutboxEntry, exc: CallErrorReceived) -> None:
+    async def _failed(self, entry: OutboxEntry, why: str) -> None:
+        """A failure the link did not cause: try again later, or set the message aside."""
         attempts = await self.store.outbox_attempted(entry.seq)
         limit = int(self.keys.get("TransactionMessageAttempts"))
         if attempts >= limit:
-            log.error("%s refused %d times (%s); giving up on it", entry.action, attempts, exc)
-            self.dropped += 1
-            await self.store.outbox_done(entry.seq)
+            await self._set_aside(entry, f"failed {attempts} time(s), last: {why}")
             return
         delay = float(self.keys.get("TransactionMessageRetryInterval")) * attempts
-        log.warning("%s refused (%s); attempt %d of %d in %g s", entry.action, exc,
+        log.warning("%s not delivered (%s); attempt %d of %d in %g s", entry.action, why,
                     attempts + 1, limit, delay)
         await asyncio.sleep(delay)
+
+    async def _set_aside(self, entry: OutboxEntry, reason: str) -> None:
+        transaction_id = self._ids.get(entry.local_id)
+        log.error(
+            "%s of transaction %s set aside, never to be sent: %s; kept in %s (table "
+            "outbox_dead, seq %d)",
+            entry.action,
+            transaction_id if transaction_id is not None else f"(local {entry.local_id})",
+            reason,
+            self.store.path,
+            entry.seq,
+        )
+        await self.store.outbox_set_aside(entry.seq, reason)
+        self.dropped += 1
+        self.set_aside += 1
 
     async def _link_lost(self) -> None:
         """Wait until the link has gone down and come back, instead of spinning on it."""

@@ -30,6 +30,7 @@ from hilsim.clock import parse_iso, utc_iso
 from hilsim.errors import StoreError
 from hilsim.evse import Outcome, Status, effects, events, transition
 from hilsim.store import ReservationRow, Store
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.charger import Charger
@@ -68,7 +69,7 @@ class Reservations:
         #: reservations of connector 0, by id -> the connector they are placed on
         self.placed: dict[int, int] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("reservations")
         self._placing: asyncio.Handle | None = None
         charger.event_listeners.append(self._event_seen)
         charger.status_listeners.append(lambda *_: self._place_soon())
@@ -319,9 +320,7 @@ class Reservations:
         if timer is not None:
             timer.cancel()
         if persist:
-            task = asyncio.get_running_loop().create_task(self._delete(reservation_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._delete(reservation_id), f"delete-reservation-{reservation_id}")
         self._place_soon()
 
     async def _delete(self, reservation_id: int) -> None:

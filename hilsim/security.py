@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hilsim.errors import ConfigError, CsmsError
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.config import Settings
@@ -201,10 +202,16 @@ class AuthorizationKeyFile:
         os.replace(temporary, self.path)
 
 
+def carries_secret(text: str) -> bool:
+    """Whether text names the AuthorizationKey, in any case (a key name is a CiString50)."""
+    return "authorizationkey" in text.casefold()
+
+
 def redact(text: str) -> str:
     """A log argument that carries a secret (a Basic auth header, a frame setting the
-    AuthorizationKey) becomes a placeholder; anything else is returned as it is."""
-    if "AuthorizationKey" in text or text.startswith("Basic ") or "Authorization:" in text:
+    AuthorizationKey, its name spelt in any case) becomes a placeholder; anything else is
+    returned as it is."""
+    if carries_secret(text) or text.startswith("Basic ") or "Authorization:" in text:
         return _REDACTED
     return text
 
@@ -216,7 +223,7 @@ class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         if not self.isEnabledFor(level):
             return
         message = str(msg)
-        if "AuthorizationKey" in message:
+        if carries_secret(message):
             message = _REDACTED
         cleaned = tuple(redact(a) if isinstance(a, str) else _redact_other(a) for a in args)
         if message.startswith("> %s: %s") and cleaned and cleaned[0] == "Authorization":
@@ -228,9 +235,11 @@ class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 def _redact_other(value: object) -> object:
     # A websockets Frame shows only the ends of its payload: look at all of it.
     data = getattr(value, "data", None)
-    if isinstance(data, bytes | bytearray | memoryview) and b"AuthorizationKey" in bytes(data):
+    if isinstance(data, bytes | bytearray | memoryview) and (
+        b"authorizationkey" in bytes(data).lower()
+    ):
         return _REDACTED
-    return _REDACTED if "AuthorizationKey" in str(value) else value
+    return _REDACTED if carries_secret(str(value)) else value
 
 
 # -- TLS ----------------------------------------------------------------------------------------
@@ -302,9 +311,10 @@ class ConnectionSecurity:
         #: failed connections since a change of profile or key; None: no change on probation
         self._failures: int | None = None
         self._reconnect_due = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("security")
         keys.guard("SecurityProfile", self._profile_allowed)
         keys.guard("AuthorizationKey", self._key_allowed)
+        keys.keep_with("AuthorizationKey", self._save_key)
         keys.subscribe(self._key_changed)
         if self.profile >= 2 or settings.ca_file is not None or settings.client_cert is not None:
             self._context(self.profile)  # a certificate that does not load fails the start
@@ -384,11 +394,16 @@ class ConnectionSecurity:
         self._failures = None
         if self._good_profile != self.profile:
             self.keys.load("SecurityProfile", self._good_profile)
-            self._spawn(self.store.save_key("SecurityProfile", str(self._good_profile)))
+            self._tasks.spawn(
+                self.store.save_key("SecurityProfile", str(self._good_profile)), "save-profile"
+            )
         if self._good_password != self._password:
             self._password = self._good_password
             if self._password is not None:
-                self.key_file.save(self._password)
+                try:
+                    self.key_file.save(self._password)
+                except OSError as exc:  # in use now; a restart would read the newer one
+                    log.error("cannot write %s back (%s)", self.key_file.path, exc)
 
     # -- ChangeConfiguration ----------------------------------------------------------------
 
@@ -410,10 +425,13 @@ class ConnectionSecurity:
     def _key_allowed(self, value: Value) -> str | None:
         return "an empty AuthorizationKey is not allowed" if not value else None
 
+    async def _save_key(self, value: Value) -> None:
+        """Persist a new AuthorizationKey before it is used or Accepted (an OSError: Rejected)."""
+        await asyncio.to_thread(self.key_file.save, bytes.fromhex(str(value)))
+
     def _key_changed(self, spec: KeySpec, value: Value) -> None:
         if spec.name == "AuthorizationKey":
-            self._password = bytes.fromhex(str(value))
-            self.key_file.save(self._password)  # before the CSMS hears Accepted
+            self._password = bytes.fromhex(str(value))  # saved by _save_key already
             log.info("AuthorizationKey changed by the CSMS (kept in %s)", self.key_file.path)
             if self.profile in (1, 2):
                 self._on_probation()
@@ -429,12 +447,7 @@ class ConnectionSecurity:
         """The ChangeConfiguration answer is on the wire: now connect again if it asks for it."""
         if self._reconnect_due and self.link is not None:
             self._reconnect_due = False
-            self._spawn(self.link.reconnect())
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self.link.reconnect(), "reconnect")
 
     def snapshot(self) -> dict[str, Any]:
         """For `hilsim ctl status`: never a secret, only what is in use."""

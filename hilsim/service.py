@@ -22,7 +22,7 @@ from hilsim.daemon import Supervision, describe, plan_reload, status_line
 from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, effects, events
 from hilsim.firmware import Firmware, LogRing, installation_summary
-from hilsim.keys import ChangeStatus, ConfigurationKeys, installation_seed
+from hilsim.keys import ConfigurationKeys, installation_seed
 from hilsim.meter import meter_tables
 from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
@@ -311,9 +311,7 @@ class Service:
             return self._block_loop(request)
         if cmd == "config-set":
             key, value = str(request.get("key", "")), str(request.get("value", ""))
-            status = await charger.change_configuration(key, value)
-            ok = status == ChangeStatus.accepted
-            return {"ok": ok, "result": {"status": status}, **({} if ok else {"error": status})}
+            return (await charger.configure(key, value)).answer()
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def _verdict(self, connector_id: int, timeout: float = 8.0) -> dict[str, Any]:

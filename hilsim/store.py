@@ -26,7 +26,7 @@ from typing import Self, TypeVar
 import aiosqlite
 
 from hilsim.errors import DatabaseInUseError, StoreError, StoreSetupError
-from hilsim.keys import SPECS, ConfigurationKeys, Value, lookup
+from hilsim.keys import SPECS, ConfigurationKeys, KeySpec, Saver, Value, lookup
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,73 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX transaction_data_of_transaction ON transaction_data (local_id, seq);
     """,
+    # 6: the outbox holds what goes on the wire (the OCPP payload, camelCase, without the
+    # transactionId learnt later) instead of the keyword arguments of a Python method, which an
+    # upgrade that renames one could no longer call. Rows that cannot be converted, and rows
+    # given up on later, are set aside in outbox_dead: kept for a person, never sent, never lost.
+    """
+    CREATE TABLE outbox_dead (
+        seq INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,
+        local_id INTEGER NOT NULL,
+        transaction_id INTEGER,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        set_aside_at TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    INSERT INTO outbox_dead (seq, action, local_id, transaction_id, payload, attempts,
+        created_at, set_aside_at, reason)
+    SELECT o.seq, o.action, o.local_id,
+        (SELECT t.transaction_id FROM charging_transaction t WHERE t.local_id = o.local_id),
+        o.payload, o.attempts, o.created_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        'upgrade: its stored arguments do not make an OCPP payload'
+    FROM outbox o
+    WHERE NOT CASE WHEN json_valid(o.payload) AND json_type(o.payload) = 'object' THEN
+        CASE o.action
+        WHEN 'StartTransaction' THEN
+            json_type(o.payload, '$.connector_id') = 'integer'
+            AND json_type(o.payload, '$.id_tag') = 'text'
+            AND json_type(o.payload, '$.meter_start') = 'integer'
+            AND json_type(o.payload, '$.timestamp') = 'text'
+            AND coalesce(json_type(o.payload, '$.reservation_id'), 'null')
+                IN ('integer', 'null')
+            AND NOT EXISTS (SELECT 1 FROM json_each(o.payload) WHERE key NOT IN
+                ('connector_id', 'id_tag', 'meter_start', 'timestamp', 'reservation_id'))
+        WHEN 'MeterValues' THEN
+            json_type(o.payload, '$.connector_id') = 'integer'
+            AND json_type(o.payload, '$.meter_value') = 'array'
+            AND NOT EXISTS (SELECT 1 FROM json_each(o.payload) WHERE key NOT IN
+                ('connector_id', 'meter_value'))
+        WHEN 'StopTransaction' THEN
+            json_type(o.payload, '$.meter_stop') = 'integer'
+            AND json_type(o.payload, '$.timestamp') = 'text'
+            AND json_type(o.payload, '$.reason') = 'text'
+            AND coalesce(json_type(o.payload, '$.id_tag'), 'null') IN ('text', 'null')
+            AND coalesce(json_type(o.payload, '$.transaction_data'), 'null')
+                IN ('array', 'null')
+            AND NOT EXISTS (SELECT 1 FROM json_each(o.payload) WHERE key NOT IN
+                ('meter_stop', 'timestamp', 'reason', 'id_tag', 'transaction_data'))
+        ELSE 0 END
+    ELSE 0 END;
+    DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox_dead);
+    -- json_patch drops a member whose patch value is null: OCPP-J leaves absent fields out.
+    UPDATE outbox SET payload = CASE action
+        WHEN 'StartTransaction' THEN json_patch(
+            json_object('connectorId', payload -> '$.connector_id',
+                'idTag', payload -> '$.id_tag', 'meterStart', payload -> '$.meter_start',
+                'timestamp', payload -> '$.timestamp'),
+            json_object('reservationId', payload -> '$.reservation_id'))
+        WHEN 'MeterValues' THEN json_object('connectorId', payload -> '$.connector_id',
+            'meterValue', payload -> '$.meter_value')
+        ELSE json_patch(
+            json_object('meterStop', payload -> '$.meter_stop',
+                'timestamp', payload -> '$.timestamp', 'reason', payload -> '$.reason'),
+            json_object('idTag', payload -> '$.id_tag',
+                'transactionData', payload -> '$.transaction_data'))
+        END;
+    """,
 )
 
 
@@ -144,8 +211,22 @@ class OutboxEntry:
     seq: int
     action: str
     local_id: int
-    payload: str  # JSON: the keyword arguments of the client method that sends it
+    payload: str  # JSON: the OCPP payload (camelCase), without the transactionId
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetAsideEntry:
+    """A transaction message given up on: kept in outbox_dead for a person, never sent."""
+
+    seq: int
+    action: str
+    local_id: int
+    transaction_id: int | None  # the CSMS's id, when it was known
+    payload: str
+    attempts: int
+    set_aside_at: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,27 +720,35 @@ class Store:
 
         await self._guard("record a transaction stop", run)
 
+    # The outbox is read under the write lock: statements on this one connection see the rows
+    # of a transaction another coroutine has begun but not committed yet, and a message must
+    # never reach the wire before its row is durable (a rollback would have sent a phantom).
+
     async def outbox_head(self) -> OutboxEntry | None:
         """The oldest unconfirmed transaction message: they are delivered strictly in order."""
-        rows = await self._guard(
-            "read the outbox",
-            lambda: self._db.execute_fetchall(
-                "SELECT seq, action, local_id, payload, attempts FROM outbox ORDER BY seq LIMIT 1"
-            ),
-        )
-        for seq, action, local_id, payload, attempts in rows:
-            return OutboxEntry(seq, action, local_id, payload, attempts)
-        return None
+
+        async def run() -> OutboxEntry | None:
+            async with self._write_lock:
+                rows = await self._db.execute_fetchall(
+                    "SELECT seq, action, local_id, payload, attempts FROM outbox "
+                    "ORDER BY seq LIMIT 1"
+                )
+            for seq, action, local_id, payload, attempts in rows:
+                return OutboxEntry(seq, action, local_id, payload, attempts)
+            return None
+
+        return await self._guard("read the outbox", run)
 
     async def outbox_size(self) -> int:
-        rows = await self._guard(
-            "read the outbox",
-            lambda: self._db.execute_fetchall("SELECT count(*) FROM outbox"),
-        )
-        return int(next(iter(rows))[0])
+        async def run() -> int:
+            async with self._write_lock:
+                rows = await self._db.execute_fetchall("SELECT count(*) FROM outbox")
+            return int(next(iter(rows))[0])
+
+        return await self._guard("read the outbox", run)
 
     async def outbox_attempted(self, seq: int) -> int:
-        """Count a refused delivery; returns the attempts made so far."""
+        """Count a failed delivery; returns the attempts made so far."""
 
         async def run() -> int:
             async with self._transaction():
@@ -674,37 +763,73 @@ class Store:
         return await self._guard("update the outbox", run)
 
     async def outbox_done(self, seq: int, transaction_id: int | None = None) -> None:
-        """Drop a confirmed (or abandoned) message; a confirmed start records the CSMS's id.
+        """Drop a confirmed message; a confirmed start records the CSMS's id.
 
         A stopped transaction whose messages have all left is forgotten in the same commit.
         """
 
         async def run() -> None:
             async with self._transaction(durable=True):
-                rows = list(
-                    await self._db.execute_fetchall(
-                        "SELECT local_id FROM outbox WHERE seq = ?", (seq,)
-                    )
-                )
-                await self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                if not rows:
-                    return
-                local_id = rows[0][0]
-                if transaction_id is not None:
-                    await self._db.execute(
-                        "UPDATE charging_transaction SET transaction_id = ? WHERE local_id = ?",
-                        (transaction_id, local_id),
-                    )
-                await self._db.execute(
-                    """
-                    DELETE FROM charging_transaction
-                    WHERE local_id = ? AND stopped = 1
-                      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.local_id = ?)
-                    """,
-                    (local_id, local_id),
-                )
+                await self._outbox_remove(seq, transaction_id)
 
         await self._guard("update the outbox", run)
+
+    async def outbox_set_aside(self, seq: int, reason: str) -> None:
+        """Move a message given up on to outbox_dead (with the CSMS's id, if known), in one
+        durable commit: the queue carries on behind it, and nothing is lost."""
+
+        async def run() -> None:
+            async with self._transaction(durable=True):
+                await self._db.execute(
+                    """
+                    INSERT INTO outbox_dead (seq, action, local_id, transaction_id, payload,
+                        attempts, created_at, set_aside_at, reason)
+                    SELECT o.seq, o.action, o.local_id, t.transaction_id, o.payload, o.attempts,
+                        o.created_at, ?, ?
+                    FROM outbox o LEFT JOIN charging_transaction t ON t.local_id = o.local_id
+                    WHERE o.seq = ?
+                    """,
+                    (_now(), reason, seq),
+                )
+                await self._outbox_remove(seq, None)
+
+        await self._guard("set an outbox message aside", run)
+
+    async def outbox_dead(self) -> list[SetAsideEntry]:
+        """The messages set aside, oldest first (for `hilsim ctl status` and a person)."""
+        rows = await self._guard(
+            "read the set-aside outbox messages",
+            lambda: self._db.execute_fetchall(
+                """
+                SELECT seq, action, local_id, transaction_id, payload, attempts, set_aside_at,
+                       reason
+                FROM outbox_dead ORDER BY seq
+                """
+            ),
+        )
+        return [SetAsideEntry(*row) for row in rows]
+
+    async def _outbox_remove(self, seq: int, transaction_id: int | None) -> None:
+        rows = list(
+            await self._db.execute_fetchall("SELECT local_id FROM outbox WHERE seq = ?", (seq,))
+        )
+        await self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        if not rows:
+            return
+        local_id = rows[0][0]
+        if transaction_id is not None:
+            await self._db.execute(
+                "UPDATE charging_transaction SET transaction_id = ? WHERE local_id = ?",
+                (transaction_id, local_id),
+            )
+        await self._db.execute(
+            """
+            DELETE FROM charging_transaction
+            WHERE local_id = ? AND stopped = 1
+              AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.local_id = ?)
+            """,
+            (local_id, local_id),
+        )
 
     async def transactions(self) -> list[TransactionRow]:
         """Every transaction not yet forgotten: open ones, and stopped ones with messages queued."""
@@ -1087,6 +1212,15 @@ class Store:
             await self._db.close()
         except (sqlite3.Error, OSError, ValueError):
             logger.debug("%s: error while closing after a failed open", self.path, exc_info=True)
+
+
+def save_key(store: Store) -> Saver:
+    """How `ConfigurationKeys.set` persists a key here: under its canonical name, as text."""
+
+    async def save(spec: KeySpec, value: Value) -> None:
+        await store.save_key(spec.name, spec.format(value))
+
+    return save
 
 
 async def load_configuration(

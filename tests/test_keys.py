@@ -193,7 +193,8 @@ CHANGES: list[tuple[str, str, ChangeStatus, Value | None, str]] = [
     ("AuthorizationKey", "ab" * 41, ChangeStatus.rejected, None, "range"),
     # unknown key
     ("NoSuchKey", "1", ChangeStatus.not_supported, None, "unknown"),
-    ("heartbeatinterval", "300", ChangeStatus.not_supported, None, "unknown"),
+    # a key name is a CiString50: any case is the key
+    ("heartbeatinterval", "300", ChangeStatus.accepted, 300, "valid"),
 ]
 
 
@@ -304,12 +305,14 @@ def test_installation_values_are_seeded_from_the_settings(tmp_path: Path) -> Non
     assert keys.change("NumberOfConnectors", "4")[0] is ChangeStatus.rejected
 
 
-def test_lookup_resolves_aliases_with_exact_case() -> None:
+def test_lookup_resolves_names_and_aliases_in_any_case() -> None:
+    """A key is a CiString50 (OCPP 1.6): case does not matter; answers use the canonical name."""
     spec = lookup("MeterValuesSampleInterval")
     assert spec is not None
     assert spec.name == "MeterValueSampleInterval"
     assert lookup("MeterValueSampleInterval") is spec
-    assert lookup("meterValueSampleInterval") is None
+    assert lookup("meterValueSampleInterval") is spec
+    assert lookup("METERVALUESSAMPLEINTERVAL") is spec
     assert lookup("Nope") is None
 
 
@@ -324,7 +327,7 @@ def test_change(
 
     assert result_status is status
     if status is ChangeStatus.accepted:
-        assert spec is not None and spec.name == name
+        assert spec is not None and spec.name.casefold() == name.casefold()
         assert result_value == value
         assert type(result_value) is spec.kind
         assert keys.get(name) == value
@@ -448,7 +451,7 @@ def test_report_requested_keys_with_unknown() -> None:
         ("MeterValueSampleInterval", "30"),
         ("HeartbeatInterval", "120"),
     ]
-    assert unknown == ["Foo", "heartbeatinterval"]
+    assert unknown == ["Foo"]  # "heartbeatinterval" is HeartbeatInterval (a CiString50)
 
 
 def test_listeners_are_called_on_accepted_changes_only() -> None:

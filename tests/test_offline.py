@@ -112,7 +112,9 @@ async def test_transaction_started_offline_reaches_the_csms_exactly_once(short_d
             assert session.violations == []
             await asyncio.wait_for(service.charger.outbox.drained(), 5)
             status = await request(settings.control.socket, {"cmd": "status"})
-            assert status["result"]["outbox"] == {"delivered": len(actions), "dropped": 0}
+            assert status["result"]["outbox"] == {
+                "delivered": len(actions), "dropped": 0, "set_aside": 0
+            }
     finally:
         await stop_service(service, task)
 

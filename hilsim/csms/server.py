@@ -41,6 +41,7 @@ from hilsim.ocpp.wire import (
     format_frame,
 )
 from hilsim.security import redact
+from hilsim.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 frames_logger = logging.getLogger("hilsim.csms.frames")
@@ -119,7 +120,7 @@ class CentralSystem:
         self._history: list[ChargePointSession] = []  # connected sessions not yet handed out
         self._connected = asyncio.Condition()
         self._server: Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("csms")
 
     # ----------------------------------------------------------------------------- settings
 
@@ -403,9 +404,7 @@ class CentralSystem:
             self._connected.notify_all()
         if previous is not None and not previous.closed:
             logger.info("%s: closing the previous connection, replaced", charge_point_id)
-            task = asyncio.get_running_loop().create_task(previous.close())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(previous.close(), f"close-replaced-{charge_point_id}")
         try:
             await session.start()
         except (ConnectionClosed, ChargePointDisconnected):

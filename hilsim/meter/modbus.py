@@ -34,6 +34,7 @@ from hilsim.meter.base import (
 from hilsim.meter.config import MeterSettings
 from hilsim.meter.continuity import MonotonicRegister
 from hilsim.meter.registers import COUNTERS, PHASES, Block, RegisterMap
+from hilsim.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,8 @@ class ModbusMeter:
         }
         self._failing_since: float | None = None
         self._fault_timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._tasks = TaskSet("meter")
         self._closing = False
         self._problems: set[Problem] = set()  # seen during the current outage
 
@@ -264,9 +266,7 @@ class ModbusMeter:
         """Try one poll now, so a working meter has a reading before the first transaction."""
         self.link.acquire()
         await self._attempt()
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"{self.name} polling"
-        )
+        self._task = self._tasks.spawn(self._run(), f"{self.name} polling")
 
     async def close(self) -> None:
         self._closing = True

@@ -37,6 +37,8 @@ from hilsim.ocpp.security_handlers import SecurityHandlers
 from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
+from hilsim.security import redact
+from hilsim.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,7 @@ class ChargePointClient(
         self._held: dict[str, Release] = {}
         self._pending: dict[str, asyncio.Future[list[Any]]] = {}
         self._call_lock = asyncio.Lock()
-        self._after_tasks: set[asyncio.Future[Any]] = set()
+        self._after_tasks = TaskSet("ocpp-after")
         #: the last GetConfiguration entries and their wire form (see on_get_configuration)
         self._answered: tuple[object, list[dict[str, Any]]] = (None, [])
 
@@ -223,7 +225,7 @@ class ChargePointClient(
         try:
             msg = json.loads(raw_msg)
         except (ValueError, RecursionError):  # RecursionError: nested deeper than it can parse
-            log.warning("ignoring a malformed frame (not JSON): %.200s", raw_msg)
+            log.warning("ignoring a malformed frame (not JSON): %.200s", redact(raw_msg))
             return
         code = _malformed(msg)
         if code is not None:
@@ -297,9 +299,7 @@ class ChargePointClient(
             else:
                 done = route.after(**kwargs)
             if inspect.isawaitable(done):
-                task = asyncio.ensure_future(done)
-                self._after_tasks.add(task)
-                task.add_done_callback(self._after_tasks.discard)
+                self._after_tasks.spawn(done, route.on.__name__)
         except Exception:
             # The CALLRESULT is already on the wire: nothing more may be answered.
             log.exception("after-handler of %s failed", route.on.__name__)
@@ -324,7 +324,7 @@ class ChargePointClient(
             if isinstance(uid, str):
                 await self._send_error(uid, code, "frame is not a valid OCPP-J CALL")
                 return
-        log.warning("ignoring a malformed frame (%s): %.200s", code, raw_msg)
+        log.warning("ignoring a malformed frame (%s): %.200s", code, redact(raw_msg))
 
     async def _send_error(self, unique_id: str, code: str, description: str) -> None:
         code = _ERROR_CODES_16.get(code, code)
@@ -453,6 +453,10 @@ class ChargePointClient(
         if transaction_id is not None:
             payload["transactionId"] = transaction_id
         await self._call("MeterValues", payload)
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a payload stored as it goes on the wire (the outbox's transaction messages)."""
+        return await self._call(action, payload)
 
     # -- incoming: one handler per action, named as in the spec ---------------------------------
 

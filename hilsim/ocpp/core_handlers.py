@@ -156,7 +156,9 @@ class CoreProfileHandlers:
         operations = self.operations
         status, trigger = operations.trigger_message(requested_message, connector_id)
         if trigger is not None:
-            self._held[call_unique_id] = lambda: operations._spawn(trigger(self))
+            self._held[call_unique_id] = lambda: operations._spawn(
+                trigger(self), f"trigger-{requested_message}"
+            )
         return {"status": str(status)}
 
     @after("TriggerMessage")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hilsim.security import RedactingLogger
+from hilsim.security import RedactingLogger, redact
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -105,7 +105,7 @@ def format_frame(frame: Frame, *, namer: ActionNamer, local: str, remote: str) -
     body = msg[-1] if msg else None
     if msg[0] == CALLERROR and len(msg) >= 4:
         body = {"errorCode": msg[2], "errorDescription": msg[3]}
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    payload = redact(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
     return f"{stamp}  {arrow}  {action:<28} {payload}"
 
 

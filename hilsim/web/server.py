@@ -48,6 +48,7 @@ from hilsim.evse import ErrorCode, Outcome, Status, events
 from hilsim.ocpp.session import LinkState
 from hilsim.ocpp.wire import Frame, QuietLibraryLog
 from hilsim.panel import Panel
+from hilsim.tasks import TaskSet
 from hilsim.web.auth import Guard
 from hilsim.web.config import WebSettings
 from hilsim.web.estop import EmergencyStop
@@ -134,10 +135,10 @@ class WebServer:
         self._idle = asyncio.Event()  # set while no page is open
         self._idle.set()
         self._server: Server | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Future[None] | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("web")
         self._assets: dict[str, bytes] = {}
         self._state_cache: tuple[float, bytes] | None = None
 
@@ -233,9 +234,7 @@ class WebServer:
             self._server = None
         self._stop_ticker()
         self._cancel_flush()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -296,7 +295,7 @@ class WebServer:
         self._clients.add(client)
         self._idle.clear()
         if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="web-ticker")
+            self._ticker = self._tasks.spawn(self._tick(), "ticker")
         log.debug("web: page opened from %s (%d open)", client.address, len(self._clients))
         writer = asyncio.get_running_loop().create_task(self._write(client))
         try:
@@ -331,7 +330,7 @@ class WebServer:
         except asyncio.QueueFull:
             client.dropped = True
             log.warning("web: page at %s is too slow to follow; disconnecting it", client.address)
-            self._spawn(client.ws.close(1013, "too slow to follow"))
+            self._tasks.spawn(client.ws.close(1013, "too slow to follow"), "close-slow-client")
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         if not self._clients:
@@ -557,10 +556,6 @@ class WebServer:
                 return cid
         return None
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 def _response(status: int, body: bytes, content_type: str, **headers: str) -> Response:
