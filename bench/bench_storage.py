@@ -360,7 +360,8 @@ class ShmWatch:
 
 async def child_hilsim(database: Path, minutes: int, mark: Markers) -> dict[str, Any]:
     """hilsim's own store, called as the charger and its outbox call it."""
-    from hilsim.store import Store, load_configuration
+    from hilsim.store import Store
+    from hilsim.stored_keys import load_configuration
 
     async with await Store.open(database) as store:
         await load_configuration(store)  # a first start seeds the keys: not part of the hour

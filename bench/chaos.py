@@ -46,7 +46,8 @@ from hilsim.control import request
 from hilsim.csms import CentralSystem, ChargePointSession, TransactionLedger
 from hilsim.errors import ControlError
 from hilsim.ocpp.wire import CALL, Frame
-from hilsim.store import Store, load_configuration
+from hilsim.store import Store
+from hilsim.stored_keys import load_configuration
 
 from bench.harness import hilsim_command, write_config
 

@@ -50,7 +50,8 @@ from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
 from hilsim.outbox import STORE_RETRY_S, Outbox
 from hilsim.smart_charging import ProfileRejected
-from hilsim.store import Store, save_key
+from hilsim.store import Store
+from hilsim.stored_keys import save_key
 from hilsim.tasks import TaskSet
 from hilsim.vehicle import SimulatedVehicle
 

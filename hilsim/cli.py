@@ -501,7 +501,8 @@ async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[s
     from hilsim.keys import installation_seed
     from hilsim.security import ConnectionSecurity, key_file_for, security_settings
     from hilsim.service import Service
-    from hilsim.store import Store, load_configuration, save_key
+    from hilsim.store import Store
+    from hilsim.stored_keys import load_configuration, save_key
 
     # The database's lock: a service running without an answering socket (starting, or another
     # config's socket) refuses this with exit 2 instead of being written behind its back.

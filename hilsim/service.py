@@ -30,7 +30,8 @@ from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
 from hilsim.panel.config import PANEL_COMMANDS, load_panel_settings
 from hilsim.security import ConnectionSecurity, key_file_for, security_settings
-from hilsim.store import Store, load_configuration
+from hilsim.store import Store
+from hilsim.stored_keys import load_configuration
 
 if TYPE_CHECKING:  # types only: gpiozero and the web server load when configured
     from gpiozero import Factory

@@ -23,7 +23,8 @@ from hilsim.control import request
 from hilsim.csms import CentralSystem
 from hilsim.evse import events
 from hilsim.service import Service
-from hilsim.store import Store, load_configuration
+from hilsim.store import Store
+from hilsim.stored_keys import load_configuration
 
 from conftest import CP_ID, TAG, make_settings, start_service, stop_service
 

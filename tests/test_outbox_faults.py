@@ -181,7 +181,7 @@ async def test_the_outbox_never_reads_a_row_before_its_commit(tmp_path: Path) ->
         inserted = asyncio.Event()
         # A real SQLite failure in the middle of the stop's transaction: its outbox row is in,
         # then the statement after it fails and the whole transaction is rolled back.
-        db = store._db
+        db = store.database.connection
 
         def signal() -> None:  # runs in aiosqlite's thread, inside the INSERT
             loop.call_soon_threadsafe(inserted.set)

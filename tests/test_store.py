@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import hilsim.store as store_module
+import hilsim.store.migrations as migrations_module
 from hilsim.errors import DatabaseInUseError, StoreError, StoreSetupError
 from hilsim.keys import SPECS, ChangeStatus
-from hilsim.store import MIGRATIONS, Store, load_configuration
+from hilsim.store import MIGRATIONS, Store
+from hilsim.stored_keys import load_configuration
 
 
 def query(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -190,7 +191,7 @@ async def test_failed_migration_leaves_previous_version(
     async with await Store.open(path):
         pass
     broken = "CREATE TABLE scratch (id INTEGER PRIMARY KEY); SELECT * FROM no_such_table;"
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", (*MIGRATIONS, broken))
     with pytest.raises(StoreError, match="no_such_table"):
         await Store.open(path)
     assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
