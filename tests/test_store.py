@@ -6,6 +6,8 @@ import asyncio
 import logging
 import sqlite3
 import stat
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -285,3 +287,19 @@ async def test_the_lock_is_held_while_open_and_names_the_holder(tmp_path: Path) 
     # Created 0600 whatever the umask: idTags and readings are the service user's alone.
     for name in ("hilsim.db", "hilsim.db.lock"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+
+def test_storage_imports_no_service() -> None:
+    """Storage sits below every service: importing it must not load the keys, charger, etc.
+
+    It imported hilsim.keys (for load_configuration), which put it in the import cycle through
+    charger, keys and the OCPP handlers. A fresh interpreter, since this one has loaded them all.
+    """
+    code = (
+        "import sys, hilsim.store\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('hilsim'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert [m for m in loaded if not m.startswith("hilsim.store")] == ["hilsim", "hilsim.errors"]
