@@ -8,6 +8,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -303,3 +304,41 @@ def test_storage_imports_no_service() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert [m for m in loaded if not m.startswith("hilsim.store")] == ["hilsim", "hilsim.errors"]
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["normal", "durable"])
+async def test_a_write_cancelled_in_its_begin_leaves_no_transaction_open(
+    tmp_path: Path, durable: bool
+) -> None:
+    """A task cancelled while its BEGIN runs in aiosqlite's thread (the outbox when the link
+    drops) once left the connection inside a transaction: every later write failed."""
+    store = await Store.open(tmp_path / "hilsim.db")
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_begin(statement: str) -> None:  # runs in aiosqlite's thread, before the statement
+        if statement.startswith("BEGIN") and not release.is_set():
+            entered.set()
+            release.wait(10)
+
+    async def write() -> None:
+        async with store.database.transaction(durable=durable):
+            await store.database.connection.execute("SELECT 1")
+
+    try:
+        await store.database.connection.set_trace_callback(hold_begin)
+        task = asyncio.create_task(write())
+        assert await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.database.connection.set_trace_callback(None)
+        assert not store.database.connection.in_transaction
+        await store.save_key("HeartbeatInterval", "77")
+    finally:
+        release.set()
+        await store.close()
+    assert query(
+        tmp_path / "hilsim.db",
+        "SELECT value FROM configuration_key WHERE name = 'HeartbeatInterval'",
+    ) == [("77",)]

@@ -293,21 +293,46 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[None]:
-        """One write transaction; ``durable`` fsyncs its commit (synchronous=FULL)."""
+        """One write transaction; ``durable`` fsyncs its commit (synchronous=FULL).
+
+        Its control statements (PRAGMA, BEGIN, COMMIT, ROLLBACK) run to completion even when
+        the caller is cancelled: aiosqlite carries a statement out in its thread whether or not
+        anyone still awaits it, so an abandoned BEGIN would leave the one connection inside a
+        transaction nobody ends, and every later write would fail until a restart.
+        """
         async with self.writer_lock:
-            if durable:
-                await self.connection.execute("PRAGMA synchronous=FULL")
             try:
-                await self.connection.execute("BEGIN IMMEDIATE")
+                if durable:
+                    await self._settle(self.connection.execute("PRAGMA synchronous=FULL"))
                 try:
+                    await self._settle(self.connection.execute("BEGIN IMMEDIATE"))
                     yield
+                    await self._settle(self.connection.commit())
                 except BaseException:
-                    await self.connection.rollback()
+                    # Also after a BEGIN that went through while its caller was being cancelled.
+                    if self.connection.in_transaction:
+                        await self._settle(self.connection.rollback())
                     raise
-                await self.connection.commit()
             finally:
                 if durable:
-                    await self.connection.execute("PRAGMA synchronous=NORMAL")
+                    await self._settle(self.connection.execute("PRAGMA synchronous=NORMAL"))
+
+    @staticmethod
+    async def _settle(statement: Awaitable[object]) -> None:
+        """Await `statement` to its end; a cancellation that came meanwhile is raised after it."""
+        task = asyncio.ensure_future(statement)
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                cancelled = True
+        if cancelled:
+            task.exception()  # retrieved: the cancellation is what the caller must see
+            raise asyncio.CancelledError
+        task.result()
 
     async def guard(self, action: str, operation: Callable[[], Awaitable[T]]) -> T:
         """Run `operation`, turning an SQLite or OS failure into a StoreError saying `action`."""
