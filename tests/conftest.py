@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +23,18 @@ from hilsim.service import Service
 CP_ID = "CP-TEST"
 TAG = "04A2B3C4"
 FAST_BACKOFF = Backoff(initial_s=0.05, factor=2.0, cap_s=0.2)
+
+
+@pytest.fixture(autouse=True)
+def _logging_levels_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process (`hilsim.cli.main`) sets the root logger's level, as
+    the CLI must; without this it stays for every later test, whose caplog then holds INFO lines
+    from before its own `caplog.at_level` window, and counts of log lines depend on test order."""
+    loggers = [logging.getLogger(), logging.getLogger("hilsim")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 @pytest.fixture

@@ -120,6 +120,7 @@ async def test_each_health_change_is_logged_once_not_each_poll(
     # so its "answers" line is not among the changes counted below.
     await watch.until(MeterState.OK)
     with caplog.at_level(logging.INFO, "hilsim.meter"):
+        before = len(caplog.records)  # only this window's lines are counted
         sim.answering.clear()  # the meter hangs: requests arrive, answers do not
         heard = sim.received
         await watch.until(MeterState.RETRYING)
@@ -129,7 +130,7 @@ async def test_each_health_change_is_logged_once_not_each_poll(
         sim.answering.set()
         await watch.until(MeterState.OK)
     assert failed.problem == Problem.NO_ANSWER and "did not answer within 0.5 s" in failed.detail
-    records = [r for r in caplog.records if r.name == "hilsim.meter.modbus"]
+    records = [r for r in caplog.records[before:] if r.name == "hilsim.meter.modbus"]
     assert [r.levelname for r in records] == ["WARNING", "ERROR", "INFO"], caplog.text
     assert "no answer" in records[0].getMessage()
     assert "PowerMeterFailure" in records[1].getMessage()

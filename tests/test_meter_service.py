@@ -232,6 +232,7 @@ async def test_a_failing_meter_faults_the_connector_and_recovers(
     good = await bench.session.wait_for("MeterValues", lambda p: p["connectorId"] == 1)
     last_good = float(values_of(good)[("Energy.Active.Import.Register", None)]["value"])
     with caplog.at_level(logging.INFO, "hilsim"):
+        before = len(caplog.records)  # only this window's lines are counted
         if failure == "silent":
             sim.answering.clear()
         elif failure == "garbage":
@@ -274,7 +275,9 @@ async def test_a_failing_meter_faults_the_connector_and_recovers(
     # Logged per change of state, not per poll: one warning, one error, one recovery (and, for
     # a meter failing in two ways by turns, one line for the second way).
     lines = [
-        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "hilsim.meter.modbus"
+        (r.levelname, r.getMessage())
+        for r in caplog.records[before:]
+        if r.name == "hilsim.meter.modbus"
     ]
     assert [level for level, _ in lines if level != "INFO"] == ["WARNING", "ERROR"], caplog.text
     assert sum("answers again" in text for _, text in lines) == 1
