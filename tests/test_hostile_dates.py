@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -94,12 +95,15 @@ async def status_works(bench: Bench) -> dict[str, Any]:
 
 @pytest.mark.parametrize("expiry", [BEYOND, NEVER])
 async def test_a_reservation_until_year_9999_holds_until_cancelled(
-    point: Restartable, expiry: str
+    point: Restartable, expiry: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "hilsim.ocpp.validation")
     bench = await point.start()
     reserve = {"connectorId": 1, "expiryDate": expiry, "idTag": TAG, "reservationId": 7}
     assert await call(bench, "ReserveNow", reserve) == [3, "ReserveNow", {"status": "Accepted"}]
     await bench.status(1, "Reserved")
+    taken = f"ReserveNow expiryDate {expiry} is after 9000: taken as {LATEST} (never reached)"
+    assert taken in caplog.messages
     [shown] = (await status_works(bench))["reservations"]
     assert shown["expiry_date"] == LATEST
     assert point.rows("SELECT expiry_date FROM reservation") == [(LATEST,)]

@@ -27,7 +27,8 @@ cannot use:
   it is year 10000, which Python's datetime cannot hold, and it crashed the handlers and the
   snapshots that meet it. What a date beyond the range means is plain in every field but one, so
   it is clamped to the bound and logged: an expiryDate, validTo, stopTime or retrieveDate after
-  9000 means "never", a validFrom or startTime before 1970 "ever since". A chargingSchedule's
+  9000 is never reached, one before 1970 (a validFrom, startTime, an expired expiryDate) long
+  past, and so is the bound. A chargingSchedule's
   startSchedule is the exception: its periods count from it, so no other start means the same;
   one outside the range is a PropertyConstraintViolation. currentTime is the clock's to judge
   (`hilsim.clock.SANE_WINDOW`). A date that does not parse at all is left to the handler, as
@@ -331,7 +332,7 @@ def _hold_at(label: str, data: Any, path: _Path, where: list[str | int]) -> None
         "after" if bound is latest else "before",
         bound.year,
         data[head],
-        "never" if bound is latest else "ever since",
+        "never reached" if bound is latest else "long past",
     )
 
 
