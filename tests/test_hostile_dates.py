@@ -25,6 +25,7 @@ from test_hostile_csms import LogWatch, assert_ledger_whole, charge_once, watch 
 
 from hilsim.clock import DATE_RANGE, utc_iso
 from hilsim.csms import CentralSystem
+from hilsim.ocpp.validation import Schemas
 from hilsim.service import Service
 
 from conftest import CP_ID, TAG, Bench, make_settings, start_service, stop_service
@@ -285,3 +286,89 @@ async def test_firmware_retrieved_in_year_9999_waits(point: Restartable) -> None
     assert_ledger_whole(bench.csms, 1)
     assert [m for m in bench.session.received if m.action == "FirmwareStatusNotification"] == []
     assert not bench.task.done()
+
+
+# -- a database written before the range was held ----------------------------------------------
+
+
+async def test_a_reservation_stored_until_year_10000_by_an_older_release_does_not_break_status(
+    point: Restartable,
+) -> None:
+    """Releases before this one stored the expiryDate as sent; the row must not poison status."""
+    bench = await point.start()
+    await point.stop()
+    with contextlib.closing(sqlite3.connect(point.settings.storage.database)) as db, db:
+        db.execute(
+            "INSERT INTO reservation VALUES (9, 1, ?, NULL, ?, '2026-12-01T00:00:00Z')",
+            (TAG, BEYOND),
+        )
+    bench = await point.start()
+    await bench.status(1, "Reserved")
+    [shown] = (await status_works(bench))["reservations"]
+    assert shown["reservation_id"] == 9 and shown["expiry_date"] == BEYOND
+    assert (await call(bench, "CancelReservation", {"reservationId": 9}))[2] == {
+        "status": "Accepted"
+    }
+    await bench.status(1, "Available")
+    await charge_once(bench.session, bench.ctl, 1)
+    assert_ledger_whole(bench.csms, 1)
+
+
+# -- the schema walk itself, on the library's schemas -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "payload", "where"),
+    [
+        (
+            "GetLog",  # date-times behind a $ref (security extension)
+            {
+                "logType": "DiagnosticsLog",
+                "requestId": 1,
+                "log": {"remoteLocation": "ftp://x/", "oldestTimestamp": BEFORE},
+            },
+            ("log", "oldestTimestamp"),
+        ),
+        (
+            "SignedUpdateFirmware",
+            {
+                "requestId": 1,
+                "firmware": {
+                    "location": "ftp://x/fw",
+                    "retrieveDateTime": BEYOND,
+                    "signingCertificate": "c",
+                    "signature": "s",
+                },
+            },
+            ("firmware", "retrieveDateTime"),
+        ),
+        ("GetDiagnostics", {"location": "ftp://x/", "stopTime": NEVER}, ("stopTime",)),
+    ],
+)
+def test_every_date_time_of_a_schema_is_found_and_held(
+    action: str, payload: dict[str, Any], where: tuple[str, ...]
+) -> None:
+    schemas = Schemas()
+    schemas.check_call(action, payload)
+    schemas.hold_dates_of_call(action, payload)
+    value: Any = payload
+    for name in where:
+        value = value[name]
+    assert value in (EARLIEST, LATEST)
+
+
+def test_dates_in_range_and_unreadable_ones_are_left_as_sent() -> None:
+    entries = [
+        {"idTag": "A", "idTagInfo": {"status": "Accepted", "expiryDate": "2030-01-01T05:00+05:00"}},
+        {"idTag": "B", "idTagInfo": {"status": "Accepted", "expiryDate": "tomorrow"}},
+    ]
+    payload = {"listVersion": 1, "updateType": "Full", "localAuthorizationList": entries}
+    expected = json.loads(json.dumps(payload))
+    Schemas().hold_dates_of_call("SendLocalList", payload)
+    assert payload == expected
+
+
+def test_the_clock_judges_current_time_itself() -> None:
+    payload = {"status": "Accepted", "interval": 60, "currentTime": BEYOND}
+    Schemas().hold_dates_of_result("BootNotification", payload)
+    assert payload["currentTime"] == BEYOND
