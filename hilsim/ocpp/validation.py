@@ -28,11 +28,11 @@ cannot use:
   snapshots that meet it. What a date beyond the range means is plain in every field but one, so
   it is clamped to the bound and logged: an expiryDate, validTo, stopTime or retrieveDate after
   9000 is never reached, one before 1970 (a validFrom, startTime, an expired expiryDate) long
-  past, and so is the bound. A chargingSchedule's
-  startSchedule is the exception: its periods count from it, so no other start means the same;
-  one outside the range is a PropertyConstraintViolation. currentTime is the clock's to judge
-  (`hilsim.clock.SANE_WINDOW`). A date that does not parse at all is left to the handler, as
-  before (each says what it does with one);
+  past, and so is the bound. A chargingSchedule's startSchedule is the exception: its periods
+  count from it, so no other start means the same; one outside the range is a
+  PropertyConstraintViolation. currentTime is the clock's to judge (`hilsim.clock.SANE_WINDOW`).
+  A date that does not parse at all is left to the handler, as before (each says what it does
+  with one);
 * violations are answered with the OCPP-J 1.6 code for them (section 4.2.3) where the library's
   choice is not that: a value outside an enumeration, off a ``multipleOf`` step or out of range
   is a PropertyConstraintViolation ("at least one field contains an invalid value"), too few
@@ -169,12 +169,14 @@ class Schemas:
         hold = self._held.get(name)
         if hold is None:
             try:
-                text = (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
-                paths = list(_date_paths(json.loads(text)))
+                paths = list(_date_paths(json.loads(self._text(name))))
             except (OSError, ValueError):
                 paths = []  # check_* has already refused a payload without a schema
             hold = self._held[name] = _date_holder(label, paths)
         return hold
+
+    def _text(self, name: str) -> str:
+        return (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
 
     def _validator(self, name: str, action: str, exact_decimals: bool) -> Check:
         check = self._compiled.get(name)
@@ -184,7 +186,7 @@ class Schemas:
 
     def _compile_file(self, name: str, action: str, exact_decimals: bool) -> Check:
         try:
-            text = (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
+            text = self._text(name)
             if exact_decimals:  # decimal loads for the three schemas that need it, only
                 from decimal import Decimal
 
@@ -266,10 +268,7 @@ def _date_paths(
     root = schema if root is None else root
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part.replace("~1", "/").replace("~0", "~"), {})
-        yield from _date_paths(target, root, prefix, seen | {ref})
+        yield from _date_paths(_resolve(root, ref), root, prefix, seen | {ref})
         return
     if schema.get("format") == "date-time":
         yield prefix
@@ -418,9 +417,7 @@ class _Compiler:
             return self._refs[ref]
         if not ref.startswith("#/"):
             raise ValueError(f"only local $ref is supported, not {ref!r}")
-        target: Any = self.root
-        for part in ref[2:].split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
+        target = _resolve(self.root, ref)
         compiled: list[Check] = []
 
         def deferred(value: Any) -> None:  # a reference may be used before it is compiled
@@ -669,6 +666,14 @@ class _Compiler:
                 raise SchemaViolation("multipleOf", f"{value!r} is not a multiple of {step}")
 
         return multiple
+
+
+def _resolve(root: Any, ref: str) -> Any:
+    """The schema a local ``$ref`` (``#/definitions/...``) points to."""
+    target = root
+    for part in ref[2:].split("/"):
+        target = target[part.replace("~1", "/").replace("~0", "~")]
+    return target
 
 
 def _accept(value: Any) -> None:
