@@ -249,6 +249,21 @@ async def test_a_schedule_starting_beyond_the_dates_a_charger_lives_is_refused(
     assert_ledger_whole(bench.csms, 1)
 
 
+async def test_a_remote_start_whose_profile_starts_in_year_10000_is_refused(
+    point: Restartable,
+) -> None:
+    bench = await point.start()
+    charging_profile = profile(start_schedule=BEYOND)["csChargingProfiles"]
+    charging_profile["chargingProfilePurpose"] = "TxProfile"
+    request = {"connectorId": 1, "idTag": TAG, "chargingProfile": charging_profile}
+    reply = await call(bench, "RemoteStartTransaction", request)
+    assert reply[2] == "PropertyConstraintViolation"
+    assert "chargingProfile/chargingSchedule/startSchedule" in reply[3]
+    assert [m for m in bench.session.received if m.action == "StartTransaction"] == []
+    await charge_once(bench.session, bench.ctl, 1)
+    assert_ledger_whole(bench.csms, 1)
+
+
 # -- GetDiagnostics and UpdateFirmware ----------------------------------------------------------
 
 NOWHERE = "http://127.0.0.1:9/"  # the discard port: nothing listens
