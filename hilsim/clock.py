@@ -36,6 +36,13 @@ BUILD_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 #: The CSMS times taken at all: from this build up to (excluding) 2100. Outside it is a broken
 #: clock, however confidently stated; the bound also keeps every stamp far from datetime's limits.
 SANE_WINDOW = (BUILD_DATE, datetime(2100, 1, 1, tzinfo=UTC))
+#: Every other date-time the CSMS sets (expiry dates, validity, schedule starts, log windows,
+#: retrieve dates) is held to this range (`hilsim.ocpp.validation`). Python's datetime ends with
+#: 9999 and begins with year 1: 9999-12-31T23:59:59-05:00 parses but cannot become UTC, be
+#: printed or be moved by any timedelta, and SQLite's date functions stop at 9999 too. The bounds
+#: leave a thousand years of room for arithmetic, keep four-digit years (so stamps sort as text)
+#: and, for a charge point, mean what the far-off date meant: "long past" and "never reached".
+DATE_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 #: A CSMS time this much behind the current stamp steps the clock back; less is clamped away.
 BACKWARD_TOLERANCE = timedelta(seconds=5)
 

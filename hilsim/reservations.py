@@ -358,8 +358,8 @@ class Reservations:
         for row in sorted(self.rows.values(), key=lambda r: r.reservation_id):
             try:
                 expiry = utc_iso(parse_iso(row.expiry_date))
-            except ValueError:
-                expiry = row.expiry_date
+            except (ValueError, OverflowError):  # OverflowError: beyond year 9999 in UTC, as
+                expiry = row.expiry_date  # releases before the date range could store
             shown.append(
                 {
                     "reservation_id": row.reservation_id,

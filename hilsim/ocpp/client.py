@@ -257,6 +257,7 @@ class ChargePointClient(
             return
         try:
             self._schemas.check_call(action, payload)
+            self._schemas.hold_dates_of_call(action, payload)
         except RecursionError:  # deeper than the validator can walk: no valid payload is
             log.warning("CSMS sent a %s nested too deeply to check", action)
             await self._send_error(unique_id, "FormationViolation", "payload nested too deeply")
@@ -358,6 +359,7 @@ class ChargePointClient(
         result = reply[2]
         try:
             self._schemas.check_result(action, result)
+            self._schemas.hold_dates_of_result(action, result)
         except SchemaViolation as exc:
             raise InvalidResultReceived(action, exc) from None
         except RecursionError:

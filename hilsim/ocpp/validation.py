@@ -22,6 +22,17 @@ cannot use:
   a transactionId of 10**30 is valid JSON and valid to the schema, but no SQLite column, and so
   no outbox row, reservation or charging profile can hold it. It is refused like any other
   invalid value, before any handler or the store sees it;
+* every ``date-time`` is held to `hilsim.clock.DATE_RANGE` (`Schemas.hold_dates_of_call`), a
+  check the library does not make: 9999-12-31T23:59:59-05:00 is a valid string to it, but in UTC
+  it is year 10000, which Python's datetime cannot hold, and it crashed the handlers and the
+  snapshots that meet it. What a date beyond the range means is plain in every field but one, so
+  it is clamped to the bound and logged: an expiryDate, validTo, stopTime or retrieveDate after
+  9000 is never reached, one before 1970 (a validFrom, startTime, an expired expiryDate) long
+  past, and so is the bound. A chargingSchedule's startSchedule is the exception: its periods
+  count from it, so no other start means the same; one outside the range is a
+  PropertyConstraintViolation. currentTime is the clock's to judge (`hilsim.clock.SANE_WINDOW`).
+  A date that does not parse at all is left to the handler, as before (each says what it does
+  with one);
 * violations are answered with the OCPP-J 1.6 code for them (section 4.2.3) where the library's
   choice is not that: a value outside an enumeration, off a ``multipleOf`` step or out of range
   is a PropertyConstraintViolation ("at least one field contains an invalid value"), too few
@@ -33,11 +44,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
+
+from hilsim.clock import DATE_RANGE, parse_iso, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +81,7 @@ _CODES = {
     "minimum": "PropertyConstraintViolation",
     "maximum": "PropertyConstraintViolation",
     "minItems": "OccurenceConstraintViolation",
+    "dateRange": "PropertyConstraintViolation",
 }
 _OTHER_CODE = "FormationViolation"
 
@@ -125,6 +139,7 @@ class Schemas:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory if directory is not None else library_schema_dir()
         self._compiled: dict[str, Check] = {}
+        self._held: dict[str, Check] = {}
 
     def knows(self, action: str) -> bool:
         """Whether OCPP 1.6 (with its security extension) defines ``action`` at all."""
@@ -139,6 +154,30 @@ class Schemas:
         name = f"{action}Response"
         self._validator(name, action, action in DECIMAL_RESULTS)(payload)
 
+    def hold_dates_of_call(self, action: str, payload: Any) -> None:
+        """Bring every date-time of a valid CALL payload within DATE_RANGE, in place.
+
+        Raises SchemaViolation for a startSchedule outside it (see the module docstring).
+        """
+        self._dates(action, action)(payload)
+
+    def hold_dates_of_result(self, action: str, payload: Any) -> None:
+        """The same for a valid CALLRESULT payload of ``action``."""
+        self._dates(f"{action}Response", f"{action}.conf")(payload)
+
+    def _dates(self, name: str, label: str) -> Check:
+        hold = self._held.get(name)
+        if hold is None:
+            try:
+                paths = list(_date_paths(json.loads(self._text(name))))
+            except (OSError, ValueError):
+                paths = []  # check_* has already refused a payload without a schema
+            hold = self._held[name] = _date_holder(label, paths)
+        return hold
+
+    def _text(self, name: str) -> str:
+        return (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
+
     def _validator(self, name: str, action: str, exact_decimals: bool) -> Check:
         check = self._compiled.get(name)
         if check is None:
@@ -147,7 +186,7 @@ class Schemas:
 
     def _compile_file(self, name: str, action: str, exact_decimals: bool) -> Check:
         try:
-            text = (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
+            text = self._text(name)
             if exact_decimals:  # decimal loads for the three schemas that need it, only
                 from decimal import Decimal
 
@@ -208,6 +247,92 @@ def bounded(schema: Any) -> Any:
                 out.setdefault("minimum", schema.get("minimum", INT64_MIN))
                 out.setdefault("maximum", schema.get("maximum", INT64_MAX))
     return out
+
+
+# -- date-times ---------------------------------------------------------------------------------
+
+#: Fields whose far-off dates are not clamped: the clock judges currentTime itself, and a schedule
+#: moved to another start would mean other limits at other times.
+_CLOCK_FIELDS = frozenset({"currentTime"})
+_REFUSED_FIELDS = frozenset({"startSchedule"})
+
+_Path = tuple[str | None, ...]  # property names; None for "every item of the array"
+
+
+def _date_paths(
+    schema: Any, root: Any = None, prefix: _Path = (), seen: frozenset[str] = frozenset()
+) -> Iterator[_Path]:
+    """Where a payload of ``schema`` may hold a ``date-time``."""
+    if not isinstance(schema, dict):
+        return
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
+        yield from _date_paths(_resolve(root, ref), root, prefix, seen | {ref})
+        return
+    if schema.get("format") == "date-time":
+        yield prefix
+    for name, sub in schema.get("properties", {}).items():
+        yield from _date_paths(sub, root, (*prefix, name), seen)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        yield from _date_paths(items, root, (*prefix, None), seen)
+
+
+def _date_holder(label: str, paths: list[_Path]) -> Check:
+    """A callable that holds the date-times at ``paths`` of a payload to DATE_RANGE, in place."""
+    paths = [path for path in paths if path and path[-1] not in _CLOCK_FIELDS]
+    if not paths:
+        return _accept
+
+    def hold(payload: Any) -> None:
+        for path in paths:
+            _hold_at(label, payload, path, [])
+
+    return hold
+
+
+def _hold_at(label: str, data: Any, path: _Path, where: list[str | int]) -> None:
+    head, rest = path[0], path[1:]
+    if head is None:  # no OCPP schema has an array of date-times: ``rest`` is never empty
+        if isinstance(data, list) and rest:
+            for index, item in enumerate(data):
+                _hold_at(label, item, rest, [*where, index])
+        return
+    if not isinstance(data, dict) or head not in data:
+        return
+    if rest:
+        _hold_at(label, data[head], rest, [*where, head])
+        return
+    text = data[head]
+    if not isinstance(text, str):
+        return
+    try:
+        moment = parse_iso(text)
+    except ValueError:
+        return  # unreadable: the handler says what it does with it
+    earliest, latest = DATE_RANGE
+    if earliest <= moment < latest:
+        return
+    if head in _REFUSED_FIELDS:
+        raise SchemaViolation(
+            "dateRange",
+            f"{text!r} is outside {utc_iso(earliest)}..{utc_iso(latest)}: "
+            "no schedule this charge point runs starts there",
+            [*where, head],
+        )
+    bound = latest if moment >= latest else earliest
+    data[head] = utc_iso(bound)
+    log.info(
+        "%s %s %s is %s %d: taken as %s (%s)",
+        label,
+        "/".join(str(part) for part in [*where, head]),
+        text,
+        "after" if bound is latest else "before",
+        bound.year,
+        data[head],
+        "never reached" if bound is latest else "long past",
+    )
 
 
 # -- the compiler --------------------------------------------------------------------------------
@@ -292,9 +417,7 @@ class _Compiler:
             return self._refs[ref]
         if not ref.startswith("#/"):
             raise ValueError(f"only local $ref is supported, not {ref!r}")
-        target: Any = self.root
-        for part in ref[2:].split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
+        target = _resolve(self.root, ref)
         compiled: list[Check] = []
 
         def deferred(value: Any) -> None:  # a reference may be used before it is compiled
@@ -543,6 +666,14 @@ class _Compiler:
                 raise SchemaViolation("multipleOf", f"{value!r} is not a multiple of {step}")
 
         return multiple
+
+
+def _resolve(root: Any, ref: str) -> Any:
+    """The schema a local ``$ref`` (``#/definitions/...``) points to."""
+    target = root
+    for part in ref[2:].split("/"):
+        target = target[part.replace("~1", "/").replace("~0", "~")]
+    return target
 
 
 def _accept(value: Any) -> None:
