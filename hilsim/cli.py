@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim import __version__
 from hilsim.errors import ControlError, HilsimError
@@ -71,9 +71,13 @@ def _with_config(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _actions(
-    parent: argparse.ArgumentParser, dest: str, *, required: bool = True
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+class _Actions(Protocol):
+    """What the commands use of argparse's subparsers object (whose class is private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def _actions(parent: argparse.ArgumentParser, dest: str, *, required: bool = True) -> _Actions:
     """A command's ACTION subparsers; each action takes ``--config`` too."""
     actions = parent.add_subparsers(dest=dest, required=required, metavar="ACTION")
     add_parser = actions.add_parser
@@ -509,7 +513,7 @@ async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[s
     async with await Store.open(settings.storage.database, holder=holder) as store:
         keys = await load_configuration(store, seed=installation_seed(settings))
         if payload["cmd"] == "config-get":
-            return Service._config_get(keys, payload["key"])
+            return Service.config_get(keys, payload["key"])
         # The running service's guards (SecurityProfile) and the AuthorizationKey's file: a
         # value Accepted here is one the service starts with.
         ConnectionSecurity(
