@@ -177,9 +177,21 @@ class ConfigurationKeys:
 
         Known keys come in request order, deduplicated by canonical name so asking for a key and
         its alias does not list the setting twice; no names means every key.
+
+        OCPP 1.6 (5.8) lets a charge point limit the keys one request asks for to
+        GetConfigurationMaxKeys, without an error for more: the request is valid (its schema
+        has no bound), so it is answered for its first GetConfigurationMaxKeys names and the
+        rest, neither known nor unknown in the answer, are logged.
         """
         if not names:
             return [(spec, self._reported(spec)) for spec in self._specs], []
+        limit = self._max_keys()
+        if limit is not None and len(names) > limit:
+            logger.warning(
+                "GetConfiguration asks for %d keys, more than GetConfigurationMaxKeys (%d): "
+                "answering the first %d", len(names), limit, limit,
+            )  # fmt: skip
+            names = names[:limit]
         known: list[tuple[KeySpec, str | None]] = []
         unknown: list[str] = []
         seen: set[str] = set()
@@ -191,6 +203,10 @@ class ConfigurationKeys:
                 seen.add(spec.name)
                 known.append((spec, self._reported(spec)))
         return known, unknown
+
+    def _max_keys(self) -> int | None:
+        spec = self.spec("GetConfigurationMaxKeys")
+        return None if spec is None else int(self._values[spec.name])
 
     def _reported(self, spec: KeySpec) -> str | None:
         """A write-only key is listed without its value (GetConfiguration's value is optional)."""

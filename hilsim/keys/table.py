@@ -182,7 +182,8 @@ SPECS: tuple[KeySpec, ...] = (
         1,
         1000,
         readonly=True,
-        description="Most keys one GetConfiguration.req may ask for.",
+        description="Most keys one GetConfiguration.req may ask for; a longer list is answered "
+        "for its first this many names.",
     ),
     KeySpec(
         "MeterValuesSampledData",
@@ -293,10 +294,14 @@ SPECS: tuple[KeySpec, ...] = (
         readonly=True,
         description="Wh still delivered after the idTag of a running transaction was refused.",
     ),
+    # -- four optional Core keys hilsim has nothing to apply to: reported read-only, so a CSMS
+    # is never told Accepted about a setting that changes nothing (README says why for each).
     KeySpec(
+        # No cable lock is simulated: the charge point side is never locked.
         "UnlockConnectorOnEVSideDisconnect",
         bool,
         True,
+        readonly=True,
         description="Unlock the charge point side of the cable when it is pulled out of the EV.",
     ),
     KeySpec(
@@ -308,27 +313,33 @@ SPECS: tuple[KeySpec, ...] = (
         description="Seconds a status must last before StatusNotification reports it; 0 is off.",
     ),
     KeySpec(
+        # A reset here cannot fail: there is nothing to try again.
         "ResetRetries",
         int,
         1,
         0,
         10,
+        readonly=True,
         description="How often a failed reset is tried again.",
     ),
     KeySpec(
+        # The panel's blink patterns are fixed (hilsim.panel.lights).
         "BlinkRepeat",
         int,
         3,
         0,
         100,
+        readonly=True,
         description="How often the lights blink when they signal something.",
     ),
     KeySpec(
+        # The panel's LEDs have one brightness.
         "LightIntensity",
         int,
         100,
         0,
         100,
+        readonly=True,
         description="Brightness of the lights, in percent.",
     ),
     KeySpec(
