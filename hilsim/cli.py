@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim import __version__
 from hilsim.errors import ControlError, HilsimError
@@ -71,9 +71,13 @@ def _with_config(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _actions(
-    parent: argparse.ArgumentParser, dest: str, *, required: bool = True
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+class _Actions(Protocol):
+    """What the commands use of argparse's subparsers object (whose class is private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+def _actions(parent: argparse.ArgumentParser, dest: str, *, required: bool = True) -> _Actions:
     """A command's ACTION subparsers; each action takes ``--config`` too."""
     actions = parent.add_subparsers(dest=dest, required=required, metavar="ACTION")
     add_parser = actions.add_parser
@@ -134,73 +138,11 @@ def _gpio_arguments(gpio: argparse.ArgumentParser) -> None:
 
 
 def _csms_arguments(csms: argparse.ArgumentParser) -> None:
-    csms.description = (
-        "Without ACTION: run the built-in central system, printing every frame. "
-        "With send or list: drive the one running (README: CSMS console)."
-    )
-    _with_config(csms)
-    csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
-    csms.add_argument("--port", type=int, help="port to listen on (default from [csms], 9000)")
-    csms.add_argument(
-        "--id-tag", action="append", dest="id_tags", help="an idTag to accept (repeatable)"
-    )
-    # Security profiles 1-3 against the built-in CSMS (hilsim.security, README "Security").
-    csms.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve wss:// with this cert")
-    csms.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
-    csms.add_argument(
-        "--client-ca", type=Path, metavar="PEM",
-        help="demand client certificates signed by this CA, CN = charge point id (profile 3)",
-    )  # fmt: skip
-    csms.add_argument(
-        "--password", action="append", dest="passwords", metavar="ID=FILE",
-        help="require Basic auth; charge point ID's password is in FILE (repeatable)",
-    )  # fmt: skip
-    from hilsim.csms.console import CSMS_ACTIONS, default_socket
+    from hilsim.csms.console import add_arguments
 
-    where = default_socket()
-    socket_help = f"control socket of the running `hilsim csms` (default {where})"
-    csms.add_argument(
-        "--socket", type=Path, default=where, metavar="PATH",
-        help=f"serve `csms send`/`csms list` on this Unix socket (default {where}: in "
-        "$XDG_RUNTIME_DIR if set, else in the temp directory with your uid)",
-    )  # fmt: skip
+    _with_config(csms)
     # Without an ACTION `hilsim csms` runs the central system; send/list talk to a running one.
-    csms_sub = _actions(csms, "csms_command", required=False)
-    send = csms_sub.add_parser(
-        "send",
-        help="send a CALL to a connected charge point, print the answer as JSON",
-        description="Send one OCPP 1.6 CALL from the running `hilsim csms` to a connected charge "
-        "point and print the CALLRESULT (exit 0) or CALLERROR (exit 1) as JSON. The payload is "
-        "checked against the official schema first (exit 2 naming the field).",
-        epilog="actions: " + ", ".join(CSMS_ACTIONS) + "\n\nexamples:\n"
-        "  hilsim csms send CP1 RemoteStartTransaction idTag=04A2B3C4 connectorId=1\n"
-        "  hilsim csms send CP1 Reset type=Soft\n"
-        "  hilsim csms send CP1 SetChargingProfile connectorId=1 "
-        "csChargingProfiles='{...}'\n"
-        "values are JSON where they parse (numbers, true, objects), else text; "
-        "dotted keys nest (csChargingProfiles.stackLevel=0)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    send.add_argument("charge_point", metavar="CP-ID", help="the charge point's id")
-    send.add_argument(
-        "action", metavar="ACTION", help="the OCPP action (listed below; any letter case)"
-    )
-    send.add_argument(
-        "arguments", nargs="*", metavar="JSON|KEY=VALUE", help="the payload, in pieces"
-    )
-    send.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS",
-        help="how long to wait for the answer (default 30)",
-    )  # fmt: skip
-    send.add_argument(
-        "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
-    )
-    listing = csms_sub.add_parser(
-        "list", help="print the connected charge points, their connectors and open transactions"
-    )
-    listing.add_argument(
-        "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
-    )
+    add_arguments(csms, lambda: _actions(csms, "csms_command", required=False))
 
 
 def _scenario_arguments(scenario: argparse.ArgumentParser) -> None:
@@ -510,7 +452,7 @@ async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[s
     async with await Store.open(settings.storage.database, holder=holder) as store:
         keys = await load_configuration(store, seed=installation_seed(settings))
         if payload["cmd"] == "config-get":
-            return Service._config_get(keys, payload["key"])
+            return Service.config_get(keys, payload["key"])
         # The running service's guards (SecurityProfile) and the AuthorizationKey's file: a
         # value Accepted here is one the service starts with.
         ConnectionSecurity(

@@ -307,7 +307,7 @@ class Service:
         if cmd in PANEL_COMMANDS and self.panel is not None:
             return await self.panel.command(request)
         if cmd == "config-get":
-            return self._config_get(keys, request.get("key"))
+            return self.config_get(keys, request.get("key"))
         if cmd == "debug-block-loop":
             return self._block_loop(request)
         if cmd == "config-set":
@@ -362,7 +362,7 @@ class Service:
         return {"ok": True, "result": {"blocked_s": round(blocked, 3)}}
 
     @staticmethod
-    def _config_get(keys: ConfigurationKeys, key: object) -> dict[str, Any]:
+    def config_get(keys: ConfigurationKeys, key: object) -> dict[str, Any]:
         names = [str(key)] if key else None
         known, unknown = keys.report(names)
         if unknown:

@@ -227,6 +227,15 @@ async def test_config_get_and_set_offline(short_dir: Path) -> None:
     assert code == 1 and "unknown configuration key Nope" in err
 
 
+async def test_config_set_of_a_key_without_an_effect_says_read_only(short_dir: Path) -> None:
+    settings = make_settings(short_dir, "ws://127.0.0.1:9")
+    config = settings.source
+    code, out, err = await hilsim("config", "--config", config, "set", "BlinkRepeat", "5")
+    assert code == 1 and "Rejected: BlinkRepeat is read-only" in err, err
+    code, out, err = await hilsim("config", "--config", config, "get", "BlinkRepeat")
+    assert code == 0 and json.loads(out) == {"BlinkRepeat": "3"}
+
+
 @pytest.mark.parametrize(
     ("content", "key", "expected"),
     [

@@ -438,7 +438,7 @@ def lookup_readonly(name: str) -> bool:
         ("LocalAuthListMaxLength", "5", "Rejected"),
         ("MeterValuesSampledData", "Energy.Active.Import.Register,SoC", "Accepted"),
         ("MeterValuesSampledData", "Temperature", "Rejected"),
-        ("ResetRetries", "2", "Accepted"),
+        ("ResetRetries", "2", "Rejected"),  # no effect in hilsim: read-only
     ],
 )
 async def test_change_configuration_of_core_keys(
@@ -448,6 +448,54 @@ async def test_change_configuration_of_core_keys(
     assert await bench.session.change_configuration(key, value) == answer
     after = (await bench.session.get_configuration([key]))["configurationKey"][0]["value"]
     assert after == (value if answer == "Accepted" else before)
+
+
+#: Optional Core keys hilsim has nothing to apply to (no cable lock, a reset that cannot fail,
+#: fixed blink patterns, one LED brightness): reported read-only, never Accepted for nothing.
+NO_EFFECT_KEYS = (
+    "UnlockConnectorOnEVSideDisconnect",
+    "ResetRetries",
+    "BlinkRepeat",
+    "LightIntensity",
+)
+
+
+async def test_keys_without_an_effect_are_read_only_over_the_wire(bench: Bench) -> None:
+    got = await bench.session.get_configuration(list(NO_EFFECT_KEYS))
+    entries = {e["key"]: e for e in got["configurationKey"]}
+    assert sorted(entries) == sorted(NO_EFFECT_KEYS)
+    assert all(e["readonly"] is True for e in entries.values())
+    for key, value in [
+        ("UnlockConnectorOnEVSideDisconnect", "false"),
+        ("ResetRetries", "2"),
+        ("BlinkRepeat", "5"),
+        ("LightIntensity", "50"),
+    ]:
+        assert await bench.session.change_configuration(key, value) == "Rejected", key
+    again = await bench.session.get_configuration(list(NO_EFFECT_KEYS))
+    assert again["configurationKey"] == got["configurationKey"]
+
+
+async def test_get_configuration_answers_at_most_get_configuration_max_keys(bench: Bench) -> None:
+    """OCPP 1.6 5.8: the charge point may limit a request's keys to GetConfigurationMaxKeys;
+    hilsim answers the first that many names, so the ones past the limit are in neither list."""
+    got = await bench.session.get_configuration(["GetConfigurationMaxKeys"])
+    limit = int(got["configurationKey"][0]["value"])
+    unknown = [f"NoSuchKey{i}" for i in range(limit - 2)]
+    names = ["HeartbeatInterval", *unknown, "NumberOfConnectors", "ConnectionTimeOut"]
+    assert len(names) == limit + 1
+    answer = await bench.session.get_configuration(names)
+    assert [e["key"] for e in answer["configurationKey"]] == [
+        "HeartbeatInterval",
+        "NumberOfConnectors",
+    ]
+    assert answer["unknownKey"] == unknown
+    # Exactly the limit is answered in full.
+    answer = await bench.session.get_configuration(names[1:])
+    assert [e["key"] for e in answer["configurationKey"]] == [
+        "NumberOfConnectors",
+        "ConnectionTimeOut",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -372,7 +372,7 @@ async def test_five_pages_are_told_the_same_thing_serialised_once(bench: WebBenc
     for page in pages:
         await page.status(1, "Preparing")
     built = bench.web.messages_built
-    bench.web._broadcast({"type": "probe"})  # one serialisation however many pages
+    bench.web.push.broadcast({"type": "probe"})  # one serialisation however many pages
     assert bench.web.messages_built == built + 1
     for page in pages:
         assert (await page.next(lambda m: m["type"] == "probe")) == {"type": "probe"}

@@ -11,11 +11,12 @@ named before anything is sent, exit 2) and again in the server (the socket is an
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,6 +191,75 @@ def charge_points(central: CentralSystem) -> list[dict[str, Any]]:
             }
         )
     return listed
+
+
+def add_arguments(csms: argparse.ArgumentParser, actions: Callable[[], Any]) -> None:
+    """`hilsim csms`'s options and its send/list actions (``actions()`` makes the ACTION
+    subparsers, each with the command line's ``--config``); the options live here, next to what
+    they drive."""
+    csms.description = (
+        "Without ACTION: run the built-in central system, printing every frame. "
+        "With send or list: drive the one running (README: CSMS console)."
+    )
+    csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
+    csms.add_argument("--port", type=int, help="port to listen on (default from [csms], 9000)")
+    csms.add_argument(
+        "--id-tag", action="append", dest="id_tags", help="an idTag to accept (repeatable)"
+    )
+    # Security profiles 1-3 against the built-in CSMS (hilsim.security, README "Security").
+    csms.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve wss:// with this cert")
+    csms.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    csms.add_argument(
+        "--client-ca", type=Path, metavar="PEM",
+        help="demand client certificates signed by this CA, CN = charge point id (profile 3)",
+    )  # fmt: skip
+    csms.add_argument(
+        "--password", action="append", dest="passwords", metavar="ID=FILE",
+        help="require Basic auth; charge point ID's password is in FILE (repeatable)",
+    )  # fmt: skip
+    where = default_socket()
+    socket_help = f"control socket of the running `hilsim csms` (default {where})"
+    csms.add_argument(
+        "--socket", type=Path, default=where, metavar="PATH",
+        help=f"serve `csms send`/`csms list` on this Unix socket (default {where}: in "
+        "$XDG_RUNTIME_DIR if set, else in the temp directory with your uid)",
+    )  # fmt: skip
+    csms_sub = actions()
+    send = csms_sub.add_parser(
+        "send",
+        help="send a CALL to a connected charge point, print the answer as JSON",
+        description="Send one OCPP 1.6 CALL from the running `hilsim csms` to a connected charge "
+        "point and print the CALLRESULT (exit 0) or CALLERROR (exit 1) as JSON. The payload is "
+        "checked against the official schema first (exit 2 naming the field).",
+        epilog="actions: " + ", ".join(CSMS_ACTIONS) + "\n\nexamples:\n"
+        "  hilsim csms send CP1 RemoteStartTransaction idTag=04A2B3C4 connectorId=1\n"
+        "  hilsim csms send CP1 Reset type=Soft\n"
+        "  hilsim csms send CP1 SetChargingProfile connectorId=1 "
+        "csChargingProfiles='{...}'\n"
+        "values are JSON where they parse (numbers, true, objects), else text; "
+        "dotted keys nest (csChargingProfiles.stackLevel=0)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    send.add_argument("charge_point", metavar="CP-ID", help="the charge point's id")
+    send.add_argument(
+        "action", metavar="ACTION", help="the OCPP action (listed below; any letter case)"
+    )
+    send.add_argument(
+        "arguments", nargs="*", metavar="JSON|KEY=VALUE", help="the payload, in pieces"
+    )
+    send.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS",
+        help="how long to wait for the answer (default 30)",
+    )  # fmt: skip
+    send.add_argument(
+        "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
+    )
+    listing = csms_sub.add_parser(
+        "list", help="print the connected charge points, their connectors and open transactions"
+    )
+    listing.add_argument(
+        "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
+    )
 
 
 class Console:

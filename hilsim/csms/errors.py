@@ -26,6 +26,19 @@ class ChargePointCallError(CsmsError):
         text = f"{charge_point_id} answered {action} with CALLERROR {error_code}"
         super().__init__(f"{text}: {description}" if description else text)
 
+    @classmethod
+    def from_frame(
+        cls, charge_point_id: str, action: str, reply: list[Any]
+    ) -> ChargePointCallError:
+        """A CALLERROR frame ``[4, id, code, description, details]`` as an exception."""
+        return cls(
+            charge_point_id,
+            action,
+            str(reply[2]) if len(reply) > 2 else "",
+            str(reply[3]) if len(reply) > 3 else "",
+            reply[4] if len(reply) > 4 else None,
+        )
+
 
 class CallTimeout(CsmsError, TimeoutError):
     """The charge point did not answer a CALL in time (or call_raw saw no matching reply)."""

@@ -8,10 +8,7 @@ Charge points connect to ``ws://<host>:<port>/<any path>/<charge point id>`` wit
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hmac
 import logging
 import socket
 import ssl
@@ -29,6 +26,8 @@ from websockets.exceptions import ConnectionClosed, NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from hilsim.csms.auth import credentials_problem
+from hilsim.csms.auth import security_options as security_options  # `hilsim csms` options
 from hilsim.csms.errors import ChargePointDisconnected
 from hilsim.csms.ledger import TransactionLedger
 from hilsim.csms.session import ChargePointSession
@@ -302,7 +301,9 @@ class CentralSystem:
     ) -> Response | None:
         """Security profiles 1-3 at the handshake: the Basic auth password, the client cert."""
         charge_point_id = charge_point_id_from_path(request.path)
-        why = self._credentials_problem(connection, request, charge_point_id)
+        why = credentials_problem(
+            self.ssl_context, self.passwords, connection, request, charge_point_id
+        )
         if why is None:
             return None
         text = f"refused {charge_point_id or request.path}: {why}"
@@ -314,37 +315,6 @@ class CentralSystem:
         response = connection.respond(HTTPStatus.UNAUTHORIZED, f"{why}\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
-
-    def _credentials_problem(
-        self, connection: ServerConnection, request: Request, charge_point_id: str
-    ) -> str | None:
-        if self.ssl_context is not None and self.ssl_context.verify_mode == ssl.CERT_REQUIRED:
-            cert = connection.transport.get_extra_info("peercert") or {}
-            names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
-            if charge_point_id not in names:
-                return f"client certificate is for {', '.join(names) or 'nobody'}, not this id"
-        if self.passwords is None:
-            return None
-        header = request.headers.get("Authorization")
-        if header is None:
-            return "no Basic auth credentials"
-        scheme, _, token = header.partition(" ")
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        user, colon, password = decoded.partition(b":")
-        if scheme.lower() != "basic" or not colon:
-            return "malformed Basic auth credentials"
-        if user.decode("utf-8", "replace") != charge_point_id:
-            return "Basic auth user name is not the charge point id"
-        expected = self.passwords.get(charge_point_id)
-        if expected is None:
-            return "unknown charge point"
-        wanted = expected.encode("utf-8") if isinstance(expected, str) else expected
-        if not hmac.compare_digest(password, wanted):
-            return "wrong password"
-        return None
 
     async def wait_for_refusal(self, timeout: float = 10) -> tuple[str, str]:
         """The next handshake refused from now on: (charge point id, why)."""
@@ -412,7 +382,7 @@ class CentralSystem:
         except Exception:
             logger.exception("%s: session failed", charge_point_id)
         finally:
-            await session._mark_closed()
+            await session.mark_closed()
             if self.sessions.get(charge_point_id) is session:
                 del self.sessions[charge_point_id]
             code = websocket.close_code
@@ -425,39 +395,6 @@ class CentralSystem:
         closed = [s for s in self._history if s.closed]
         for stale in closed[: max(0, len(closed) - _KEEP_UNCLAIMED)]:
             self._history.remove(stale)
-
-
-def security_options(
-    cert: Path | None, key: Path | None, client_ca: Path | None, passwords: Sequence[str]
-) -> tuple[ssl.SSLContext | None, dict[str, bytes] | None]:
-    """`hilsim csms`'s TLS context and Basic auth passwords from its options (CsmsError)."""
-    from hilsim.security import password_from_text
-
-    context = None
-    if cert is not None or key is not None or client_ca is not None:
-        if cert is None or key is None:
-            raise CsmsError("--tls-cert and --tls-key go together")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(cert, key)
-            if client_ca is not None:
-                context.verify_mode = ssl.CERT_REQUIRED
-                context.load_verify_locations(client_ca)
-        except (OSError, ssl.SSLError) as exc:
-            raise CsmsError(f"cannot load the TLS certificate, key or CA: {exc}") from None
-    table: dict[str, bytes] | None = None
-    for entry in passwords:
-        charge_point_id, equals, file = entry.partition("=")
-        if not equals or not charge_point_id or not file:
-            raise CsmsError(f"--password {entry!r}: expected CHARGE_POINT_ID=FILE")
-        try:
-            text = Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CsmsError(f"--password {entry}: cannot read {file}: {exc.strerror}") from None
-        table = table or {}
-        table[charge_point_id] = password_from_text(text)
-    return context, table
 
 
 def _lan_address() -> str | None:

@@ -25,19 +25,19 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, CallResult
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint, call, call_result, datatypes
+from ocpp.v16 import ChargePoint
 from ocpp.v16.enums import Action
 from websockets.exceptions import ConnectionClosed
 
 from hilsim.csms import strict
+from hilsim.csms.commands import CentralSystemCalls
 from hilsim.csms.errors import CallTimeout, ChargePointCallError, ChargePointDisconnected
+from hilsim.csms.handlers import ChargePointHandlers
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT, QuietLibraryLog
 
 if TYPE_CHECKING:
@@ -70,11 +70,6 @@ _SECURITY_EXTENSION = frozenset(
 _MAX_UNIQUE_ID = 36  # OCPP-J 1.6 section 4.1.4
 
 
-def utc_now() -> str:
-    """Current time as OCPP wants it: RFC 3339, UTC, with "Z"."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     """One CALL received from the charge point."""
@@ -85,7 +80,7 @@ class Message:
     unique_id: str = ""
 
 
-class ChargePointSession(ChargePoint):
+class ChargePointSession(ChargePointHandlers, CentralSystemCalls, ChargePoint):
     """The central system's side of one charge point connection."""
 
     def __init__(
@@ -122,17 +117,14 @@ class ChargePointSession(ChargePoint):
         self._expected: set[str] = set()  # unique ids of our own call()s awaiting an answer
         self._replies: dict[str, list[Any]] = {}  # their answers, as parsed from the wire
         self._raw_waiters: dict[str, asyncio.Future[list[Any]]] = {}
-        self._triggered = False
+        #: a TriggerMessage went out since the last BootNotification (Pending may then send)
+        self.triggered = False
         # Strict mode replaces the library's validation (other schemas, OCPP 2.0 error codes).
         for handlers in self.route_map.values():
             if "_on_action" in handlers:
                 handlers["_skip_schema_validation"] = self.strict
 
     # ----------------------------------------------------------------------------- state
-
-    @property
-    def charge_point_id(self) -> str:
-        return str(self.id)
 
     @property
     def closed(self) -> bool:
@@ -146,7 +138,7 @@ class ChargePointSession(ChargePoint):
         logger.warning("%s: protocol violation: %s", self.id, text)
         self.violations.append(text)
 
-    async def _mark_closed(self) -> None:
+    async def mark_closed(self) -> None:
         """Called by the server once the connection is gone: wake everyone waiting on it."""
         self._closed.set()
         async with self._arrived:
@@ -300,94 +292,18 @@ class ChargePointSession(ChargePoint):
         status = self.central.registration_status(self.charge_point_id)
         if action == "BootNotification" or status in (None, "Accepted"):
             return
-        if status == "Pending" and self._triggered and action in _TRIGGERABLE:
+        if status == "Pending" and self.triggered and action in _TRIGGERABLE:
             return
         self._violation(
             f"{action}.req sent while the registration status is {status} "
             f"(OCPP 1.6 4.2: nothing but BootNotification until Accepted)"
         )
 
-    def _payload(self) -> dict[str, Any]:
+    def current_payload(self) -> dict[str, Any]:
         """The CALL being handled, camelCase as on the wire."""
         assert self._current is not None
         payload: dict[str, Any] = self._current.payload
         return payload
-
-    # ----------------------------------------------------------------------------- handlers
-
-    @on(Action.boot_notification)
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
-        self.boot = dict(self._payload())
-        status = self.central.boot_status
-        self.central.set_registration_status(self.charge_point_id, status)
-        self._triggered = False
-        return call_result.BootNotification(
-            current_time=utc_now(), interval=self.central.heartbeat_interval, status=status
-        )
-
-    @on(Action.heartbeat)
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=utc_now())
-
-    @on(Action.status_notification)
-    def on_status_notification(self, connector_id: int, **_: Any) -> call_result.StatusNotification:
-        self.statuses[connector_id] = dict(self._payload())
-        return call_result.StatusNotification()
-
-    @on(Action.authorize)
-    def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:
-        return call_result.Authorize(id_tag_info=self._id_tag_info(id_tag))
-
-    @on(Action.start_transaction)
-    def on_start_transaction(self, id_tag: str, **_: Any) -> call_result.StartTransaction:
-        info = self._id_tag_info(id_tag)
-        record = self.central.ledger.start(self.charge_point_id, self._payload(), info.status)
-        return call_result.StartTransaction(
-            transaction_id=record.transaction_id,
-            id_tag_info=info,
-        )
-
-    @on(Action.stop_transaction)
-    def on_stop_transaction(
-        self, id_tag: str | None = None, **_: Any
-    ) -> call_result.StopTransaction:
-        self.central.ledger.stop(self.charge_point_id, self._payload())
-        if id_tag is None:
-            return call_result.StopTransaction()
-        return call_result.StopTransaction(id_tag_info=self._id_tag_info(id_tag))
-
-    @on(Action.meter_values)
-    def on_meter_values(self, **_: Any) -> call_result.MeterValues:
-        self.central.ledger.meter_values(self.charge_point_id, self._payload())
-        return call_result.MeterValues()
-
-    @on(Action.data_transfer)
-    def on_data_transfer(self, vendor_id: str, **_: Any) -> call_result.DataTransfer:
-        # vendorId is a CiString255Type: case-insensitive
-        status = "Accepted" if vendor_id.casefold() == "hilsim" else "UnknownVendorId"
-        return call_result.DataTransfer(status=status)
-
-    @on(Action.diagnostics_status_notification)
-    def on_diagnostics_status_notification(
-        self, status: str, **_: Any
-    ) -> call_result.DiagnosticsStatusNotification:
-        self.diagnostics_status = status
-        return call_result.DiagnosticsStatusNotification()
-
-    @on(Action.firmware_status_notification)
-    def on_firmware_status_notification(
-        self, status: str, **_: Any
-    ) -> call_result.FirmwareStatusNotification:
-        self.firmware_status = status
-        return call_result.FirmwareStatusNotification()
-
-    def _id_tag_info(self, id_tag: str) -> datatypes.IdTagInfo:
-        info = self.central.id_tag_info(id_tag)
-        return datatypes.IdTagInfo(
-            status=info["status"],
-            parent_id_tag=info.get("parentIdTag"),
-            expiry_date=info.get("expiryDate"),
-        )
 
     # ----------------------------------------------------------------------------- waiting
 
@@ -465,7 +381,7 @@ class ChargePointSession(ChargePoint):
             raise ChargePointDisconnected(f"{self.id} disconnected")
         return task.result()
 
-    async def _call(self, request: Any) -> dict[str, Any]:
+    async def send_call(self, request: Any) -> dict[str, Any]:
         """Send one CALL through the library and return the CALLRESULT payload as on the wire."""
         action = type(request).__name__
         if self.strict:
@@ -478,7 +394,7 @@ class ChargePointSession(ChargePoint):
         unique_id = str(uuid.uuid4())
         self._expected.add(unique_id)
         if action == "TriggerMessage":
-            self._triggered = True
+            self.triggered = True
         error: Exception | None = None
         try:
             await self._until_closed(
@@ -506,235 +422,12 @@ class ChargePointSession(ChargePoint):
                 raise error
             raise ChargePointDisconnected(f"{self.id}: no answer to {action}")
         if reply[0] == CALLERROR:
-            raise self._call_error(action, reply)
+            raise ChargePointCallError.from_frame(self.charge_point_id, action, reply)
         payload = reply[2] if len(reply) > 2 else None
         if self.strict:
             for violation in strict.check(action, payload, response=True):
                 self._violation(str(violation))
         return payload if isinstance(payload, dict) else {}
-
-    def _call_error(self, action: str, reply: list[Any]) -> ChargePointCallError:
-        """A CALLERROR frame ``[4, id, code, description, details]`` as an exception."""
-        return ChargePointCallError(
-            self.charge_point_id,
-            action,
-            str(reply[2]) if len(reply) > 2 else "",
-            str(reply[3]) if len(reply) > 3 else "",
-            reply[4] if len(reply) > 4 else None,
-        )
-
-    async def remote_start(
-        self,
-        id_tag: str,
-        connector_id: int | None = None,
-        charging_profile: dict[str, Any] | None = None,
-    ) -> str:
-        """RemoteStartTransaction; ``charging_profile`` camelCase as on the wire. The status."""
-        reply = await self._call(
-            call.RemoteStartTransaction(
-                id_tag=id_tag, connector_id=connector_id, charging_profile=charging_profile
-            )
-        )
-        return str(reply.get("status", ""))
-
-    async def remote_stop(self, transaction_id: int) -> str:
-        reply = await self._call(call.RemoteStopTransaction(transaction_id=transaction_id))
-        return str(reply.get("status", ""))
-
-    async def set_charging_profile(
-        self,
-        connector_id: int,
-        limit: float,
-        unit: str = "W",
-        *,
-        purpose: str = "TxDefaultProfile",
-        stack_level: int = 0,
-        profile_id: int = 1,
-        transaction_id: int | None = None,
-    ) -> str:
-        """SetChargingProfile with one absolute period starting now. Returns the status.
-
-        ``limit`` is rounded to one decimal: the schema wants a multiple of 0.1.
-        """
-        profile: dict[str, Any] = {
-            "chargingProfileId": profile_id,
-            "stackLevel": stack_level,
-            "chargingProfilePurpose": purpose,
-            "chargingProfileKind": "Absolute",
-            "chargingSchedule": {
-                "startSchedule": datetime.now(UTC)
-                .isoformat(timespec="seconds")
-                .replace("+00:00", "Z"),
-                "chargingRateUnit": unit,
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(float(limit), 1)}],
-            },
-        }
-        if transaction_id is not None:
-            profile["transactionId"] = transaction_id
-        reply = await self._call(
-            call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=profile)
-        )
-        return str(reply.get("status", ""))
-
-    # SmartCharging and FirmwareManagement (camelCase in, as on the wire).
-
-    async def send_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
-        """SetChargingProfile with a whole csChargingProfiles object. Returns the status."""
-        reply = await self._call(
-            call.SetChargingProfile(connector_id=connector_id, cs_charging_profiles=profile)
-        )
-        return str(reply.get("status", ""))
-
-    async def clear_charging_profile(
-        self,
-        profile_id: int | None = None,
-        connector_id: int | None = None,
-        purpose: str | None = None,
-        stack_level: int | None = None,
-    ) -> str:
-        reply = await self._call(
-            call.ClearChargingProfile(
-                id=profile_id,
-                connector_id=connector_id,
-                charging_profile_purpose=purpose,
-                stack_level=stack_level,
-            )
-        )
-        return str(reply.get("status", ""))
-
-    async def get_composite_schedule(
-        self, connector_id: int, duration: int, unit: str | None = None
-    ) -> dict[str, Any]:
-        """GetCompositeSchedule. The CALLRESULT payload."""
-        return await self._call(
-            call.GetCompositeSchedule(
-                connector_id=connector_id, duration=duration, charging_rate_unit=unit
-            )
-        )
-
-    async def update_firmware(
-        self,
-        location: str,
-        retrieve_date: str | None = None,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-    ) -> None:
-        """UpdateFirmware (retrieveDate defaults to now); watch FirmwareStatusNotification."""
-        await self._call(
-            call.UpdateFirmware(
-                location=location,
-                retrieve_date=retrieve_date or utc_now(),
-                retries=retries,
-                retry_interval=retry_interval,
-            )
-        )
-
-    async def get_diagnostics(
-        self,
-        location: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        start_time: str | None = None,
-        stop_time: str | None = None,
-    ) -> str | None:
-        """GetDiagnostics. The fileName the charge point will upload, if it has one."""
-        reply = await self._call(
-            call.GetDiagnostics(
-                location=location,
-                retries=retries,
-                retry_interval=retry_interval,
-                start_time=start_time,
-                stop_time=stop_time,
-            )
-        )
-        name = reply.get("fileName")
-        return None if name is None else str(name)
-
-    async def get_configuration(self, keys: list[str] | None = None) -> dict[str, Any]:
-        """GetConfiguration. The CALLRESULT payload, with absent lists filled in as []."""
-        reply = await self._call(call.GetConfiguration(key=keys))
-        return {"configurationKey": [], "unknownKey": [], **reply}
-
-    async def change_configuration(self, key: str, value: str) -> str:
-        reply = await self._call(call.ChangeConfiguration(key=key, value=value))
-        return str(reply.get("status", ""))
-
-    # Core, LocalAuthListManagement and Reservation: each returns the status it was answered.
-
-    async def change_availability(self, connector_id: int, type: str) -> str:
-        """``type`` is Operative or Inoperative."""
-        reply = await self._call(call.ChangeAvailability(connector_id=connector_id, type=type))
-        return str(reply.get("status", ""))
-
-    async def reset(self, type: str) -> str:
-        """``type`` is Hard or Soft."""
-        reply = await self._call(call.Reset(type=type))
-        return str(reply.get("status", ""))
-
-    async def unlock_connector(self, connector_id: int) -> str:
-        reply = await self._call(call.UnlockConnector(connector_id=connector_id))
-        return str(reply.get("status", ""))
-
-    async def clear_cache(self) -> str:
-        reply = await self._call(call.ClearCache())
-        return str(reply.get("status", ""))
-
-    async def data_transfer(
-        self, vendor_id: str, message_id: str | None = None, data: str | None = None
-    ) -> dict[str, Any]:
-        """DataTransfer to the charge point. The CALLRESULT payload (status, maybe data)."""
-        return await self._call(
-            call.DataTransfer(vendor_id=vendor_id, message_id=message_id, data=data)
-        )
-
-    async def send_local_list(
-        self,
-        list_version: int,
-        update_type: str = "Full",
-        entries: list[dict[str, Any]] | None = None,
-    ) -> str:
-        """SendLocalList; ``entries`` camelCase as on the wire ({"idTag", "idTagInfo"})."""
-        reply = await self._call(
-            call.SendLocalList(
-                list_version=list_version,
-                update_type=update_type,
-                local_authorization_list=entries,
-            )
-        )
-        return str(reply.get("status", ""))
-
-    async def get_local_list_version(self) -> int:
-        reply = await self._call(call.GetLocalListVersion())
-        return int(reply.get("listVersion", -2))
-
-    async def reserve_now(
-        self,
-        connector_id: int,
-        expiry_date: str,
-        id_tag: str,
-        reservation_id: int,
-        parent_id_tag: str | None = None,
-    ) -> str:
-        reply = await self._call(
-            call.ReserveNow(
-                connector_id=connector_id,
-                expiry_date=expiry_date,
-                id_tag=id_tag,
-                reservation_id=reservation_id,
-                parent_id_tag=parent_id_tag,
-            )
-        )
-        return str(reply.get("status", ""))
-
-    async def cancel_reservation(self, reservation_id: int) -> str:
-        reply = await self._call(call.CancelReservation(reservation_id=reservation_id))
-        return str(reply.get("status", ""))
-
-    async def trigger_message(self, requested_message: str, connector_id: int | None = None) -> str:
-        reply = await self._call(
-            call.TriggerMessage(requested_message=requested_message, connector_id=connector_id)
-        )
-        return str(reply.get("status", ""))
 
     async def send_raw(self, frame_text: str) -> None:
         """Send text that expects no answer (garbage, stray results), to test robustness."""
@@ -759,7 +452,7 @@ class ChargePointSession(ChargePoint):
         if not isinstance(unique_id, str):
             raise ValueError(f"call_raw needs a string unique id at index 1: {frame_text[:100]!r}")
         if len(frame) > 2 and frame[2] == "TriggerMessage":
-            self._triggered = True
+            self.triggered = True
         if self.closed:
             raise ChargePointDisconnected(f"{self.id} is not connected")
         waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
@@ -794,7 +487,7 @@ class ChargePointSession(ChargePoint):
         frame = json.dumps([CALL, str(uuid.uuid4()), action, payload])
         reply = await self.call_raw(frame, timeout=timeout)
         if reply[0] == CALLERROR:
-            raise self._call_error(action, reply)
+            raise ChargePointCallError.from_frame(self.charge_point_id, action, reply)
         answer = reply[2] if len(reply) > 2 else None
         if self.strict:
             for violation in strict.check(action, answer, response=True):

@@ -83,7 +83,7 @@ class PanelMockPin(MockPWMPin):
 
     def clear_states(self) -> None:
         self._last_change = monotonic()
-        self.states = deque([PinState(0.0, self._state)], maxlen=MOCK_STATES_KEPT)
+        self.states = deque([PinState(0.0, self.state)], maxlen=MOCK_STATES_KEPT)
 
     def _change_state(self, value: Any) -> bool:
         with self.changed:
@@ -95,7 +95,7 @@ class PanelMockPin(MockPWMPin):
     def _call_when_changed(self) -> None:  # type: ignore[override]
         with self._bounce_lock:
             now = self._last_change
-            bounce = self._bounce
+            bounce = self.bounce
             if bounce and self._last_call is not None and now - self._last_call < bounce:
                 if self._settle_timer is None:
                     wait = max(0.0, self._last_call + bounce - monotonic())
@@ -104,20 +104,20 @@ class PanelMockPin(MockPWMPin):
                     self._settle_timer.start()
                 return
             self._last_call = now
-            self._reported = self._state
+            self._reported = self.state
         super()._call_when_changed()
 
     def _settle(self) -> None:
         """The bounce window closed: report the level it ended at, if nobody has heard it."""
         with self._bounce_lock:
             self._settle_timer = None
-            state = self._state
+            state = self.state
             wanted = "rising" if state else "falling"
             if (
-                self._function != "input"
-                or self._when_changed is None
+                self.function != "input"
+                or self.when_changed is None
                 or state == self._reported
-                or self._edges not in ("both", wanted)
+                or self.edges not in ("both", wanted)
             ):
                 return
             self._last_call = monotonic()

@@ -16,7 +16,8 @@ from gpiozero import Factory
 
 from hilsim.panel.bridge import LoopBridge
 from hilsim.panel.config import OutputPin, PanelSettings
-from hilsim.panel.devices import InputBinding, PanelHardware, RgbLamp, SeparateLamp
+from hilsim.panel.devices import InputBinding, PanelHardware
+from hilsim.panel.lamps import RgbLamp, SeparateLamp
 from hilsim.panel.lights import RGB, RGB_NO_PWM
 
 log = logging.getLogger(__name__)

@@ -3,11 +3,10 @@
 It runs in the service's own event loop on `websockets`' HTTP handling (`process_request`
 answers plain GETs; `/ws` upgrades), so no web framework is needed and nothing new can block the
 charger. The page is told about changes as they happen: the charger's status, link and event
-listeners and the CSMS link's frame listener only note the change and arm one push
-`PUSH_DELAY_S` later, which sends every open page one message (the state, and the events and
-frames since the last push, serialised once for all pages). The charger's own messages leave
-first, and a burst of changes costs one push. While at least one page is open, a once-a-second
-push carries power and energy for the charts.
+listeners and the CSMS link's frame listener only note the change (`LivePush.mark`, in
+:mod:`hilsim.web.push`, which decides when and to whom a message goes); a burst of changes costs
+one push, and while at least one page is open a once-a-second push carries power and energy for
+the charts. :mod:`hilsim.web.http` holds the static files and the headers of every answer.
 
 Nobody looking costs nothing: every listener returns at once when no page is open (the frame
 listener only appends the frame to a ring), and the once-a-second task exists only while a page
@@ -22,22 +21,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import email.utils
-import ipaddress
 import json
 import logging
 import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from enum import Enum
-from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -48,11 +42,12 @@ from hilsim.evse import ErrorCode, Outcome, Status, events
 from hilsim.ocpp.session import LinkState
 from hilsim.ocpp.wire import Frame, QuietLibraryLog
 from hilsim.panel import Panel
-from hilsim.tasks import TaskSet
 from hilsim.web.auth import Guard
 from hilsim.web.config import WebSettings
 from hilsim.web.estop import EmergencyStop
 from hilsim.web.frames import FrameLog, power_samples
+from hilsim.web.http import asset_response, load_assets, peer_address, response, same_origin
+from hilsim.web.push import Client, LivePush
 from hilsim.web.view import connector_view, csms_view, identity_view
 
 log = logging.getLogger(__name__)
@@ -66,42 +61,9 @@ HISTORY_S = 600.0
 CHART_S = 300.0
 #: Pages open at once; more get 503 (each costs a queue and a task).
 MAX_CLIENTS = 32
-#: Changes are pushed this long after they happen, together: the charger's own messages (the
-#: StatusNotification a button caused) leave first, and a burst costs one message, not many.
-PUSH_DELAY_S = 0.02
-#: Events kept for the next push; a flood beyond this keeps only the latest.
-EVENTS_KEPT = 200
-#: Messages waiting for one page; a page further behind than this is dropped, not waited for.
-QUEUE_LIMIT = 2000
 MAX_MESSAGE = 64 * 1024
 #: How long an `/api/state` answer is reused.
 STATE_CACHE_S = 1.0
-
-_ASSETS = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
-    "/static/icon.svg": ("icon.svg", "image/svg+xml"),
-    "/favicon.ico": ("icon.svg", "image/svg+xml"),
-}
-#: Everything the page loads comes from here: a demo hall often has no internet, and a page that
-#: cannot load a foreign script cannot be made to run one.
-_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-@dataclass(eq=False, slots=True)
-class _Client:
-    """One open page: its connection, its outgoing queue, and whether it gave the password."""
-
-    ws: ServerConnection
-    address: str
-    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
-    unlocked: bool = False
-    dropped: bool = False
 
 
 class WebServer:
@@ -129,16 +91,8 @@ class WebServer:
             cid: deque(maxlen=int(HISTORY_S / tick_s) * 2) for cid in charger.connectors
         }
         self.port: int | None = None
-        #: JSON messages serialised so far: stays 0 while no page is open.
-        self.messages_built = 0
-        self._clients: set[_Client] = set()
-        self._idle = asyncio.Event()  # set while no page is open
-        self._idle.set()
+        self.push = LivePush(self.frames, self._update, self._sample, tick_s)
         self._server: Server | None = None
-        self._ticker: asyncio.Future[None] | None = None
-        self._flush_handle: asyncio.TimerHandle | None = None
-        self._events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
-        self._tasks = TaskSet("web")
         self._assets: dict[str, bytes] = {}
         self._state_cache: tuple[float, bytes] | None = None
 
@@ -153,11 +107,16 @@ class WebServer:
 
     @property
     def clients(self) -> int:
-        return len(self._clients)
+        return len(self.push.clients)
+
+    @property
+    def messages_built(self) -> int:
+        """JSON messages serialised so far: stays 0 while no page is open."""
+        return self.push.messages_built
 
     async def wait_idle(self, timeout: float) -> None:
         """Until no page is open (their connections' handlers have all finished)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await asyncio.wait_for(self.push.idle.wait(), timeout)
 
     @property
     def url(self) -> str:
@@ -172,8 +131,7 @@ class WebServer:
     async def start(self) -> None:
         settings = self.settings
         assert settings.host is not None, "the page is off: no [web] listen"
-        package = resources.files("hilsim.web").joinpath("static")
-        self._assets = {name: package.joinpath(name).read_bytes() for name, _ in _ASSETS.values()}
+        self._assets = load_assets()
         try:
             self._server = await self._listen(settings.port)
         except OSError as exc:
@@ -232,9 +190,8 @@ class WebServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
-        self._stop_ticker()
-        self._cancel_flush()
-        await self._tasks.cancel_all()
+        self.push.stop()
+        await self.push.tasks.cancel_all()
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -243,109 +200,71 @@ class WebServer:
         page load is several); anything else is one INFO line (websockets' own are DEBUG)."""
         method = getattr(request, "method", "GET")  # websockets < 14 parses only GET
         path = urlsplit(request.path).path
-        if method == "GET" and path in _ASSETS:
-            name, content_type = _ASSETS[path]
-            extra = {"Content-Security-Policy": _CSP} if name == "index.html" else {}
-            log.debug("web: GET %s from %s", path, _address(connection))
-            return _response(200, self._assets[name], content_type, **extra)
-        response = self._dynamic(method, path, request)
-        status = "WebSocket" if response is None else str(response.status_code)
-        log.info("web: %s %s -> %s from %s", method, path, status, _address(connection))
-        return response
+        if method == "GET" and (static := asset_response(self._assets, path)) is not None:
+            log.debug("web: GET %s from %s", path, peer_address(connection))
+            return static
+        answer = self._dynamic(method, path, request)
+        status = "WebSocket" if answer is None else str(answer.status_code)
+        log.info("web: %s %s -> %s from %s", method, path, status, peer_address(connection))
+        return answer
 
     def _dynamic(self, method: str, path: str, request: Request) -> Response | None:
         if method != "GET":
-            return _response(405, b"only GET\n", "text/plain; charset=utf-8", Allow="GET")
+            return response(405, b"only GET\n", "text/plain; charset=utf-8", Allow="GET")
         if path == "/ws":
             return self._admit(request)
         if path == "/api/state":
-            return _response(200, self._state_json(), "application/json")
-        return _response(404, b"not found\n", "text/plain; charset=utf-8")
+            return response(200, self._state_json(), "application/json")
+        return response(404, b"not found\n", "text/plain; charset=utf-8")
 
     def _admit(self, request: Request) -> Response | None:
         """None lets the WebSocket handshake go on."""
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _response(426, b"a WebSocket endpoint\n", "text/plain; charset=utf-8")
+            return response(426, b"a WebSocket endpoint\n", "text/plain; charset=utf-8")
         origin = request.headers.get("Origin")
-        if origin is not None and not _same_origin(origin, request.headers.get("Host")):
+        if origin is not None and not same_origin(origin, request.headers.get("Host")):
             # Another site's page in a visitor's browser must not drive this charger.
             log.warning("web: WebSocket from foreign origin %s refused", origin)
-            return _response(403, b"foreign origin\n", "text/plain; charset=utf-8")
-        if len(self._clients) >= MAX_CLIENTS:
-            return _response(503, b"too many pages open\n", "text/plain; charset=utf-8")
+            return response(403, b"foreign origin\n", "text/plain; charset=utf-8")
+        if len(self.push.clients) >= MAX_CLIENTS:
+            return response(503, b"too many pages open\n", "text/plain; charset=utf-8")
         return None
 
     def _state_json(self) -> bytes:
         """`/api/state`, built at most once a second: asking in a loop cannot load the charger."""
         now = time.monotonic()
         if self._state_cache is None or now - self._state_cache[0] >= STATE_CACHE_S:
-            body = self._dumps(self._state(self.frames.decoded())).encode()
+            body = self.push.dumps(self._state(self.frames.decoded())).encode()
             self._state_cache = (now, body)
         return self._state_cache[1]
 
     # -- one page ------------------------------------------------------------------------------
 
     async def _serve(self, ws: ServerConnection) -> None:
-        client = _Client(ws, _address(ws))
+        client = Client(ws, peer_address(ws))
         entries = self.frames.watch()
-        if not self._clients:
+        if not self.push.clients:
             self._seed_history(entries)
-        # Queued before the client joins: no live push can overtake the full state.
-        client.queue.put_nowait(self._dumps({"type": "hello", **self._state(entries)}))
-        self._clients.add(client)
-        self._idle.clear()
-        if self._ticker is None:
-            self._ticker = self._tasks.spawn(self._tick(), "ticker")
-        log.debug("web: page opened from %s (%d open)", client.address, len(self._clients))
-        writer = asyncio.get_running_loop().create_task(self._write(client))
+        self.push.join(client, {"type": "hello", **self._state(entries)})
+        log.debug("web: page opened from %s (%d open)", client.address, self.clients)
+        writer = asyncio.get_running_loop().create_task(self.push.write(client))
         try:
             async for message in ws:
                 answer = await self._answer(client, message)
-                self._push(client, self._dumps({"type": "answer", **answer}))
+                self.push.push(client, self.push.dumps({"type": "answer", **answer}))
         except ConnectionClosed:
             pass
         finally:
-            self._clients.discard(client)
+            self.push.clients.discard(client)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            if not self._clients:
-                self._stop_ticker()
-                self._cancel_flush()
-                self._events.clear()
-                self.frames.unwatch()
-                self._idle.set()
-            log.debug("web: page closed from %s (%d open)", client.address, len(self._clients))
-
-    async def _write(self, client: _Client) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await client.ws.send(await client.queue.get())
-
-    def _push(self, client: _Client, text: str) -> None:
-        if client.dropped:
-            return
-        try:
-            client.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            client.dropped = True
-            log.warning("web: page at %s is too slow to follow; disconnecting it", client.address)
-            self._tasks.spawn(client.ws.close(1013, "too slow to follow"), "close-slow-client")
-
-    def _broadcast(self, message: dict[str, Any]) -> None:
-        if not self._clients:
-            return
-        text = self._dumps(message)  # once, however many pages are open
-        for client in list(self._clients):
-            self._push(client, text)
-
-    def _dumps(self, message: dict[str, Any]) -> str:
-        self.messages_built += 1
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+            self.push.leave(client)
+            log.debug("web: page closed from %s (%d open)", client.address, self.clients)
 
     # -- what the page asks --------------------------------------------------------------------
 
-    async def _answer(self, client: _Client, message: str | bytes) -> dict[str, Any]:
+    async def _answer(self, client: Client, message: str | bytes) -> dict[str, Any]:
         try:
             request = json.loads(message)
         except ValueError:
@@ -381,11 +300,11 @@ class WebServer:
                 error = f"estop: engage must be true or false (a JSON boolean), not {shown}"
                 return {"id": ident, "ok": False, "error": error}
             answer = self.estop.press(engage, client.address)
-            self._mark()
+            self.push.mark()
             return {"id": ident, **answer}
         return {"id": ident, **await self._button(client, request)}
 
-    async def _button(self, client: _Client, request: dict[str, Any]) -> dict[str, Any]:
+    async def _button(self, client: Client, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd not in BUTTON_COMMANDS:
             known = ", ".join(BUTTON_COMMANDS)
@@ -466,47 +385,16 @@ class WebServer:
             update["samples"] = samples
         return update
 
-    def _mark(self) -> None:
-        """Something changed: tell every page shortly, once however many changes come together."""
-        if self._flush_handle is not None or not self._clients:
-            return
-        loop = asyncio.get_running_loop()
-        self._flush_handle = loop.call_later(PUSH_DELAY_S, self._flush)
-
-    def _cancel_flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-
-    def _flush(self, samples: dict[int, list[float]] | None = None) -> None:
-        """One message to every page: the state now, and the events and frames since the last."""
-        self._cancel_flush()
-        message = {"type": "update", **self._update(samples)}
-        if self._events:
-            message["events"] = list(self._events)
-            self._events.clear()
-        frames = self.frames.take()
-        if frames:
-            message["frames"] = frames
-        self._broadcast(message)
-
-    async def _tick(self) -> None:
-        """While a page is open: power and energy once a second, and the charts' next point."""
-        while True:
-            await asyncio.sleep(self.tick_s)
-            now = time.time()
-            samples: dict[int, list[float]] = {}
-            for cid, rt in self.charger.connectors.items():
-                power = rt.meter.read(self.charger.clock()).power_W
-                if power is not None:
-                    self.history[cid].append((now, float(power)))
-                    samples[cid] = [round(now, 3), round(float(power), 1)]
-            self._flush(samples)
-
-    def _stop_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+    def _sample(self) -> dict[int, list[float]]:
+        """The ticker's point: each connector's power now, also kept for the charts."""
+        now = time.time()
+        samples: dict[int, list[float]] = {}
+        for cid, rt in self.charger.connectors.items():
+            power = rt.meter.read(self.charger.clock()).power_W
+            if power is not None:
+                self.history[cid].append((now, float(power)))
+                samples[cid] = [round(now, 3), round(float(power), 1)]
+        return samples
 
     def _seed_history(self, entries: list[dict[str, Any]]) -> None:
         """At the first page open: what MeterValues said while nobody was looking."""
@@ -524,21 +412,18 @@ class WebServer:
 
     def _on_frame(self, frame: Frame) -> None:
         self.frames.record(frame)  # the ring, always: a page that opens later shows it
-        if self._clients:
-            self._mark()
+        self.push.mark()
 
     def _on_status(self, connector_id: int, status: Status, error_code: ErrorCode) -> None:
-        if self._clients:
-            self._mark()
+        self.push.mark()
 
     def _on_link(self, state: LinkState) -> None:
-        if self._clients:
-            self._mark()
+        self.push.mark()
 
     def _on_event(self, connector_id: int, event: events.Event, outcome: Outcome) -> None:
-        if not self._clients or (isinstance(event, events.Tick) and not outcome.effects):
+        if not self.push.clients or (isinstance(event, events.Tick) and not outcome.effects):
             return
-        self._events.append(
+        self.push.event(
             {
                 "at": round(time.time(), 3),
                 "connector": connector_id,
@@ -548,54 +433,12 @@ class WebServer:
                 "status": str(outcome.state.status),
             }
         )
-        self._mark()
 
     def _connector_of_transaction(self, transaction_id: int) -> int | None:
         for cid in self.charger.connectors:
             if self.charger.transaction_id(cid) == transaction_id:
                 return cid
         return None
-
-
-
-def _response(status: int, body: bytes, content_type: str, **headers: str) -> Response:
-    from http import HTTPStatus
-
-    fields = Headers(
-        [
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-            ("X-Frame-Options", "DENY"),
-        ]
-    )
-    for name, value in headers.items():
-        fields[name.replace("_", "-")] = value
-    return Response(status, HTTPStatus(status).phrase, fields, body)
-
-
-def _same_origin(origin: str, host: str | None) -> bool:
-    try:
-        netloc = urlsplit(origin).netloc.lower()
-    except ValueError:
-        return False
-    return bool(host) and netloc == str(host).lower()
-
-
-def _address(ws: ServerConnection) -> str:
-    remote = ws.remote_address
-    if isinstance(remote, tuple) and remote:
-        text = str(remote[0])
-        with contextlib.suppress(ValueError):
-            mapped = ipaddress.ip_address(text)
-            if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped:
-                return str(mapped.ipv4_mapped)
-        return text
-    return "local"
 
 
 def _fields(event: events.Event) -> dict[str, Any]:
