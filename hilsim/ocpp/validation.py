@@ -13,7 +13,10 @@ are read as files, so the library itself, and `jsonschema` with it, is never imp
 running charge point.
 
 Only the draft-04 keywords those schemas use are supported; a schema with any other validating
-keyword is refused when it is compiled, never silently half-checked.
+keyword is refused when it is compiled, never silently half-checked. The compiler is
+`hilsim.ocpp.schema_compiler`, the code each violation is answered with `hilsim.ocpp.violations`;
+this module picks the schemas, bounds them and holds their dates, and its names are the ones the
+rest of hilsim imports.
 
 Two deliberate differences from the library, both for values it lets through that the charge point
 cannot use:
@@ -44,80 +47,43 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from hilsim.clock import DATE_RANGE, parse_iso, utc_iso
+from hilsim.ocpp.schema_compiler import Check, accept, compile_schema, resolve_ref
+from hilsim.ocpp.violations import SchemaViolation, UnknownSchema
+
+__all__ = [
+    "DECIMAL_CALLS",
+    "DECIMAL_RESULTS",
+    "INT64_MAX",
+    "INT64_MIN",
+    "Check",
+    "SchemaViolation",
+    "Schemas",
+    "UnknownSchema",
+    "bounded",
+    "compile_schema",
+    "library_schema_dir",
+    "snake_case",
+    "snake_key",
+]
 
 log = logging.getLogger(__name__)
-
-Check = Callable[[Any], None]
 
 #: Calls whose schemas hold ``multipleOf: 0.1``: numbers are compared as exact decimals, as on
 #: the wire (and as the library does), so that 21.4 is a multiple of 0.1.
 DECIMAL_CALLS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
 DECIMAL_RESULTS = frozenset({"GetCompositeSchedule"})
 
-#: Keywords that describe rather than constrain (draft-04 ignores ``format`` without a checker,
-#: as the library's validators have none).
-_ANNOTATIONS = frozenset(
-    {"$schema", "id", "$id", "title", "description", "definitions", "javaType", "format"}
-)
-
-# Which CALLERROR a violated keyword is answered with, as OCPP-J 1.6 (4.2.3) describes each code:
-# a missing field makes the payload "incomplete" (ProtocolError, as the library answers too), a
-# wrong type or an over-long string a TypeConstraintViolation, a field the PDU does not have a
-# FormationViolation; a well-typed value the field does not allow a PropertyConstraintViolation.
-_CODES = {
-    "type": "TypeConstraintViolation",
-    "maxLength": "TypeConstraintViolation",
-    "additionalProperties": "FormationViolation",
-    "required": "ProtocolError",
-    "enum": "PropertyConstraintViolation",
-    "multipleOf": "PropertyConstraintViolation",
-    "minimum": "PropertyConstraintViolation",
-    "maximum": "PropertyConstraintViolation",
-    "minItems": "OccurenceConstraintViolation",
-    "dateRange": "PropertyConstraintViolation",
-}
-_OTHER_CODE = "FormationViolation"
 
 #: The range every OCPP integer (and number) is held to: what SQLite stores as an INTEGER.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-
-
-class SchemaViolation(Exception):
-    """A payload breaks its schema. ``error_code`` is the CALLERROR code to answer it with."""
-
-    def __init__(self, keyword: str, message: str, path: Sequence[str | int] = ()) -> None:
-        super().__init__(message)
-        self.keyword = keyword
-        self.message = message
-        self.path: list[str | int] = list(path)
-
-    @property
-    def error_code(self) -> str:
-        return _CODES.get(self.keyword, _OTHER_CODE)
-
-    @property
-    def where(self) -> str:
-        """Where the offending value is, e.g. ``chargingSchedule/chargingSchedulePeriod/0``."""
-        return "/".join(str(part) for part in self.path)
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.path else self.message
-
-
-class UnknownSchema(SchemaViolation):
-    """No schema for this action: the library answers NotImplemented, and so do we."""
-
-    @property
-    def error_code(self) -> str:
-        return "NotImplemented"
 
 
 def library_schema_dir() -> Path:
@@ -268,7 +234,7 @@ def _date_paths(
     root = schema if root is None else root
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
-        yield from _date_paths(_resolve(root, ref), root, prefix, seen | {ref})
+        yield from _date_paths(resolve_ref(root, ref), root, prefix, seen | {ref})
         return
     if schema.get("format") == "date-time":
         yield prefix
@@ -283,7 +249,7 @@ def _date_holder(label: str, paths: list[_Path]) -> Check:
     """A callable that holds the date-times at ``paths`` of a payload to DATE_RANGE, in place."""
     paths = [path for path in paths if path and path[-1] not in _CLOCK_FIELDS]
     if not paths:
-        return _accept
+        return accept
 
     def hold(payload: Any) -> None:
         for path in paths:
@@ -336,363 +302,6 @@ def _hold_at(label: str, data: Any, path: _Path, where: list[str | int]) -> None
 
 
 # -- the compiler --------------------------------------------------------------------------------
-
-
-def compile_schema(
-    schema: Mapping[str, Any],
-    root: Mapping[str, Any] | None = None,
-    *,
-    exact_decimals: bool = False,
-) -> Check:
-    """One callable that raises the first SchemaViolation Draft4Validator would report.
-
-    ``exact_decimals``: the schema and the payloads hold `decimal.Decimal` for JSON fractions.
-    """
-    numbers: tuple[type, ...] = (int, float)
-    if exact_decimals:
-        from decimal import Decimal
-
-        numbers = (int, float, Decimal)
-    return _Compiler(root if root is not None else schema, numbers).compile(schema)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": _is_integer,
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-_EXACT_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-}
-
-
-class _Compiler:
-    def __init__(self, root: Mapping[str, Any], numbers: tuple[type, ...]) -> None:
-        self.root = root
-        self._refs: dict[str, Check] = {}
-        self._numbers = numbers
-
-    def _is_number(self, value: Any) -> bool:
-        return isinstance(value, self._numbers) and not isinstance(value, bool)
-
-    def compile(self, schema: Any) -> Check:
-        if not isinstance(schema, dict):
-            raise ValueError(f"not a draft-04 schema: {schema!r}")
-        if "$ref" in schema:  # draft-04: a $ref replaces every keyword beside it
-            return self._ref(schema["$ref"])
-        checks = []
-        for keyword, value in schema.items():
-            if keyword in _ANNOTATIONS:
-                continue
-            make = getattr(self, f"_{keyword}", None)
-            if make is None:
-                raise ValueError(f"schema keyword {keyword!r} is not supported")
-            check = make(value, schema)
-            if check is not None:
-                checks.append(check)
-        if not checks:
-            return _accept
-        if len(checks) == 1:
-            return checks[0]
-        first, *rest = checks
-
-        def all_of(value: Any) -> None:
-            first(value)
-            for check in rest:
-                check(value)
-
-        return all_of
-
-    def _ref(self, ref: str) -> Check:
-        if ref in self._refs:
-            return self._refs[ref]
-        if not ref.startswith("#/"):
-            raise ValueError(f"only local $ref is supported, not {ref!r}")
-        target = _resolve(self.root, ref)
-        compiled: list[Check] = []
-
-        def deferred(value: Any) -> None:  # a reference may be used before it is compiled
-            compiled[0](value)
-
-        self._refs[ref] = deferred
-        compiled.append(self.compile(target))
-        self._refs[ref] = compiled[0]
-        return compiled[0]
-
-    # -- keywords: each returns a check, or None when it can never fail ---------------------------
-
-    def _type(self, types: str | list[str], schema: Mapping[str, Any]) -> Check:
-        names = [types] if isinstance(types, str) else list(types)
-        reprs = ", ".join(repr(name) for name in names)
-        if len(names) == 1 and names[0] in _EXACT_TYPES:
-            exact = _EXACT_TYPES[names[0]]
-
-            def one_type(value: Any) -> None:
-                if not isinstance(value, exact):
-                    raise SchemaViolation("type", f"{value!r} is not of type {reprs}")
-
-            return one_type
-        tests = [self._is_number if name == "number" else _TYPES[name] for name in names]
-
-        def any_type(value: Any) -> None:
-            for test in tests:
-                if test(value):
-                    return
-            raise SchemaViolation("type", f"{value!r} is not of type {reprs}")
-
-        return any_type
-
-    def _properties(self, properties: Mapping[str, Any], schema: Mapping[str, Any]) -> Check | None:
-        checks = [(name, self.compile(sub)) for name, sub in properties.items()]
-        checks = [(name, check) for name, check in checks if check is not _accept]
-        if not checks:
-            return None
-
-        def each_property(value: Any) -> None:
-            if not isinstance(value, dict):
-                return
-            for name, check in checks:
-                if name in value:
-                    try:
-                        check(value[name])
-                    except SchemaViolation as violation:
-                        violation.path.insert(0, name)
-                        raise
-
-        return each_property
-
-    def _additionalProperties(
-        self, allowed: bool | Mapping[str, Any], schema: Mapping[str, Any]
-    ) -> Check | None:
-        if "patternProperties" in schema:
-            raise ValueError("patternProperties is not supported")
-        known = frozenset(schema.get("properties", {}))
-        if isinstance(allowed, dict):
-            check = self.compile(allowed)
-
-            def additional_schema(value: Any) -> None:
-                if not isinstance(value, dict):
-                    return
-                for name in {key for key in value if key not in known}:
-                    try:
-                        check(value[name])
-                    except SchemaViolation as violation:
-                        violation.path.insert(0, name)
-                        raise
-
-            return additional_schema
-        if allowed:
-            return None
-
-        def no_additional(value: Any) -> None:
-            if not isinstance(value, dict):
-                return
-            for key in value:
-                if key not in known:
-                    extras = sorted({k for k in value if k not in known}, key=str)
-                    verb = "was" if len(extras) == 1 else "were"
-                    listed = ", ".join(repr(extra) for extra in extras)
-                    raise SchemaViolation(
-                        "additionalProperties",
-                        f"Additional properties are not allowed ({listed} {verb} unexpected)",
-                    )
-
-        return no_additional
-
-    def _required(self, names: list[str], schema: Mapping[str, Any]) -> Check | None:
-        if not names:
-            return None
-        required = tuple(names)
-
-        def all_present(value: Any) -> None:
-            if not isinstance(value, dict):
-                return
-            for name in required:
-                if name not in value:
-                    raise SchemaViolation("required", f"{name!r} is a required property")
-
-        return all_present
-
-    def _enum(self, choices: list[Any], schema: Mapping[str, Any]) -> Check:
-        if all(isinstance(choice, str) for choice in choices):
-            allowed = frozenset(choices)
-
-            def one_of_strings(value: Any) -> None:
-                if not (isinstance(value, str) and value in allowed):
-                    raise SchemaViolation("enum", f"{value!r} is not one of {choices!r}")
-
-            return one_of_strings
-
-        def one_of(value: Any) -> None:
-            if not any(_equal(choice, value) for choice in choices):
-                raise SchemaViolation("enum", f"{value!r} is not one of {choices!r}")
-
-        return one_of
-
-    def _minimum(self, limit: Any, schema: Mapping[str, Any]) -> Check:
-        if schema.get("exclusiveMinimum"):
-            raise ValueError("exclusiveMinimum is not supported")
-        is_number = self._is_number
-
-        def large_enough(value: Any) -> None:
-            if is_number(value) and value < limit:
-                raise SchemaViolation("minimum", f"{value!r} is less than the minimum of {limit}")
-
-        return large_enough
-
-    def _maximum(self, limit: Any, schema: Mapping[str, Any]) -> Check:
-        if schema.get("exclusiveMaximum"):
-            raise ValueError("exclusiveMaximum is not supported")
-        is_number = self._is_number
-
-        def small_enough(value: Any) -> None:
-            if is_number(value) and value > limit:
-                raise SchemaViolation(
-                    "maximum", f"{value!r} is greater than the maximum of {limit}"
-                )
-
-        return small_enough
-
-    def _maxLength(self, limit: int, schema: Mapping[str, Any]) -> Check:
-        message = "is expected to be empty" if limit == 0 else "is too long"
-
-        def short_enough(value: Any) -> None:
-            if isinstance(value, str) and len(value) > limit:
-                raise SchemaViolation("maxLength", f"{value!r} {message}")
-
-        return short_enough
-
-    def _minItems(self, limit: int, schema: Mapping[str, Any]) -> Check:
-        message = "should be non-empty" if limit == 1 else "is too short"
-
-        def long_enough(value: Any) -> None:
-            if isinstance(value, list) and len(value) < limit:
-                raise SchemaViolation("minItems", f"{value!r} {message}")
-
-        return long_enough
-
-    def _items(self, items: Any, schema: Mapping[str, Any]) -> Check | None:
-        if isinstance(items, dict):
-            check = self.compile(items)
-            if check is _accept:
-                return None
-
-            def every_item(value: Any) -> None:
-                if not isinstance(value, list):
-                    return
-                for index, item in enumerate(value):
-                    try:
-                        check(item)
-                    except SchemaViolation as violation:
-                        violation.path.insert(0, index)
-                        raise
-
-            return every_item
-        checks = [self.compile(sub) for sub in items]
-
-        def by_position(value: Any) -> None:
-            if not isinstance(value, list):
-                return
-            for index, (item, check) in enumerate(zip(value, checks, strict=False)):
-                try:
-                    check(item)
-                except SchemaViolation as violation:
-                    violation.path.insert(0, index)
-                    raise
-
-        return by_position
-
-    def _additionalItems(self, allowed: Any, schema: Mapping[str, Any]) -> Check | None:
-        items = schema.get("items", {})
-        if isinstance(items, dict):
-            return None  # draft-04: only meaningful beside a list of item schemas
-        count = len(items)
-        if isinstance(allowed, dict):
-            check = self.compile(allowed)
-
-            def additional_items(value: Any) -> None:
-                if not isinstance(value, list):
-                    return
-                for index in range(count, len(value)):
-                    try:
-                        check(value[index])
-                    except SchemaViolation as violation:
-                        violation.path.insert(0, index)
-                        raise
-
-            return additional_items
-        if allowed:
-            return None
-
-        def no_additional_items(value: Any) -> None:
-            if isinstance(value, list) and len(value) > count:
-                extras = value[count:]
-                verb = "was" if len(extras) == 1 else "were"
-                listed = ", ".join(repr(extra) for extra in extras)
-                raise SchemaViolation(
-                    "additionalItems",
-                    f"Additional items are not allowed ({listed} {verb} unexpected)",
-                )
-
-        return no_additional_items
-
-    def _multipleOf(self, step: Any, schema: Mapping[str, Any]) -> Check:
-        is_number = self._is_number
-
-        def multiple(value: Any) -> None:
-            if not is_number(value):
-                return
-            if isinstance(step, float):
-                try:
-                    quotient = value / step
-                    failed = int(quotient) != quotient
-                except (ArithmeticError, ValueError, TypeError):
-                    failed = True
-            else:
-                try:
-                    failed = bool(value % step)
-                except (ArithmeticError, TypeError, ValueError):  # decimal.InvalidOperation too
-                    failed = True
-            if failed:
-                raise SchemaViolation("multipleOf", f"{value!r} is not a multiple of {step}")
-
-        return multiple
-
-
-def _resolve(root: Any, ref: str) -> Any:
-    """The schema a local ``$ref`` (``#/definitions/...``) points to."""
-    target = root
-    for part in ref[2:].split("/"):
-        target = target[part.replace("~1", "/").replace("~0", "~")]
-    return target
-
-
-def _accept(value: Any) -> None:
-    return None
-
-
-def _equal(one: Any, two: Any) -> bool:
-    """JSON equality as jsonschema sees it: ``True`` is not ``1``, in containers too."""
-    if one is two:
-        return True
-    if isinstance(one, str) or isinstance(two, str):
-        return bool(one == two)
-    if isinstance(one, list) and isinstance(two, list):
-        return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
-    if isinstance(one, dict) and isinstance(two, dict):
-        return one.keys() == two.keys() and all(_equal(one[k], two[k]) for k in one)
-    if isinstance(one, bool) or isinstance(two, bool):
-        return type(one) is type(two) and one == two
-    return bool(one == two)
 
 
 # -- keys: the wire's camelCase, the handlers' snake_case ---------------------------------------
