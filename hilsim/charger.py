@@ -45,7 +45,7 @@ from hilsim.meter import (
     SyntheticMeter,
     register_Wh,
 )
-from hilsim.ocpp.client import ConfigurationEntry, Release
+from hilsim.ocpp.ports import ConfigurationEntry, Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
 from hilsim.outbox import STORE_RETRY_S, Outbox
@@ -195,7 +195,7 @@ class Charger:
     def dispatch(self, connector_id: int, event: events.Event, *, hold: bool = False) -> Outcome:
         """Feed one event to a connector's machine and carry out its effects.
 
-        With ``hold`` the effects are kept back; the caller releases them (see `_held`). Raises
+        With ``hold`` the effects are kept back; the caller releases them (see `held`). Raises
         KeyError for an unknown connector so callers can say which id was wrong.
         """
         rt = self.connectors[connector_id]
@@ -208,7 +208,8 @@ class Charger:
             self._carry_out(rt, outcome.effects)
         return outcome
 
-    def _held(self, connector_id: int, outcome: Outcome) -> Release:
+    def held(self, connector_id: int, outcome: Outcome) -> Release:
+        """The effects a ``hold=True`` dispatch kept back, to carry out once they may happen."""
         rt = self.connectors[connector_id]
         return lambda: self._carry_out(rt, outcome.effects)
 
@@ -611,17 +612,17 @@ class Charger:
         self, id_tag: str, connector_id: int | None, profile: dict[str, Any] | None
     ) -> tuple[str, Release]:
         if connector_id is not None and connector_id not in self.connectors:
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if not id_tag.strip():  # valid to the schema, but no driver has an empty tag
             log.warning("RemoteStartTransaction with an empty idTag: Rejected")
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if self.link is not None and self.link.state != LinkState.CONNECTED:
             # OCPP 1.6 4.2.1: until BootNotification is Accepted no transaction may start.
             log.warning(
                 "RemoteStartTransaction before the CSMS accepted the boot (link %s): Rejected",
                 self.link.state,
             )
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if connector_id is not None:
             candidates = [connector_id]
         else:
@@ -638,12 +639,12 @@ class Charger:
                         tx_profile = self.smart_charging.remote_start_profile(cid, profile)
                     except ProfileRejected as exc:
                         log.warning("C%d RemoteStartTransaction rejected: %s", cid, exc)
-                        return "Rejected", _nothing
+                        return "Rejected", nothing
                 outcome = self.dispatch(cid, event, hold=True)
                 if tx_profile is not None:
                     self.smart_charging.install_for_remote_start(tx_profile)
-                return "Accepted", self._held(cid, outcome)
-        return "Rejected", _nothing
+                return "Accepted", self.held(cid, outcome)
+        return "Rejected", nothing
 
     def _waiting_for_tag(self, connector_id: int) -> bool:
         state = self.connectors[connector_id].machine.state
@@ -655,8 +656,8 @@ class Charger:
             if local_id is not None and rt.machine.state.transaction_id == local_id:
                 outcome = self.dispatch(rt.id, events.RemoteStop(local_id), hold=True)
                 if outcome.accepted:
-                    return "Accepted", self._held(rt.id, outcome)
-        return "Rejected", _nothing
+                    return "Accepted", self.held(rt.id, outcome)
+        return "Rejected", nothing
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -810,10 +811,6 @@ class Charger:
             "firmware": self.firmware.snapshot() if self.firmware else None,
             **(self.operations.snapshot() if self.operations else {}),
         }
-
-
-def _nothing() -> None:
-    return None
 
 
 def _iso_or_none(wall: float | None) -> str | None:

@@ -15,24 +15,22 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from hilsim.authorization import Authorizer
 from hilsim.errors import StoreError
 from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.local_list import LocalAuthList, UpdateStatus
 from hilsim.measurands import choose, wanted
+from hilsim.ocpp.ports import Release, TriggerSender, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.charger import Charger
-    from hilsim.ocpp.client import BootResult, Identity
 
 log = logging.getLogger(__name__)
-
-Release = Callable[[], None]
 
 #: The vendorId hilsim answers DataTransfer for (CiString255: compared case-insensitively).
 VENDOR_ID = "hilsim"
@@ -68,27 +66,8 @@ class TriggerStatus(StrEnum):
     NOT_IMPLEMENTED = "NotImplemented"
 
 
-class TriggerSender(Protocol):
-    """What a triggered message is sent through: the OCPP client of the current connection."""
-
-    async def boot_notification(self, identity: Identity) -> BootResult: ...
-    async def heartbeat(self) -> str: ...
-    async def status_notification(
-        self, connector_id: int, status: str, error_code: str, timestamp: str
-    ) -> None: ...
-    async def meter_values(
-        self, connector_id: int, transaction_id: int | None, meter_value: list[dict[str, Any]]
-    ) -> None: ...
-    async def diagnostics_status_notification(self, status: str) -> None: ...
-    async def firmware_status_notification(self, status: str) -> None: ...
-
-
 #: Sends the message a TriggerMessage asked for, once its answer is on the wire.
 Trigger = Callable[[TriggerSender], Awaitable[None]]
-
-
-def _nothing() -> None:
-    return None
 
 
 class Operations:
@@ -159,12 +138,12 @@ class Operations:
         if connector_id != 0 and connector_id not in self.charger.connectors:
             why = "no such connector"
             log.info("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, why)
-            return AvailabilityStatus.REJECTED, _nothing
+            return AvailabilityStatus.REJECTED, nothing
         try:
             await self.charger.store.save_availability(connector_id, operative)
         except StoreError as exc:
             log.error("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, exc)
-            return AvailabilityStatus.REJECTED, _nothing
+            return AvailabilityStatus.REJECTED, nothing
         was = self.charge_point_status()
         self.availability[connector_id] = operative
         targets = list(self.charger.connectors) if connector_id == 0 else [connector_id]
@@ -177,7 +156,7 @@ class Operations:
                 continue
             outcome = self.charger.dispatch(cid, events.ChangeAvailability(effective), hold=True)
             if outcome.accepted:
-                releases.append(self.charger._held(cid, outcome))
+                releases.append(self.charger.held(cid, outcome))
                 scheduled = scheduled or outcome.state.scheduled_operative is not None
         if self.charge_point_status() != was:
             releases.append(self._send_charge_point_status)
@@ -205,10 +184,10 @@ class Operations:
         kind = ResetType(reset_type)
         if self.resetting is not None:
             log.info("Reset %s: Rejected (a %s reset is in progress)", kind, self.resetting)
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if kind == ResetType.HARD and self.hard_reset is None:
             log.info("Reset Hard: Rejected (no service to restart)")
-            return "Rejected", _nothing
+            return "Rejected", nothing
         self.resetting = kind
         log.warning("Reset %s requested by the CSMS", kind)
         return "Accepted", lambda: self._spawn(self._reset(kind), f"reset-{kind}")
@@ -234,7 +213,7 @@ class Operations:
         rt = self.charger.connectors.get(connector_id)
         if rt is None:
             log.info("UnlockConnector C%d: NotSupported (no such connector)", connector_id)
-            return UnlockStatus.NOT_SUPPORTED, _nothing
+            return UnlockStatus.NOT_SUPPORTED, nothing
         outcome_of_lock = {
             "unlocked": UnlockStatus.UNLOCKED,
             "failed": UnlockStatus.UNLOCK_FAILED,
@@ -242,14 +221,14 @@ class Operations:
         }[rt.settings.unlock]
         if outcome_of_lock == UnlockStatus.NOT_SUPPORTED:
             log.info("UnlockConnector C%d: NotSupported (the connector has no lock)", connector_id)
-            return outcome_of_lock, _nothing
-        release: Release = _nothing
+            return outcome_of_lock, nothing
+        release: Release = nothing
         if rt.machine.state.transaction is not None:
             outcome = self.charger.dispatch(
                 connector_id, events.EndTransaction(StopReason.UNLOCK_COMMAND), hold=True
             )
             if outcome.accepted:
-                release = self.charger._held(connector_id, outcome)
+                release = self.charger.held(connector_id, outcome)
         if outcome_of_lock == UnlockStatus.UNLOCKED:
             log.info("UnlockConnector C%d: Unlocked", connector_id)
         else:
@@ -339,18 +318,19 @@ class Operations:
     # -- TriggerMessage ------------------------------------------------------------------------
 
     def trigger_message(
-        self, requested_message: str, connector_id: int | None = None
-    ) -> tuple[TriggerStatus, Trigger | None]:
-        """Accepted, with the message to send after the answer; Rejected for an unknown
-        connector (or connector 0 for MeterValues, which has no meter of its own). Every
-        message OCPP 1.6 lets a CSMS trigger is implemented, so NotImplemented is never needed.
+        self, requested_message: str, connector_id: int | None, sender: TriggerSender
+    ) -> tuple[TriggerStatus, Release]:
+        """Accepted, with the message to send through ``sender`` after the answer (the release);
+        Rejected for an unknown connector (or connector 0 for MeterValues, which has no meter of
+        its own). Every message OCPP 1.6 lets a CSMS trigger is implemented, so NotImplemented is
+        never needed.
         A connectorId is ignored for the messages that are not about a connector.
         """
         known = self.charger.connectors
         if connector_id is not None and connector_id != 0 and connector_id not in known:
             why = "no such connector"
             log.info("TriggerMessage %s C%d: Rejected (%s)", requested_message, connector_id, why)
-            return TriggerStatus.REJECTED, None
+            return TriggerStatus.REJECTED, nothing
         trigger: Trigger
         if requested_message == "BootNotification":
             trigger = self._trigger_boot
@@ -362,7 +342,7 @@ class Operations:
         elif requested_message == "MeterValues":
             if connector_id == 0:
                 log.info("TriggerMessage MeterValues C0: Rejected (no main meter)")
-                return TriggerStatus.REJECTED, None
+                return TriggerStatus.REJECTED, nothing
             ids = list(known) if connector_id is None else [connector_id]
             trigger = partial(self._trigger_meter_values, connector_ids=ids)
         elif requested_message == "DiagnosticsStatusNotification":
@@ -371,10 +351,12 @@ class Operations:
             trigger = self._trigger_firmware_status
         else:
             log.warning("TriggerMessage %s: NotImplemented", requested_message)
-            return TriggerStatus.NOT_IMPLEMENTED, None
+            return TriggerStatus.NOT_IMPLEMENTED, nothing
         where = "" if connector_id is None else f" C{connector_id}"
         log.info("TriggerMessage %s%s: Accepted", requested_message, where)
-        return TriggerStatus.ACCEPTED, trigger
+        return TriggerStatus.ACCEPTED, lambda: self._spawn(
+            trigger(sender), f"trigger-{requested_message}"
+        )
 
     async def _trigger_boot(self, sender: TriggerSender) -> None:
         # A triggered BootNotification restarts nothing (5.17); its answer is taken in as usual.

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
-from hilsim.ocpp.client import ChargePointClient, ChargerPort, Identity
+from hilsim.ocpp.client import ChargePointClient, Identity
+from hilsim.ocpp.ports import ChargerPort
 from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp.wire import FrameListener, TracedConnection
@@ -190,6 +191,7 @@ class CsmsLink:
             self.owner,
             response_timeout=self.response_timeout,
             schemas=self.schemas,
+            security=self.security,
         )
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(client.start(), name="ocpp-reader")
