@@ -129,6 +129,11 @@ class Service:
                 registers=registers,
                 meters=meters,
             )
+            # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
+            security = ConnectionSecurity(
+                security_settings(settings), keys, store, settings.charge_point.id,
+                key_file_for(settings),
+            )  # fmt: skip
             link = CsmsLink(
                 settings.charge_point.endpoint,
                 settings.charge_point.id,
@@ -138,14 +143,9 @@ class Service:
                 backoff=self.backoff,
                 frame_listeners=self.frame_listeners,
                 response_timeout=self.response_timeout,
+                security=security,
             )
             charger.attach(link)
-            # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
-            link.security = ConnectionSecurity(
-                security_settings(settings), keys, store, settings.charge_point.id,
-                key_file_for(settings),
-            )  # fmt: skip
-            link.security.link = link
             # FirmwareManagement: the installed version (BootNotification says it), updates,
             # and diagnostics archives of the recent log lines and the database.
             firmware = Firmware(
@@ -153,7 +153,7 @@ class Service:
                 configured_version=settings.charge_point.firmware_version,
                 state_dir=settings.storage.database.parent,
                 log_ring=self.log_ring,
-                ca_file=link.security.settings.ca_file,
+                ca_file=security.settings.ca_file,
                 installation=installation_summary(settings),
             )  # fmt: skip
             await firmware.load()

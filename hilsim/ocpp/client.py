@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from hilsim.errors import CsmsError
 from hilsim.ocpp.core_handlers import CoreProfileHandlers
 from hilsim.ocpp.firmware_handlers import FirmwareHandlers
-from hilsim.ocpp.ports import ChargerPort, SecurityPort
+from hilsim.ocpp.ports import ChargerPort
 from hilsim.ocpp.routing import Reply, on
 from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
@@ -157,12 +157,12 @@ class ChargePointClient(CoreProfileHandlers, SmartChargingHandlers, FirmwareHand
         *,
         response_timeout: float = 30.0,
         schemas: Schemas | None = None,
-        security: SecurityPort | None = None,
+        after_configuration_change: Callable[[], None] | None = None,
     ) -> None:
-        """``security``: told after every ChangeConfiguration answer (None: plain connection)."""
+        """``after_configuration_change``: run once each ChangeConfiguration answer is sent."""
         self.id = charge_point_id
         self.charger = charger
-        self._security = security
+        self._after_configuration_change = after_configuration_change
         self.on_activity: Callable[[], None] = _noop
         self._connection = connection
         self._response_timeout = response_timeout
@@ -448,8 +448,7 @@ class ChargePointClient(CoreProfileHandlers, SmartChargingHandlers, FirmwareHand
     async def on_change_configuration(self, key: str, value: str) -> Reply:
         status = await self.charger.change_configuration(key, value)
         # A new SecurityProfile or AuthorizationKey connects again, after the answer.
-        security = self._security
-        return Reply({"status": status}, security.after_change if security else None)
+        return Reply({"status": status}, self._after_configuration_change)
 
     @on("RemoteStartTransaction")
     def on_remote_start_transaction(

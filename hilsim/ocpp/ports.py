@@ -108,13 +108,6 @@ class SmartChargingPort(Protocol):
     def composite(self, connector_id: int, duration: int, unit: str | None) -> dict[str, Any]: ...
 
 
-class SecurityPort(Protocol):
-    """The connection's security (`hilsim.security`): told once a ChangeConfiguration answer is
-    on the wire, so that a new SecurityProfile or AuthorizationKey connects again only then."""
-
-    def after_change(self) -> None: ...
-
-
 class ChargerPort(Protocol):
     """What the OCPP handlers need from the charge point. Each returns the OCPP status string."""
 

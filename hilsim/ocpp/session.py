@@ -23,6 +23,7 @@ from hilsim.ocpp.ports import ChargerPort
 from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp.wire import FrameListener, TracedConnection
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.security import ConnectionSecurity
@@ -76,7 +77,9 @@ class CsmsLink:
         backoff: Backoff | None = None,
         frame_listeners: list[FrameListener] | None = None,
         response_timeout: float = 30.0,
+        security: ConnectionSecurity | None = None,
     ) -> None:
+        """``security``: profile 1-3 (`hilsim.security`); None: plain, as the URL says."""
         self.endpoint = endpoint
         self.charge_point_id = charge_point_id
         self.identity = identity
@@ -95,8 +98,8 @@ class CsmsLink:
         self.last_message_at: float | None = None  # wall clock
         self.connections = 0
         self._socket: Any = None  # the open WebSocket, for reconnect()
-        #: security profile 1-3 (hilsim.security); None: plain, as the URL says
-        self.security: ConnectionSecurity | None = None
+        self.security = security
+        self._tasks = TaskSet("link")
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._keys_changed = asyncio.Event()
         #: whether this connection's BootNotification got a valid answer (resets the backoff)
@@ -126,6 +129,12 @@ class CsmsLink:
         if ws is not None:
             log.info("closing the connection to %s to connect again", self.endpoint)
             await ws.close()
+
+    def _after_configuration_change(self) -> None:
+        """A ChangeConfiguration answer is on the wire: a new SecurityProfile or AuthorizationKey
+        takes effect by connecting again, only now (the CSMS must hear Accepted first)."""
+        if self.security is not None and self.security.take_reconnect():
+            self._tasks.spawn(self.reconnect(), "reconnect")
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -191,7 +200,7 @@ class CsmsLink:
             self.owner,
             response_timeout=self.response_timeout,
             schemas=self.schemas,
-            security=self.security,
+            after_configuration_change=self._after_configuration_change,
         )
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(client.start(), name="ocpp-reader")
