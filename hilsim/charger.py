@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +20,9 @@ from hilsim.authorization import Authorizer
 from hilsim.charging_limits import ChargingLimits
 from hilsim.clock import Clock, utc_iso
 from hilsim.config import ConnectorSettings
+from hilsim.connectors import ConnectorRuntime
 from hilsim.errors import HilsimError
 from hilsim.evse import (
-    TRANSACTION_STATUSES,
     Connector,
     ErrorCode,
     Outcome,
@@ -36,7 +35,6 @@ from hilsim.evse import (
 )
 from hilsim.keys import Change, ChangeStatus, ConfigurationKeys, KeySpec
 from hilsim.local_list import LocalAuthList
-from hilsim.measurands import choose, wanted
 from hilsim.meter import (
     MeterHealth,
     MeterReading,
@@ -45,6 +43,7 @@ from hilsim.meter import (
     SyntheticMeter,
     register_Wh,
 )
+from hilsim.metering import Metering
 from hilsim.ocpp.ports import ConfigurationEntry, Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
@@ -52,7 +51,6 @@ from hilsim.outbox import STORE_RETRY_S, Outbox
 from hilsim.smart_charging import ProfileRejected
 from hilsim.store import Store, save_key
 from hilsim.tasks import TaskSet
-from hilsim.vehicle import SimulatedVehicle
 
 if TYPE_CHECKING:
     from hilsim.firmware import Firmware
@@ -73,49 +71,6 @@ _POLICY_KEYS = {
 }
 
 
-@dataclass(slots=True)
-class ConnectorRuntime:
-    """One connector's machine and the things around it that do IO."""
-
-    settings: ConnectorSettings
-    machine: Connector
-    meter: MeterSource
-    vehicle: SimulatedVehicle = field(default_factory=SimulatedVehicle)
-    voltage_V: float = 230.0
-    limit_W: float | None = None  # from SetChargingProfile; None = only max_power_W applies
-    metering: asyncio.Future[Any] | None = None
-    deadline: asyncio.TimerHandle | None = None
-    last_sample: dict[str, float] = field(default_factory=dict)
-    meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
-    #: Faulted (InternalError) because a transaction stop could not be written, until it is
-    store_fault: bool = False
-    #: MinimumStatusDuration: the StatusNotification waiting for its status to hold
-    status_report: asyncio.TimerHandle | None = None
-    #: the status and error code the CSMS last heard in a StatusNotification
-    reported: tuple[Status, ErrorCode] | None = None
-
-    @property
-    def id(self) -> int:
-        return self.settings.id
-
-    @property
-    def phases(self) -> int:
-        return self.settings.phases
-
-    @property
-    def ocpp_status(self) -> tuple[Status, ErrorCode]:
-        """What a StatusNotification states now: the status and its errorCode (NoError)."""
-        state = self.machine.state
-        return state.status, state.error_code or ErrorCode.NO_ERROR
-
-    def offered_power_W(self) -> float:
-        """What flows while Charging: the smaller of the hardware's maximum and the CSMS limit."""
-        if self.machine.status != Status.CHARGING:
-            return 0.0
-        cap = float(self.settings.max_power_W)
-        return cap if self.limit_W is None else max(0.0, min(cap, self.limit_W))
-
-
 class Charger:
     """The charge point as a whole: the `ChargerPort` the OCPP handlers talk to."""
 
@@ -124,6 +79,7 @@ class Charger:
         connectors: Sequence[ConnectorSettings],
         keys: ConfigurationKeys,
         store: Store,
+        link: CsmsLink,
         *,
         voltage_overridden: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -136,10 +92,7 @@ class Charger:
         self.store = store
         self.clock = clock  # monotonic: the machines' deadlines
         self.wall = wall or Clock()  # what OCPP timestamps say
-        self.link: CsmsLink | None = None
-        self.outbox: Outbox | None = None
-        self.authorizer: Authorizer | None = None
-        self.operations: Operations | None = None  # availability, reset, reservations, ...
+        self.link = link
         self.status_listeners: list[StatusListener] = []
         self.link_listeners: list[LinkListener] = []
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
@@ -149,9 +102,7 @@ class Charger:
         #: told of every idTag decision, after the machine took it: `hilsim ctl tag`'s answer
         self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
-        self._metering_wake = asyncio.Event()
         self._tasks = TaskSet("charger")
-        self._metering = TaskSet("charger")  # they never end: not what a stop waits for
         self._reported: tuple[list[Any], list[ConfigurationEntry]] = ([], [])  # get_configuration
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
@@ -170,18 +121,20 @@ class Charger:
         self.smart_charging = ChargingLimits(self)
         #: firmware version, UpdateFirmware and GetDiagnostics (the service attaches it)
         self.firmware: Firmware | None = None
-
-    def attach(self, link: CsmsLink) -> None:
-        """Connect the charger to its CSMS link (the link needs the charger first)."""
-        self.link = link
         self.outbox = Outbox(self.store, link, self.keys, self._start_confirmed_late)
         local_list = LocalAuthList(self.store, self.keys)
         self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
-        self.operations = Operations(self, link, self.authorizer, local_list)
         authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
         self.outbox.id_tag_info_listeners.append(
             lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info), "cache-id-tag")
         )
+        self.metering = Metering(
+            self.connectors, keys, link, self.outbox,
+            clock=self.clock, wall=self.wall, dispatch=self.dispatch,
+            transaction_id=self.transaction_id, tasks=self._tasks,
+        )  # fmt: skip
+        #: availability, reset, reservations, ...
+        self.operations = Operations(self, link, self.authorizer, local_list, self.metering)
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
@@ -247,7 +200,7 @@ class Charger:
             reading = rt.meter.read(self.clock())
             if rt.machine.state.transaction is None:
                 rt.vehicle.plugged_in(reading.energy_Wh)
-        self._ensure_metering(rt)
+        self.metering.connector_changed(rt)
         self.smart_charging.connector_changed(rt)
         self._report_status(rt, effect.status, effect.error_code)
         for listener in self.status_listeners:
@@ -352,8 +305,7 @@ class Charger:
             log.error("C%d cannot record the transaction start: %s", rt.id, exc)
             self.dispatch(rt.id, events.StartFailed(str(exc)))
             return
-        if self.operations is not None:  # Transaction.Begin, for StopTxnSampledData
-            self.operations.transaction_began(rt.id, local_id)
+        self.metering.transaction_began(rt.id, local_id)  # for StopTxnSampledData
         answer = None
         if self.link.state == LinkState.CONNECTED:
             answer = await self.outbox.wait_confirmed(local_id, self.link.response_timeout)
@@ -400,7 +352,7 @@ class Charger:
             meter_stop,
         )
         assert self.outbox is not None
-        end = self.operations.transaction_end(rt.id) if self.operations else None
+        end = self.metering.transaction_end(rt.id)
         outbox = self.outbox
 
         def record() -> Awaitable[None]:
@@ -469,77 +421,6 @@ class Charger:
             loop = asyncio.get_running_loop()
             delay = max(0.0, due - self.clock())
             rt.deadline = loop.call_later(delay, self.dispatch, rt.id, events.Tick())
-
-    # -- metering ------------------------------------------------------------------------------
-
-    def _ensure_metering(self, rt: ConnectorRuntime) -> None:
-        """One metering task per connector while it has a confirmed transaction."""
-        wanted = rt.machine.status in TRANSACTION_STATUSES
-        running = rt.metering is not None and not rt.metering.done()
-        if wanted and not running:
-            rt.metering = self._metering.spawn(self._metering_loop(rt), f"metering-C{rt.id}")
-        elif not wanted and running:
-            assert rt.metering is not None
-            rt.metering.cancel()
-            rt.metering = None
-
-    async def _metering_loop(self, rt: ConnectorRuntime) -> None:
-        """Sample every MeterValueSampleInterval; a changed interval applies from the next wait."""
-        last = self.clock()
-        while True:
-            interval = float(self.keys.get("MeterValueSampleInterval"))
-            remaining = last + interval - self.clock() if interval > 0 else None
-            if remaining is None or remaining > 0:
-                self._metering_wake.clear()
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._metering_wake.wait()
-                continue
-            last = self.clock()
-            self._sample(rt)
-
-    def _sample(self, rt: ConnectorRuntime) -> None:
-        local_id = rt.machine.state.transaction_id
-        if local_id is None or self.outbox is None:
-            return
-        if not rt.meter.health.ok:
-            # Its last reading is stale; the meter's register keeps counting, so the next good
-            # sample (or meterStop) carries the energy of the gap: nothing is lost by skipping.
-            log.debug("C%d sample skipped: meter %s", rt.id, rt.meter.health.describe())
-            return
-        reading = rt.meter.read(self.clock())
-        soc = rt.vehicle.soc(reading.energy_Wh)
-        rt.last_sample = {
-            "energy_Wh": reading.energy_Wh,
-            "power_W": reading.power_W or 0.0,
-            "soc": soc,
-        }
-        stamp = self.wall.iso()
-        measured = [*_measurands(reading), _sampled(soc, "SoC", "Percent", "EV", digits=2)]
-        offered_W = rt.offered_power_W()
-        # Only the measurands the CSMS asked for (MeterValuesSampledData); none: no MeterValues.
-        voltage_V, phases = rt.voltage_V, rt.phases
-        sampled = choose(
-            measured, wanted(self.keys), offered_W=offered_W, voltage_V=voltage_V, phases=phases
-        )
-        meter_value = [{"timestamp": stamp, "sampledValue": sampled}] if sampled else None
-        # StopTxnSampledData: the same sample, its own measurands, for the StopTransaction.
-        kept = None
-        stop_wanted = wanted(self.keys, "StopTxnSampledData")
-        if stop_wanted:
-            chosen = choose(
-                measured, stop_wanted, offered_W=offered_W, voltage_V=voltage_V, phases=phases
-            )
-            kept = {"timestamp": stamp, "sampledValue": chosen} if chosen else None
-        # Persisted (and queued) in sample order; sent when the link allows.
-        self._spawn(
-            self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value, kept),
-            f"sample-C{rt.id}",
-        )
-        if soc >= 100.0 and rt.machine.status == Status.CHARGING:
-            log.info("C%d EV battery full", rt.id)
-            self.dispatch(rt.id, events.EvSuspend())
 
     # -- what the link tells us ----------------------------------------------------------------
 
@@ -682,8 +563,6 @@ class Charger:
                 if isinstance(rt.meter, SyntheticMeter):
                     rt.meter.voltage_V = float(value)
             self.smart_charging.recompute()  # a limit in A is worth other watts now
-        elif spec.name == "MeterValueSampleInterval":
-            self._metering_wake.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -712,8 +591,8 @@ class Charger:
         What the CSMS set before the last stop (availability, local list, reservations) is put
         back first.
         """
-        if self.operations is not None:
-            await self.operations.restore()
+        await self.operations.restore()
+        self.metering.start()
         await self.smart_charging.load()
         for rt in self.connectors.values():
             rt.meter.health_listeners.append(
@@ -742,21 +621,14 @@ class Charger:
 
     async def close(self) -> None:
         self.smart_charging.close()
-        if self.operations is not None:
-            await self.operations.close()
+        await self.operations.close()
+        await self.metering.close()
         for rt in self.connectors.values():
             if rt.deadline is not None:
                 rt.deadline.cancel()
             if rt.status_report is not None:
                 rt.status_report.cancel()
-            if rt.metering is not None:
-                rt.metering.cancel()
-        tasks = [t for t in (rt.metering for rt in self.connectors.values()) if t] + list(
-            self._tasks
-        )
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         await asyncio.gather(
             *(rt.meter.close() for rt in self.connectors.values()), return_exceptions=True
         )
@@ -817,63 +689,6 @@ def _iso_or_none(wall: float | None) -> str | None:
     if wall is None:
         return None
     return utc_iso(datetime.fromtimestamp(wall, UTC))
-
-
-def _sampled(
-    value: float,
-    measurand: str,
-    unit: str | None,
-    location: str,
-    digits: int = 1,
-    phase: str | None = None,
-) -> dict[str, str]:
-    sampled = {
-        "value": f"{value:.{digits}f}",
-        "context": "Sample.Periodic",
-        "measurand": measurand,
-        "location": location,
-    }
-    if phase is not None:
-        sampled["phase"] = phase
-    if unit is not None:  # OCPP 1.6 has no unit for Frequency: it is Hertz by definition
-        sampled["unit"] = unit
-    return sampled
-
-
-def _measurands(reading: MeterReading) -> list[dict[str, str]]:
-    """Totals first (what most CSMSs read), then each phase; units from the official enum.
-
-    A synthetic reading adds only power and current: its voltage is configured, not measured.
-    """
-    totals: list[tuple[float | None, str, str | None, int]] = [
-        (reading.power_W, "Power.Active.Import", "W", 1),
-        (reading.current_A, "Current.Import", "A", 2),
-    ]
-    if reading.measured:
-        totals += [
-            (reading.voltage_V, "Voltage", "V", 1),
-            (reading.frequency_Hz, "Frequency", None, 2),
-        ]
-    energy = float(register_Wh(reading.energy_Wh))  # whole Wh, like meterStart/meterStop
-    sampled = [_sampled(energy, "Energy.Active.Import.Register", "Wh", "Outlet", 0)]
-    sampled += [_sampled(v, m, u, "Outlet", d) for v, m, u, d in totals if v is not None]
-    for p in reading.phases:
-        per_phase: list[tuple[float | None, str, str, int, str]] = [
-            (
-                None if p.energy_Wh is None else float(register_Wh(p.energy_Wh)),
-                "Energy.Active.Import.Register",
-                "Wh",
-                0,
-                p.phase,
-            ),
-            (p.power_W, "Power.Active.Import", "W", 1, p.phase),
-            (p.current_A, "Current.Import", "A", 2, p.phase),
-            (p.voltage_V, "Voltage", "V", 1, f"{p.phase}-N"),  # measured line to neutral
-        ]
-        sampled += [
-            _sampled(v, m, u, "Outlet", d, ph) for v, m, u, d, ph in per_phase if v is not None
-        ]
-    return sampled
 
 
 def _round(value: float | None, digits: int) -> float | None:

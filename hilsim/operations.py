@@ -9,7 +9,6 @@ the choice is written next to the code and in README.md ("OCPP feature profiles"
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,7 +20,6 @@ from hilsim.authorization import Authorizer
 from hilsim.errors import StoreError
 from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.local_list import LocalAuthList, UpdateStatus
-from hilsim.measurands import choose, wanted
 from hilsim.ocpp.ports import Release, TriggerSender, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
@@ -29,6 +27,7 @@ from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.charger import Charger
+    from hilsim.metering import Metering
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,13 @@ class Operations:
         link: CsmsLink,
         authorizer: Authorizer,
         local_list: LocalAuthList,
+        metering: Metering,
     ) -> None:
         self.charger = charger
         self.link = link
         self.authorizer = authorizer
         self.local_list = local_list
+        self.metering = metering
         self.reservations = Reservations(charger, charger.store)
         #: connector id (0: the charge point as a whole) -> operative, as the CSMS last set it
         self.availability: dict[int, bool] = {}
@@ -97,9 +98,7 @@ class Operations:
         #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
         self.resetting: ResetType | None = None
         self._tasks = TaskSet("operations")
-        self._aligned_changed = asyncio.Event()
         authorizer.conflict_listeners.append(self._local_list_conflict)
-        charger.keys.subscribe(self._key_changed)
 
     async def restore(self) -> None:
         """Load what the CSMS set before the last stop, before the charge point connects."""
@@ -110,7 +109,6 @@ class Operations:
                 log.info("C%d is Inoperative, as the CSMS left it", connector_id)
                 self.charger.dispatch(connector_id, events.ChangeAvailability(False))
         await self.reservations.restore()
-        self._spawn(self._clock_aligned_data(), "clock-aligned-data")
 
     async def close(self) -> None:
         await self.reservations.close()
@@ -344,7 +342,7 @@ class Operations:
                 log.info("TriggerMessage MeterValues C0: Rejected (no main meter)")
                 return TriggerStatus.REJECTED, nothing
             ids = list(known) if connector_id is None else [connector_id]
-            trigger = partial(self._trigger_meter_values, connector_ids=ids)
+            trigger = partial(self.metering.triggered, connector_ids=ids)
         elif requested_message == "DiagnosticsStatusNotification":
             trigger = self._trigger_diagnostics_status
         elif requested_message == "FirmwareStatusNotification":
@@ -381,107 +379,6 @@ class Operations:
             else:
                 status, error = self.charger.connectors[cid].ocpp_status
             await sender.status_notification(cid, status, error, self.charger.wall.iso())
-
-    async def _trigger_meter_values(self, sender: TriggerSender, connector_ids: list[int]) -> None:
-        for cid in connector_ids:
-            meter_value = self.meter_value(cid, "Trigger")
-            await sender.meter_values(cid, self.charger.transaction_id(cid), [meter_value])
-
-    def meter_value(
-        self, connector_id: int, context: str, key: str = "MeterValuesSampledData"
-    ) -> dict[str, Any]:
-        """One MeterValue of a connector now, with the measurands ``key`` names."""
-        from hilsim.charger import _measurands, _sampled  # the charger imports this module
-
-        rt = self.charger.connectors[connector_id]
-        reading = rt.meter.read(self.charger.clock())
-        sampled = _measurands(reading)
-        if rt.machine.state.transaction is not None:
-            soc = rt.vehicle.soc(reading.energy_Wh)
-            sampled.append(_sampled(soc, "SoC", "Percent", "EV", digits=2))
-        chosen = choose(
-            sampled,
-            wanted(self.charger.keys, key),
-            offered_W=rt.offered_power_W(),
-            voltage_V=rt.voltage_V,
-            phases=rt.phases,
-            context=context,
-        )
-        return {"timestamp": self.charger.wall.iso(), "sampledValue": chosen}
-
-    # -- clock-aligned meter data (ClockAlignedDataInterval, MeterValuesAlignedData) -------------
-
-    def _key_changed(self, spec: Any, value: Any) -> None:
-        if spec.name == "ClockAlignedDataInterval":
-            self._aligned_changed.set()
-
-    async def _clock_aligned_data(self) -> None:
-        """MeterValues (Sample.Clock) at every multiple of ClockAlignedDataInterval after
-        midnight UTC, from every connector, with the measurands of MeterValuesAlignedData.
-
-        During a transaction they are transaction messages (the outbox keeps them, with the
-        transactionId); outside one they are sent when connected, and not kept otherwise.
-        """
-        while True:
-            interval = int(self.charger.keys.get("ClockAlignedDataInterval"))
-            self._aligned_changed.clear()
-            if interval <= 0:
-                await self._aligned_changed.wait()
-                continue
-            now = self.charger.wall.now()
-            since_midnight = (now - now.replace(hour=0, minute=0, second=0, microsecond=0))
-            elapsed = since_midnight.total_seconds()
-            delay = (elapsed // interval + 1) * interval - elapsed
-            try:
-                async with asyncio.timeout(delay):  # not wait_for: see Charger._metering_loop
-                    await self._aligned_changed.wait()
-            except TimeoutError:
-                self._send_clock_aligned()
-
-    def _send_clock_aligned(self) -> None:
-        outbox = self.charger.outbox
-        for cid, rt in self.charger.connectors.items():
-            meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
-            sampled = [meter_value] if meter_value["sampledValue"] else None
-            local_id = rt.machine.state.transaction_id
-            if local_id is not None and outbox is not None:
-                # StopTxnAlignedData is its own list: wanted even when no MeterValues are.
-                kept = self.meter_value(cid, "Sample.Clock", "StopTxnAlignedData")
-                if sampled is None and not kept["sampledValue"]:
-                    continue
-                energy = rt.meter.read(self.charger.clock()).energy_Wh
-                stamp = meter_value["timestamp"]
-                self._spawn(
-                    outbox.sample(
-                        cid, energy, stamp, local_id, sampled,
-                        kept=kept if kept["sampledValue"] else None,
-                    ),
-                    f"clock-aligned-sample-C{cid}",
-                )  # fmt: skip
-            elif sampled is not None and self.link.state == LinkState.CONNECTED:
-                self.link.submit(
-                    lambda c, cid=cid, mv=sampled: c.meter_values(cid, None, mv),
-                    f"MeterValues C{cid} (clock-aligned)",
-                    quiet=True,
-                )
-
-    # -- StopTransaction's transactionData (StopTxnSampledData, StopTxnAlignedData) -------------
-    #
-    # Kept in the database as they are measured (hilsim.outbox), so that a transaction a power
-    # cut ended (PowerLoss) still reports them; the periodic samples are kept by the charger's
-    # metering loop, the clock-aligned ones above.
-
-    def transaction_began(self, connector_id: int, local_id: int) -> None:
-        """Keep the Transaction.Begin values of StopTxnSampledData, when any are wanted."""
-        begin = self.meter_value(connector_id, "Transaction.Begin", "StopTxnSampledData")
-        outbox = self.charger.outbox
-        if begin["sampledValue"] and outbox is not None:
-            self._spawn(outbox.keep(local_id, begin), f"transaction-begin-C{connector_id}")
-
-    def transaction_end(self, connector_id: int) -> dict[str, Any] | None:
-        """The Transaction.End values of StopTxnSampledData, or None when none are wanted."""
-        end = self.meter_value(connector_id, "Transaction.End", "StopTxnSampledData")
-        return end if end["sampledValue"] else None
 
     # -- for `hilsim ctl status` -----------------------------------------------------------------
 

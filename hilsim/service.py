@@ -121,14 +121,6 @@ class Service:
                 from hilsim.meter.config import build_meters
 
                 meters = build_meters(meter_config, registers=registers)
-            charger = Charger(
-                settings.connectors,
-                keys,
-                store,
-                voltage_overridden=overridden,
-                registers=registers,
-                meters=meters,
-            )
             # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
             security = ConnectionSecurity(
                 security_settings(settings), keys, store, settings.charge_point.id,
@@ -138,14 +130,21 @@ class Service:
                 settings.charge_point.endpoint,
                 settings.charge_point.id,
                 identity_of(settings),
-                charger,
                 keys,
                 backoff=self.backoff,
                 frame_listeners=self.frame_listeners,
                 response_timeout=self.response_timeout,
                 security=security,
             )
-            charger.attach(link)
+            charger = Charger(
+                settings.connectors,
+                keys,
+                store,
+                link,
+                voltage_overridden=overridden,
+                registers=registers,
+                meters=meters,
+            )
             # FirmwareManagement: the installed version (BootNotification says it), updates,
             # and diagnostics archives of the recent log lines and the database.
             firmware = Firmware(
@@ -160,7 +159,6 @@ class Service:
             firmware.restart = self.restart  # a new version runs after a restart, as Reset Hard
             charger.firmware = firmware
             link.identity = firmware.identity(link.identity)
-            assert charger.outbox is not None and charger.operations is not None
             charger.operations.hard_reset = self.restart  # Reset Hard
             await charger.outbox.recover()  # transactions a power cut left open end as PowerLoss
             self.keys, self.charger, self.link = keys, charger, link
@@ -186,7 +184,7 @@ class Service:
                     self.web or contextlib.nullcontext(),
                     asyncio.TaskGroup() as tasks,
                 ):
-                    link_task = tasks.create_task(link.run(), name="csms-link")
+                    link_task = tasks.create_task(link.run(charger), name="csms-link")
                     outbox_task = tasks.create_task(charger.outbox.run(), name="outbox")
                     self.ready.set()
                     # READY=1 only now: config loaded, database open, control socket listening.

@@ -71,7 +71,6 @@ class CsmsLink:
         endpoint: str,
         charge_point_id: str,
         identity: Identity,
-        owner: LinkOwner,
         keys: ConfigurationKeys,
         *,
         backoff: Backoff | None = None,
@@ -83,7 +82,9 @@ class CsmsLink:
         self.endpoint = endpoint
         self.charge_point_id = charge_point_id
         self.identity = identity
-        self.owner = owner
+        #: the charge point this link serves: given to `run`, so that the link can be built first
+        #: and handed to the services the charge point is made of
+        self._owner: LinkOwner | None = None
         self.keys = keys
         self.backoff = backoff or Backoff()
         self.frame_listeners = frame_listeners if frame_listeners is not None else []
@@ -138,8 +139,9 @@ class CsmsLink:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Connect, serve, and reconnect forever (until cancelled)."""
+    async def run(self, owner: LinkOwner) -> None:
+        """Connect, serve ``owner``, and reconnect forever (until cancelled)."""
+        self._owner = owner
         delays = self.backoff.delays()
         while True:
             self._set_state(LinkState.CONNECTING)
@@ -172,7 +174,7 @@ class CsmsLink:
                 self.security.connected()
             log.info("connected to %s", self.endpoint)
             try:
-                await self._serve(ws)
+                await self._serve(ws, owner)
             except* (ConnectionClosed, CsmsError, TimeoutError, OSError) as group:
                 log.warning("link to the CSMS lost: %s", _first_cause(group))
             finally:
@@ -192,38 +194,38 @@ class CsmsLink:
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
-    async def _serve(self, ws: Any) -> None:
+    async def _serve(self, ws: Any, owner: LinkOwner) -> None:
         connection = TracedConnection(ws, [self._touch, *self.frame_listeners])
         client = ChargePointClient(
             self.charge_point_id,
             connection,
-            self.owner,
+            owner,
             response_timeout=self.response_timeout,
             schemas=self.schemas,
             after_configuration_change=self._after_configuration_change,
         )
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(client.start(), name="ocpp-reader")
-            await self._boot(client)
+            await self._boot(client, owner)
             self.client = client
             self.connected_since = time.time()
             self._set_state(LinkState.CONNECTED)
-            self.owner.booted()
+            owner.booted()
             tasks.create_task(self._send_queued(client), name="ocpp-sender")
-            tasks.create_task(self._heartbeat(), name="ocpp-heartbeat")
+            tasks.create_task(self._heartbeat(owner), name="ocpp-heartbeat")
             await reader
 
-    async def _boot(self, client: ChargePointClient) -> None:
+    async def _boot(self, client: ChargePointClient, owner: LinkOwner) -> None:
         """BootNotification until Accepted; nothing else is sent meanwhile, as OCPP requires."""
         self._set_state(LinkState.BOOTING)
         while True:
             result = await client.boot_notification(self.identity)
             # Rejected is a valid answer too, but not one that proves the CSMS will have us.
             self._boot_answered = self._boot_answered or result.status != "Rejected"
-            self.owner.learn_time(result.current_time)
+            owner.learn_time(result.current_time)
             if result.status == "Accepted":
                 if result.interval > 0:
-                    self.owner.adopt_heartbeat_interval(int(result.interval))
+                    owner.adopt_heartbeat_interval(int(result.interval))
                 log.info("BootNotification accepted by the CSMS")
                 return
             retry = float(result.interval) if result.interval > 0 else DEFAULT_BOOT_RETRY_S
@@ -253,7 +255,7 @@ class CsmsLink:
             else:
                 item.future.set_result(result)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, owner: LinkOwner) -> None:
         """Heartbeat every HeartbeatInterval; a changed interval takes effect at once."""
         last = time.monotonic()
         while True:
@@ -267,7 +269,7 @@ class CsmsLink:
                         await self._keys_changed.wait()
                 continue
             last = time.monotonic()
-            self.owner.learn_time(await self.submit(lambda c: c.heartbeat(), "Heartbeat"))
+            owner.learn_time(await self.submit(lambda c: c.heartbeat(), "Heartbeat"))
 
     def _fail_queued(self) -> None:
         while not self._queue.empty():
@@ -287,7 +289,8 @@ class CsmsLink:
             else:
                 self.connected.clear()
                 self.disconnected.set()
-            self.owner.link_changed(state)
+            if self._owner is not None:
+                self._owner.link_changed(state)
 
 
 def _loop() -> asyncio.AbstractEventLoop:

@@ -1,0 +1,69 @@
+"""One connector's runtime: its pure machine and the things around it that do IO.
+
+In a module of its own so that every service that works on connectors (metering, transactions,
+reservations, smart charging, operations) names the same type without importing the charger
+that holds them: those services get what they need of the charger (``dispatch``, the clock)
+as callables and small Protocols at construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hilsim.config import ConnectorSettings
+from hilsim.evse import Connector, ErrorCode, Outcome, Status, events
+from hilsim.meter import MeterSource
+from hilsim.vehicle import SimulatedVehicle
+
+log = logging.getLogger(__name__)
+
+#: Feed one event to a connector's machine and carry out its effects (`Charger.dispatch`).
+Dispatch = Callable[[int, events.Event], Outcome]
+
+
+@dataclass(slots=True)
+class ConnectorRuntime:
+    """One connector's machine and the things around it that do IO."""
+
+    settings: ConnectorSettings
+    machine: Connector
+    meter: MeterSource
+    vehicle: SimulatedVehicle = field(default_factory=SimulatedVehicle)
+    voltage_V: float = 230.0
+    limit_W: float | None = None  # from SetChargingProfile; None = only max_power_W applies
+    metering: asyncio.Future[Any] | None = None
+    deadline: asyncio.TimerHandle | None = None
+    last_sample: dict[str, float] = field(default_factory=dict)
+    meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
+    #: Faulted (InternalError) because a transaction stop could not be written, until it is
+    store_fault: bool = False
+    #: MinimumStatusDuration: the StatusNotification waiting for its status to hold
+    status_report: asyncio.TimerHandle | None = None
+    #: the status and error code the CSMS last heard in a StatusNotification
+    reported: tuple[Status, ErrorCode] | None = None
+
+    @property
+    def id(self) -> int:
+        return self.settings.id
+
+    @property
+    def phases(self) -> int:
+        return self.settings.phases
+
+    @property
+    def ocpp_status(self) -> tuple[Status, ErrorCode]:
+        """What a StatusNotification states now: the status and its errorCode (NoError)."""
+        state = self.machine.state
+        return state.status, state.error_code or ErrorCode.NO_ERROR
+
+    def offered_power_W(self) -> float:
+        """What flows while Charging: the smaller of the hardware's maximum and the CSMS limit."""
+        if self.machine.status != Status.CHARGING:
+            return 0.0
+        cap = float(self.settings.max_power_W)
+        return cap if self.limit_W is None else max(0.0, min(cap, self.limit_W))
+
