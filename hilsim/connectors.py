@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.config import ConnectorSettings
 from hilsim.evse import Connector, ErrorCode, Outcome, Status, events
 from hilsim.meter import MeterSource
 from hilsim.vehicle import SimulatedVehicle
+
+if TYPE_CHECKING:
+    from hilsim.clock import Clock
+    from hilsim.keys import ConfigurationKeys
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +71,24 @@ class ConnectorRuntime:
         cap = float(self.settings.max_power_W)
         return cap if self.limit_W is None else max(0.0, min(cap, self.limit_W))
 
+
+
+class ConnectorDispatcher(Protocol):
+    """The connectors and the one way to change them (`Charger`): what reservations and the
+    CSMS's operations work on, without importing the charger that owns them."""
+
+    @property
+    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
+    @property
+    def keys(self) -> ConfigurationKeys: ...
+    @property
+    def wall(self) -> Clock: ...
+    @property
+    def status_listeners(self) -> list[Callable[[int, Status, ErrorCode], None]]: ...
+    @property
+    def event_listeners(self) -> list[Callable[[int, events.Event, Outcome], None]]: ...
+    def clock(self) -> float: ...
+    def dispatch(self, connector_id: int, event: events.Event, *, hold: bool = False) -> Outcome:
+        """Feed one event to a connector's machine; ``hold``: keep its effects back (`held`)."""
+        ...
+    def held(self, connector_id: int, outcome: Outcome) -> Callable[[], None]: ...

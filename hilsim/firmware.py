@@ -32,12 +32,12 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from hilsim.clock import parse_iso, utc_iso
@@ -45,8 +45,9 @@ from hilsim.ocpp.session import LinkState
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger
+    from hilsim.clock import Clock
     from hilsim.config import Settings
+    from hilsim.connectors import ConnectorRuntime
     from hilsim.ocpp.client import Identity
     from hilsim.ocpp.session import CsmsLink
     from hilsim.store import Store
@@ -119,12 +120,35 @@ class Attempts:
         return cls(tries, float(interval))
 
 
+class JobStatuses(Protocol):
+    """Where TriggerMessage reads the last Firmware/DiagnosticsStatusNotification (operations)."""
+
+    firmware_status: str
+    diagnostics_status: str
+
+
+class FirmwareHost(Protocol):
+    """What firmware jobs need of the charger: whether it is idle, the time, its status."""
+
+    @property
+    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
+    @property
+    def wall(self) -> Clock: ...
+    @property
+    def operations(self) -> JobStatuses | None: ...
+    @property
+    def link_listeners(self) -> list[Callable[[LinkState], None]]: ...
+    @property
+    def status_listeners(self) -> list[Callable[..., None]]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 class Firmware:
     """The installed firmware version, UpdateFirmware and GetDiagnostics of one charge point."""
 
     def __init__(
         self,
-        charger: Charger,
+        charger: FirmwareHost,
         store: Store,
         link: CsmsLink,
         *,

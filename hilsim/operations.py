@@ -14,9 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.authorization import Authorizer
+from hilsim.connectors import ConnectorDispatcher
 from hilsim.errors import StoreError
 from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.local_list import LocalAuthList, UpdateStatus
@@ -26,8 +27,8 @@ from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger
     from hilsim.metering import Metering
+    from hilsim.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,24 @@ class TriggerStatus(StrEnum):
 Trigger = Callable[[TriggerSender], Awaitable[None]]
 
 
+class OperationsHost(ConnectorDispatcher, Protocol):
+    """What the CSMS's operations need of the charger beyond its connectors."""
+
+    @property
+    def store(self) -> Store: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def transaction_id(self, connector_id: int) -> int | None: ...
+    def learn_time(self, current_time: str) -> None: ...
+    def adopt_heartbeat_interval(self, seconds: int) -> None: ...
+    async def end_all_transactions(self, reason: StopReason, timeout: float = 5.0) -> None: ...
+
+
 class Operations:
     """The charge point's side of every CSMS command outside transactions and configuration."""
 
     def __init__(
         self,
-        charger: Charger,
+        charger: OperationsHost,
         link: CsmsLink,
         authorizer: Authorizer,
         local_list: LocalAuthList,

@@ -33,7 +33,7 @@ from hilsim.store import ReservationRow, Store
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger
+    from hilsim.connectors import ConnectorDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _nothing() -> None:
 class Reservations:
     """Every reservation of the charge point, by reservationId."""
 
-    def __init__(self, charger: Charger, store: Store) -> None:
+    def __init__(self, charger: ConnectorDispatcher, store: Store) -> None:
         self.charger = charger
         self.store = store
         self.rows: dict[int, ReservationRow] = {}
