@@ -13,15 +13,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hilsim.authorization import Authorizer
 from hilsim.charging_limits import ChargingLimits
-from hilsim.clock import Clock, utc_iso
+from hilsim.clock import Clock
 from hilsim.config import ConnectorSettings
+from hilsim.configuration import Configuration
 from hilsim.connectors import ConnectorRuntime
-from hilsim.errors import HilsimError
 from hilsim.evse import (
     Connector,
     ErrorCode,
@@ -33,24 +32,24 @@ from hilsim.evse import (
     events,
     transition,
 )
-from hilsim.keys import Change, ChangeStatus, ConfigurationKeys, KeySpec
+from hilsim.keys import ConfigurationKeys, KeySpec
 from hilsim.local_list import LocalAuthList
 from hilsim.meter import (
     MeterHealth,
-    MeterReading,
     MeterSource,
     MeterState,
     SyntheticMeter,
-    register_Wh,
 )
 from hilsim.metering import Metering
-from hilsim.ocpp.ports import ConfigurationEntry, Release, nothing
+from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
-from hilsim.outbox import STORE_RETRY_S, Outbox
+from hilsim.outbox import Outbox
 from hilsim.smart_charging import ProfileRejected
-from hilsim.store import Store, save_key
+from hilsim.status import connector_snapshot, link_snapshot
+from hilsim.store import Store
 from hilsim.tasks import TaskSet
+from hilsim.transactions import Transactions
 
 if TYPE_CHECKING:
     from hilsim.firmware import Firmware
@@ -103,7 +102,6 @@ class Charger:
         self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
         self._tasks = TaskSet("charger")
-        self._reported: tuple[list[Any], list[ConfigurationEntry]] = ([], [])  # get_configuration
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
         for cs in connectors:
@@ -117,11 +115,13 @@ class Charger:
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
+        #: ChangeConfiguration, GetConfiguration and `hilsim config set`
+        self.configuration = Configuration(keys, store, self._tasks)
         #: smart charging: the installed profiles and the limits they put on the connectors
         self.smart_charging = ChargingLimits(self)
         #: firmware version, UpdateFirmware and GetDiagnostics (the service attaches it)
         self.firmware: Firmware | None = None
-        self.outbox = Outbox(self.store, link, self.keys, self._start_confirmed_late)
+        self.outbox = Outbox(self.store, link, self.keys)
         local_list = LocalAuthList(self.store, self.keys)
         self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
         authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
@@ -130,18 +130,20 @@ class Charger:
         )
         self.metering = Metering(
             self.connectors, keys, link, self.outbox,
-            clock=self.clock, wall=self.wall, dispatch=self.dispatch,
-            transaction_id=self.transaction_id, tasks=self._tasks,
+            clock=self.clock, wall=self.wall, dispatch=self.dispatch, tasks=self._tasks,
         )  # fmt: skip
         #: availability, reset, reservations, ...
         self.operations = Operations(self, link, self.authorizer, local_list, self.metering)
+        self.transactions = Transactions(
+            self.connectors, link, self.outbox, self.metering,
+            clock=self.clock, wall=self.wall, dispatch=self.dispatch,
+            claim_reservation=self.operations.reservations.claim,
+            remember=self.authorizer.remember, tasks=self._tasks,
+        )  # fmt: skip
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
-        local = self.connectors[connector_id].machine.state.transaction_id
-        if local is None or self.outbox is None:
-            return None
-        return self.outbox.transaction_id(local)
+        return self.transactions.transaction_id(connector_id)
 
     # -- events in -----------------------------------------------------------------------------
 
@@ -181,12 +183,12 @@ class Charger:
                     )
                 case effects.SendStartTransaction():
                     self._spawn(
-                        self._start_transaction(rt, effect),
+                        self.transactions.start(rt, effect),
                         f"start-transaction-C{rt.id}",
-                        lambda exc, rt=rt: self._start_failed(rt, exc),
+                        lambda exc, rt=rt: self.transactions.start_failed(rt, exc),
                     )
                 case effects.SendStopTransaction():
-                    self._stop_transaction(rt, effect)
+                    self.transactions.stop(rt, effect)
                 case effects.AuthorizationEnded():
                     log.info("C%d idTag %s: %s", rt.id, effect.id_tag, effect.why)
                 case effects.ReservationEnded():
@@ -270,139 +272,6 @@ class Charger:
                   rt.id, id_tag, exc)  # fmt: skip
         self.dispatch(rt.id, events.AuthorizeResult(id_tag, "Invalid"))
 
-    def _start_failed(self, rt: ConnectorRuntime, exc: BaseException) -> None:
-        """The start task failed: the start is abandoned (refused if it had gone further)."""
-        self.dispatch(rt.id, events.StartFailed(f"{type(exc).__name__}: {exc}"))
-
-    async def _start_transaction(
-        self, rt: ConnectorRuntime, effect: effects.SendStartTransaction
-    ) -> None:
-        """Record the start first, then wait (briefly) for the CSMS's id and verdict.
-
-        Offline, or with a CSMS that does not answer in time, the transaction goes on under its
-        local id, as a real charger's would; the StartTransaction waits in the outbox.
-        """
-        assert self.outbox is not None and self.link is not None
-        health = rt.meter.health
-        if not health.ok and rt.meter.read(self.clock()).taken_at is None:
-            # A meter that never answered has no register yet: meterStart would be made up, and
-            # the transaction would bill the meter's whole count once it answers.
-            log.warning("C%d cannot start: meter %s", rt.id, health.describe())
-            self.dispatch(rt.id, events.StartFailed(f"meter {health.describe()}"))
-            return
-        meter_start = register_Wh(rt.meter.read(self.clock()).energy_Wh)
-        stamp = self.wall.iso()
-        try:
-            reservation_id = effect.reservation_id
-            if self.operations is not None:  # a start may use up a reservation
-                reservation_id = self.operations.reservations.claim(
-                    rt.id, effect.id_tag, reservation_id
-                )
-            local_id = await self.outbox.start(
-                rt.id, effect.id_tag, meter_start, stamp, reservation_id
-            )
-        except HilsimError as exc:
-            log.error("C%d cannot record the transaction start: %s", rt.id, exc)
-            self.dispatch(rt.id, events.StartFailed(str(exc)))
-            return
-        self.metering.transaction_began(rt.id, local_id)  # for StopTxnSampledData
-        answer = None
-        if self.link.state == LinkState.CONNECTED:
-            answer = await self.outbox.wait_confirmed(local_id, self.link.response_timeout)
-        if answer is None:
-            log.warning("C%d transaction started offline (local id %d)", rt.id, local_id)
-            status = "Accepted"
-        else:
-            transaction_id, info = answer
-            status = str(info.get("status", "Invalid"))
-            log.info(
-                "C%d transaction %d started for %s (%s)",
-                rt.id,
-                transaction_id,
-                effect.id_tag,
-                status,
-            )
-            if self.authorizer is not None:
-                await self.authorizer.remember(effect.id_tag, info)
-        self.dispatch(rt.id, events.TransactionStarted(local_id, status))
-
-    def _start_confirmed_late(
-        self, local_id: int, transaction_id: int, info: dict[str, Any]
-    ) -> None:
-        """A StartTransaction sent from the outbox after an offline start was confirmed."""
-        status = str(info.get("status", "Invalid"))
-        log.info("transaction %d (local %d) confirmed: %s", transaction_id, local_id, status)
-        if status == "Accepted":
-            return
-        for rt in self.connectors.values():
-            if rt.machine.state.transaction_id == local_id:
-                log.warning("C%d idTag refused after an offline start; stopping", rt.id)
-                self.dispatch(rt.id, events.EndTransaction(StopReason.DE_AUTHORIZED))
-
-    def _stop_transaction(self, rt: ConnectorRuntime, effect: effects.SendStopTransaction) -> None:
-        reading = rt.meter.read(self.clock())
-        meter_stop = register_Wh(reading.energy_Wh)
-        stamp = self.wall.iso()
-        local_id = effect.transaction_id
-        log.info(
-            "C%d transaction %s stopping (%s) at %d Wh",
-            rt.id,
-            self._describe(local_id),
-            effect.reason,
-            meter_stop,
-        )
-        assert self.outbox is not None
-        end = self.metering.transaction_end(rt.id)
-        outbox = self.outbox
-
-        def record() -> Awaitable[None]:
-            return outbox.stop(
-                local_id,
-                rt.id,
-                meter_stop,
-                reading.energy_Wh,
-                stamp,
-                effect.reason,
-                effect.id_tag,
-                end,
-            )
-
-        self._spawn(self._record_stop(rt, local_id, record), f"stop-transaction-C{rt.id}")
-
-    async def _record_stop(
-        self, rt: ConnectorRuntime, local_id: int, record: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Write the stop (and queue its StopTransaction) until the database takes it.
-
-        Meanwhile the connector is Faulted (InternalError): a charge point that cannot record
-        a stop must not start the next transaction. Each try is one commit, all or nothing.
-        """
-        pause = STORE_RETRY_S[0]
-        while True:
-            try:
-                await record()
-                break
-            except HilsimError as exc:
-                log.error(
-                    "C%d transaction %s: its stop is not recorded (%s); Faulted (InternalError) "
-                    "until it is, next try in %g s",
-                    rt.id, self._describe(local_id), exc, pause,
-                )  # fmt: skip
-                if not rt.store_fault and rt.machine.state.error_code is None:
-                    event = events.Fault(ErrorCode.INTERNAL_ERROR, StopReason.OTHER)
-                    rt.store_fault = not self.dispatch(rt.id, event).refused
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, STORE_RETRY_S[1])
-        if rt.store_fault:
-            rt.store_fault = False
-            log.info("C%d transaction %s: stop recorded at last", rt.id, self._describe(local_id))
-            if rt.machine.state.error_code == ErrorCode.INTERNAL_ERROR:
-                self.dispatch(rt.id, events.ClearFault())
-
-    def _describe(self, local_id: int) -> str:
-        csms = self.outbox.transaction_id(local_id) if self.outbox else None
-        return str(csms) if csms is not None else f"(local {local_id})"
-
     def _spawn(
         self,
         work: Awaitable[Any],
@@ -442,44 +311,9 @@ class Charger:
         self.smart_charging.recompute()
 
     def adopt_heartbeat_interval(self, seconds: int) -> None:
-        if seconds != self.keys.get("HeartbeatInterval"):
-            status, spec, value = self.keys.change("HeartbeatInterval", str(seconds))
-            if status == ChangeStatus.accepted and spec is not None:
-                self._spawn(self.store.save_key(spec.name, spec.format(value)), "save-key")
+        self.configuration.adopt_heartbeat_interval(seconds)
 
     # -- the ChargerPort: what the OCPP handlers ask -------------------------------------------
-
-    def get_configuration(
-        self, keys: Sequence[str] | None
-    ) -> tuple[list[ConfigurationEntry], list[str]]:
-        known, unknown = self.keys.report(keys)
-        # A CSMS polls every key over and over: while the values read the same, so do the entries
-        # (and the OCPP client reuses its answer for the same entries).
-        if known != self._reported[0]:
-            entries = [ConfigurationEntry(s.name, s.readonly, text) for s, text in known]
-            self._reported = (known, entries)
-        return self._reported[1], unknown
-
-    async def change_configuration(self, key: str, value: str) -> str:
-        return str((await self.configure(key, value)).status)
-
-    async def configure(self, key: str, value: str) -> Change:
-        """ChangeConfiguration and `hilsim config set`: validated, persisted (committed before
-        the answer, so Accepted survives a power cut), then applied (`ConfigurationKeys.set`)."""
-        change = await self.keys.set(key, value, save_key(self.store))
-        spec = change.spec
-        if change.status == ChangeStatus.accepted and spec is not None:
-            assert change.value is not None
-            log.info("configuration %s = %s", spec.name, spec.shown(change.value))
-        else:
-            shown = "(not shown)" if spec is not None and spec.writeonly else repr(value)
-            log.info("configuration %s = %s refused: %s (%s)", key, shown, change.status,
-                     change.why)  # fmt: skip
-        return change
-
-    async def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
-        """Install a profile; the composite of all of them is applied (hilsim.charging_limits)."""
-        return await self.smart_charging.set(connector_id, profile)
 
     def apply_limit(self, connector_id: int, limit_W: float | None) -> None:
         rt = self.connectors[connector_id]
@@ -532,12 +366,13 @@ class Charger:
         return state.plugged and state.transaction is None and state.authorization is None
 
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]:
-        local_id = self.outbox.local_id(transaction_id) if self.outbox else None
-        for rt in self.connectors.values():
-            if local_id is not None and rt.machine.state.transaction_id == local_id:
-                outcome = self.dispatch(rt.id, events.RemoteStop(local_id), hold=True)
-                if outcome.accepted:
-                    return "Accepted", self.held(rt.id, outcome)
+        connector_id = self.transactions.connector_of(transaction_id)
+        if connector_id is not None:
+            local_id = self.connectors[connector_id].machine.state.transaction_id
+            assert local_id is not None
+            outcome = self.dispatch(connector_id, events.RemoteStop(local_id), hold=True)
+            if outcome.accepted:
+                return "Accepted", self.held(connector_id, outcome)
         return "Rejected", nothing
 
     # -- keys ----------------------------------------------------------------------------------
@@ -581,7 +416,7 @@ class Charger:
                 while pending := self._tasks.pending():
                     await asyncio.gather(*pending, return_exceptions=True)
         link = self.link
-        if self.outbox is not None and link is not None and link.state == LinkState.CONNECTED:
+        if link.state == LinkState.CONNECTED:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.drained(), timeout)
 
@@ -637,83 +472,22 @@ class Charger:
         """What `hilsim ctl status` prints."""
         link = self.link
         now = self.clock()
-        connectors = []
-        for rt in self.connectors.values():
-            state = rt.machine.state
-            reading = rt.meter.read(now)
-            tx = state.transaction
-            connectors.append(
-                {
-                    "id": rt.id,
-                    "status": str(state.status),
-                    "error_code": str(rt.ocpp_status[1]),
-                    "plugged": state.plugged,
-                    "transaction_id": self.transaction_id(rt.id),
-                    "local_transaction_id": state.transaction_id,
-                    "id_tag": tx.id_tag if tx else None,
-                    "energy_Wh": round(reading.energy_Wh, 1),
-                    "power_W": _round(reading.power_W, 1),
-                    "current_A": _round(reading.current_A, 2),
-                    "voltage_V": _round(reading.voltage_V, 1),
-                    "soc": round(rt.vehicle.soc(reading.energy_Wh), 1) if tx else None,
-                    "limit_W": rt.limit_W,
-                    "max_power_W": rt.settings.max_power_W,
-                    "phases": rt.phases,
-                    "meter": _meter_status(rt.meter, reading, now),
-                }
-            )
+        connectors = [
+            connector_snapshot(rt, now, self.transaction_id(rt.id))
+            for rt in self.connectors.values()
+        ]
         return {
-            "charge_point": link.charge_point_id if link else None,
-            "csms": {
-                "url": link.endpoint if link else None,
-                "state": str(link.state) if link else "disconnected",
-                "connected_since": _iso_or_none(link.connected_since if link else None),
-                "last_message_at": _iso_or_none(link.last_message_at if link else None),
-                "security": link.security.snapshot() if link and link.security else None,
-            },
+            "charge_point": link.charge_point_id,
+            "csms": link_snapshot(link),
             "clock": self.wall.source,
             "last_authorization": self.last_authorization,
             "outbox": {
-                "delivered": self.outbox.delivered if self.outbox else 0,
-                "dropped": self.outbox.dropped if self.outbox else 0,
-                "set_aside": self.outbox.set_aside if self.outbox else 0,  # outbox_dead rows
+                "delivered": self.outbox.delivered,
+                "dropped": self.outbox.dropped,
+                "set_aside": self.outbox.set_aside,  # outbox_dead rows
             },
             "connectors": connectors,
             "smart_charging": self.smart_charging.snapshot(),
             "firmware": self.firmware.snapshot() if self.firmware else None,
             **(self.operations.snapshot() if self.operations else {}),
         }
-
-
-def _iso_or_none(wall: float | None) -> str | None:
-    if wall is None:
-        return None
-    return utc_iso(datetime.fromtimestamp(wall, UTC))
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _meter_status(meter: MeterSource, reading: MeterReading, now: float) -> dict[str, Any]:
-    """The meter part of `ctl status`: where it is, whether it answers, and per-phase values."""
-    health = meter.health
-    return {
-        "source": meter.description,
-        "health": str(health.state),
-        "problem": str(health.problem) if health.problem else None,
-        "detail": health.detail or None,
-        "for_s": round(now - health.since, 1) if health.problem else None,
-        "reading_age_s": None if reading.taken_at is None else round(now - reading.taken_at, 1),
-        "frequency_Hz": _round(reading.frequency_Hz, 2),
-        "phases": [
-            {
-                "phase": p.phase,
-                "energy_Wh": _round(p.energy_Wh, 1),
-                "power_W": _round(p.power_W, 1),
-                "current_A": _round(p.current_A, 2),
-                "voltage_V": _round(p.voltage_V, 1),
-            }
-            for p in reading.phases
-        ],
-    }

@@ -72,7 +72,6 @@ class ConnectorRuntime:
         return cap if self.limit_W is None else max(0.0, min(cap, self.limit_W))
 
 
-
 class ConnectorDispatcher(Protocol):
     """The connectors and the one way to change them (`Charger`): what reservations and the
     CSMS's operations work on, without importing the charger that owns them."""
@@ -91,4 +90,5 @@ class ConnectorDispatcher(Protocol):
     def dispatch(self, connector_id: int, event: events.Event, *, hold: bool = False) -> Outcome:
         """Feed one event to a connector's machine; ``hold``: keep its effects back (`held`)."""
         ...
+
     def held(self, connector_id: int, outcome: Outcome) -> Callable[[], None]: ...

@@ -45,6 +45,10 @@ class SampleSink(Protocol):
 
     async def keep(self, local_id: int, meter_value: dict[str, Any]) -> None: ...
 
+    def transaction_id(self, local_id: int) -> int | None:
+        """The CSMS's id of a transaction, once the CSMS gave one."""
+        ...
+
 
 class Metering:
     """Owns every connector's sampling loop and the clock-aligned loop."""
@@ -59,11 +63,9 @@ class Metering:
         clock: Callable[[], float],
         wall: Clock,
         dispatch: Dispatch,
-        transaction_id: Callable[[int], int | None],
         tasks: TaskSet,
     ) -> None:
-        """``tasks``: where the writes of samples run (what a stop waits for);
-        ``transaction_id``: the CSMS's id of a connector's transaction, for triggered values."""
+        """``tasks``: where the writes of samples run (what a stop waits for)."""
         self.connectors = connectors
         self.keys = keys
         self.link = link
@@ -71,7 +73,6 @@ class Metering:
         self.clock = clock
         self.wall = wall
         self.dispatch = dispatch
-        self.transaction_id = transaction_id
         self._writes = tasks
         self._loops = TaskSet("metering")  # they never end: not what a stop waits for
         self._sample_wake = asyncio.Event()
@@ -118,7 +119,9 @@ class Metering:
         """TriggerMessage MeterValues: one Trigger value of each connector, sent at once."""
         for cid in connector_ids:
             meter_value = self.meter_value(cid, "Trigger")
-            await sender.meter_values(cid, self.transaction_id(cid), [meter_value])
+            local_id = self.connectors[cid].machine.state.transaction_id
+            transaction_id = None if local_id is None else self.sink.transaction_id(local_id)
+            await sender.meter_values(cid, transaction_id, [meter_value])
 
     # -- periodic samples (MeterValueSampleInterval, MeterValuesSampledData) -------------------
 
@@ -311,8 +314,6 @@ def measurands(reading: MeterReading) -> list[dict[str, str]]:
             (p.voltage_V, "Voltage", "V", 1, f"{p.phase}-N"),  # measured line to neutral
         ]
         sampled += [
-            sampled_value(v, m, u, "Outlet", d, ph)
-            for v, m, u, d, ph in per_phase
-            if v is not None
+            sampled_value(v, m, u, "Outlet", d, ph) for v, m, u, d, ph in per_phase if v is not None
         ]
     return sampled

@@ -435,4 +435,3 @@ def _all(releases: list[Release]) -> Release:
             one()
 
     return release
-

@@ -309,7 +309,7 @@ class Service:
             return self._block_loop(request)
         if cmd == "config-set":
             key, value = str(request.get("key", "")), str(request.get("value", ""))
-            return (await charger.configure(key, value)).answer()
+            return (await charger.configuration.configure(key, value)).answer()
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def _verdict(self, connector_id: int, timeout: float = 8.0) -> dict[str, Any]:

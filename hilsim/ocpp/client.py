@@ -430,7 +430,7 @@ class ChargePointClient(CoreProfileHandlers, SmartChargingHandlers, FirmwareHand
 
     @on("GetConfiguration")
     def on_get_configuration(self, key: list[str] | None = None) -> dict[str, Any]:
-        known, unknown = self.charger.get_configuration(key)
+        known, unknown = self.charger.configuration.get_configuration(key)
         if known is not self._answered[0]:  # the charger hands out the same list while unchanged
             entries = [
                 {"key": e.key, "readonly": e.readonly, "value": e.value}
@@ -446,7 +446,7 @@ class ChargePointClient(CoreProfileHandlers, SmartChargingHandlers, FirmwareHand
 
     @on("ChangeConfiguration")
     async def on_change_configuration(self, key: str, value: str) -> Reply:
-        status = await self.charger.change_configuration(key, value)
+        status = await self.charger.configuration.change_configuration(key, value)
         # A new SecurityProfile or AuthorizationKey connects again, after the answer.
         return Reply({"status": status}, self._after_configuration_change)
 

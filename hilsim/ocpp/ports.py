@@ -108,14 +108,21 @@ class SmartChargingPort(Protocol):
     def composite(self, connector_id: int, duration: int, unit: str | None) -> dict[str, Any]: ...
 
 
-class ChargerPort(Protocol):
-    """What the OCPP handlers need from the charge point. Each returns the OCPP status string."""
+class ConfigurationPort(Protocol):
+    """GetConfiguration and ChangeConfiguration (`hilsim.configuration`)."""
 
     def get_configuration(
         self, keys: Sequence[str] | None
     ) -> tuple[list[ConfigurationEntry], list[str]]: ...
 
     async def change_configuration(self, key: str, value: str) -> str: ...
+
+
+class ChargerPort(Protocol):
+    """What the OCPP handlers need from the charge point. Each returns the OCPP status string."""
+
+    @property
+    def configuration(self) -> ConfigurationPort: ...
 
     def remote_start(
         self, id_tag: str, connector_id: int | None, profile: dict[str, Any] | None
