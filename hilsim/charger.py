@@ -85,8 +85,12 @@ class Charger:
         wall: Clock | None = None,
         registers: Mapping[int, float] | None = None,
         meters: Mapping[int, MeterSource] | None = None,
+        hard_reset: Callable[[], None] | None = None,
+        firmware: Callable[[Charger], Firmware] | None = None,
     ) -> None:
-        """`meters`: connector id -> its meter source; the others get the synthetic counter."""
+        """`meters`: connector id -> its meter source; the others get the synthetic counter.
+        `hard_reset`: Reset Hard (None: Rejected); `firmware`: builds the FirmwareManagement
+        service from the finished charger (None: no such profile)."""
         self.keys = keys
         self.store = store
         self.clock = clock  # monotonic: the machines' deadlines
@@ -119,8 +123,6 @@ class Charger:
         self.configuration = Configuration(keys, store, self._tasks)
         #: smart charging: the installed profiles and the limits they put on the connectors
         self.smart_charging = ChargingLimits(self)
-        #: firmware version, UpdateFirmware and GetDiagnostics (the service attaches it)
-        self.firmware: Firmware | None = None
         self.outbox = Outbox(self.store, link, self.keys)
         local_list = LocalAuthList(self.store, self.keys)
         self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
@@ -133,13 +135,17 @@ class Charger:
             clock=self.clock, wall=self.wall, dispatch=self.dispatch, tasks=self._tasks,
         )  # fmt: skip
         #: availability, reset, reservations, ...
-        self.operations = Operations(self, link, self.authorizer, local_list, self.metering)
+        self.operations = Operations(
+            self, link, self.authorizer, local_list, self.metering, hard_reset=hard_reset
+        )
         self.transactions = Transactions(
             self.connectors, link, self.outbox, self.metering,
             clock=self.clock, wall=self.wall, dispatch=self.dispatch,
             claim_reservation=self.operations.reservations.claim,
             remember=self.authorizer.remember, tasks=self._tasks,
         )  # fmt: skip
+        #: firmware version, UpdateFirmware and GetDiagnostics: built last, on the whole charger
+        self.firmware = firmware(self) if firmware is not None else None
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""

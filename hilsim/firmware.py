@@ -120,6 +120,18 @@ class Attempts:
         return cls(tries, float(interval))
 
 
+async def installed_firmware(
+    store: Store, configured_version: str | None
+) -> tuple[str, str | None] | None:
+    """What an earlier UpdateFirmware installed (version, status still to report), if anything:
+    read before the link is built, since BootNotification states the version."""
+    record = await store.firmware()
+    if record is not None and record[0] != configured_version:
+        log.info("firmware %s installed by UpdateFirmware (configured: %s)", record[0],
+                 configured_version)  # fmt: skip
+    return record
+
+
 class JobStatuses(Protocol):
     """Where TriggerMessage reads the last Firmware/DiagnosticsStatusNotification (operations)."""
 
@@ -157,8 +169,12 @@ class Firmware:
         log_ring: LogRing | None = None,
         ca_file: Path | None = None,
         installation: dict[str, Any] | None = None,
+        installed: tuple[str, str | None] | None = None,
+        restart: Callable[[], None] | None = None,
     ) -> None:
-        """``installation``: what a diagnostics archive says about the setup (no secrets)."""
+        """``installation``: what a diagnostics archive says about the setup (no secrets);
+        ``installed``: what an earlier UpdateFirmware installed and still has to report
+        (`installed_firmware`); ``restart``: what makes a new version run (Reset Hard's)."""
         self.charger = charger
         self.store = store
         self.link = link
@@ -167,26 +183,16 @@ class Firmware:
         self.log_ring = log_ring
         self.ca_file = ca_file
         self.installation = installation or {}
-        #: the restart that makes a new version run (the service sets it; Reset Hard's)
-        self.restart: Callable[[], None] | None = None
+        self.restart = restart
         self._pending: str | None = None  # status to report once connected after the restart
+        if installed is not None:
+            self.version, self._pending = installed
         self._update: asyncio.Future[None] | None = None
         self._upload: asyncio.Future[None] | None = None
         self._idle = asyncio.Event()
         self._tasks = TaskSet("firmware")
         charger.link_listeners.append(self._link_changed)
         charger.status_listeners.append(lambda *_: self._check_idle())
-
-    async def load(self) -> None:
-        """Take up what an earlier UpdateFirmware installed, and what it still has to say."""
-        record = await self.store.firmware()
-        if record is None:
-            return
-        version, self._pending = record
-        if version != self.version:
-            log.info("firmware %s installed by UpdateFirmware (configured: %s)", version,
-                     self.version)  # fmt: skip
-        self.version = version
 
     def identity(self, identity: Identity) -> Identity:
         """What BootNotification says, with the version UpdateFirmware installed."""

@@ -92,7 +92,11 @@ class Operations:
         authorizer: Authorizer,
         local_list: LocalAuthList,
         metering: Metering,
+        *,
+        hard_reset: Callable[[], None] | None = None,
     ) -> None:
+        """``hard_reset``: ends the service and starts the program afresh; without it a Hard
+        reset cannot be carried out and is Rejected."""
         self.charger = charger
         self.link = link
         self.authorizer = authorizer
@@ -105,9 +109,7 @@ class Operations:
         #: the firmware and diagnostics jobs keep them current ("Idle" when nothing runs).
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
-        #: Ends the service and starts the program afresh (the service sets it); without it a
-        #: Hard reset cannot be carried out and is Rejected.
-        self.hard_reset: Callable[[], None] | None = None
+        self.hard_reset = hard_reset
         #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
         self.resetting: ResetType | None = None
         self._tasks = TaskSet("operations")
