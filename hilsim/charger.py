@@ -24,6 +24,7 @@ from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import (
     Connector,
     ErrorCode,
+    FaultSource,
     Outcome,
     Policy,
     Status,
@@ -214,7 +215,7 @@ class Charger:
         for listener in self.status_listeners:
             listener(rt.id, effect.status, effect.error_code)
         if effect.status != Status.FAULTED and rt.meter.health.state == MeterState.FAILED:
-            # Another fault ended (or a person cleared this one) while the meter is still dead.
+            # A person cleared every fault while the meter is still dead: it raises its again.
             asyncio.get_running_loop().call_soon(self._meter_health_changed, rt, rt.meter.health)
 
     def _report_status(self, rt: ConnectorRuntime, status: Status, error_code: ErrorCode) -> None:
@@ -447,18 +448,14 @@ class Charger:
         The machine ends a running transaction on the fault; meterStop is then the meter's last
         good register, so the energy up to the failure is billed and nothing is counted twice.
         """
-        state = rt.machine.state
-        if health.state == MeterState.FAILED:
-            if state.error_code is not None:
-                return  # already Faulted; re-checked when that fault ends
+        raised = rt.machine.state.faulted_by(FaultSource.METER)
+        if health.state == MeterState.FAILED and not raised:
             log.error("C%d meter failed (%s): PowerMeterFailure", rt.id, health.problem)
-            event = events.Fault(ErrorCode.POWER_METER_FAILURE, StopReason.OTHER)
-            rt.meter_fault = not self.dispatch(rt.id, event).refused
-        elif health.ok and rt.meter_fault:
-            rt.meter_fault = False
-            if state.error_code == ErrorCode.POWER_METER_FAILURE:
-                log.info("C%d meter answers again: PowerMeterFailure cleared", rt.id)
-                self.dispatch(rt.id, events.ClearFault())
+            fault = events.Fault(ErrorCode.POWER_METER_FAILURE, StopReason.OTHER, FaultSource.METER)
+            self.dispatch(rt.id, fault)
+        elif health.ok and raised:
+            log.info("C%d meter answers again: PowerMeterFailure cleared", rt.id)
+            self.dispatch(rt.id, events.ClearFault(FaultSource.METER))
 
     async def close(self) -> None:
         self.smart_charging.close()

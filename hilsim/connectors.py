@@ -42,9 +42,6 @@ class ConnectorRuntime:
     metering: asyncio.Future[Any] | None = None
     deadline: asyncio.TimerHandle | None = None
     last_sample: dict[str, float] = field(default_factory=dict)
-    meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
-    #: Faulted (InternalError) because a transaction stop could not be written, until it is
-    store_fault: bool = False
     #: MinimumStatusDuration: the StatusNotification waiting for its status to hold
     status_report: asyncio.TimerHandle | None = None
     #: the status and error code the CSMS last heard in a StatusNotification

@@ -18,7 +18,7 @@ from typing import Any
 from hilsim.clock import Clock
 from hilsim.connectors import ConnectorRuntime, Dispatch
 from hilsim.errors import HilsimError
-from hilsim.evse import ErrorCode, StopReason, effects, events
+from hilsim.evse import ErrorCode, FaultSource, StopReason, effects, events
 from hilsim.meter import register_Wh
 from hilsim.metering import Metering
 from hilsim.ocpp.session import CsmsLink, LinkState
@@ -186,16 +186,16 @@ class Transactions:
                     "until it is, next try in %g s",
                     rt.id, self._describe(local_id), exc, pause,
                 )  # fmt: skip
-                if not rt.store_fault and rt.machine.state.error_code is None:
-                    event = events.Fault(ErrorCode.INTERNAL_ERROR, StopReason.OTHER)
-                    rt.store_fault = not self.dispatch(rt.id, event).refused
+                if not rt.machine.state.faulted_by(FaultSource.STORE):
+                    fault = events.Fault(
+                        ErrorCode.INTERNAL_ERROR, StopReason.OTHER, FaultSource.STORE
+                    )
+                    self.dispatch(rt.id, fault)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, STORE_RETRY_S[1])
-        if rt.store_fault:
-            rt.store_fault = False
+        if rt.machine.state.faulted_by(FaultSource.STORE):
             log.info("C%d transaction %s: stop recorded at last", rt.id, self._describe(local_id))
-            if rt.machine.state.error_code == ErrorCode.INTERNAL_ERROR:
-                self.dispatch(rt.id, events.ClearFault())
+            self.dispatch(rt.id, events.ClearFault(FaultSource.STORE))
 
     def _describe(self, local_id: int) -> str:
         csms = self.outbox.transaction_id(local_id)

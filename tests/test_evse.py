@@ -37,6 +37,7 @@ from hilsim.evse import (
     Connector,
     ConnectorState,
     ErrorCode,
+    FaultSource,
     Outcome,
     Policy,
     Status,
@@ -50,6 +51,13 @@ from hilsim.evse import events as ev
 from hilsim.evse.types import Authorization, Reservation, Transaction
 
 CID = 1
+
+
+def _by_operator(code: ErrorCode) -> tuple[tuple[FaultSource, ErrorCode], ...]:
+    """A connector's faults when an operator raised one with ``code``."""
+    return ((FaultSource.OPERATOR, code),)
+
+
 T0 = 1_000.0
 TIMEOUT = Policy().connection_timeout_s  # ConnectionTimeOut of the default policy
 RESERVED_UNTIL = T0 + 600  # expiryDate of the reservations made below
@@ -138,9 +146,18 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
     elif isinstance(event, ev.Tick):
         assert o.accepted
     elif isinstance(event, ev.ClearFault):
-        assert o.accepted == (before.error_code is not None)
+        sources = {source for source, _ in before.faults}
+        assert o.accepted == (bool(sources) if event.source is None else event.source in sources)
     elif isinstance(event, ev.Fault) and event.error_code != ErrorCode.NO_ERROR:
-        assert o.accepted == (before.error_code is None)
+        assert o.accepted == (event.source not in {source for source, _ in before.faults})
+    # faults are raised and cleared by source: at most one per source, status Faulted while any
+    # is active, and the errorCode reported is the first-raised active one's
+    sources_after = [source for source, _ in o.state.faults]
+    assert len(sources_after) == len(set(sources_after)), "one fault per source"
+    assert (o.state.status == Status.FAULTED) == bool(o.state.faults)
+    assert o.state.error_code == (o.state.faults[0][1] if o.state.faults else None)
+    if o.accepted and isinstance(event, ev.Fault):
+        assert o.state.faults[: len(before.faults)] == before.faults, "a new fault goes last"
 
     if o.refused is not None:
         assert isinstance(o.refused, str) and o.refused.strip(), "a refusal gives a reason"
@@ -286,7 +303,7 @@ DERIVE_STATUS_TABLE: list[tuple[str, ConnectorState, Status]] = [
     ("transaction over, EV plugged", replace(_PLUGGED, finishing=True), Status.FINISHING),
     ("reserved", replace(_BASE, reservation=_RESERVATION), Status.RESERVED),
     ("inoperative", replace(_BASE, operative=False), Status.UNAVAILABLE),
-    ("faulted", replace(_BASE, error_code=ErrorCode.GROUND_FAILURE), Status.FAULTED),
+    ("faulted", replace(_BASE, faults=_by_operator(ErrorCode.GROUND_FAILURE)), Status.FAULTED),
     # power limits that do not suspend
     ("limit above 0 W", replace(_CHARGING, power_limit_W=3_680.0), Status.CHARGING),
     ("limit removed", replace(_CHARGING, power_limit_W=None), Status.CHARGING),
@@ -296,13 +313,14 @@ DERIVE_STATUS_TABLE: list[tuple[str, ConnectorState, Status]] = [
      Status.PREPARING),
     # priority: Faulted > everything
     ("faulted beats inoperative",
-     replace(_BASE, error_code=ErrorCode.OTHER_ERROR, operative=False), Status.FAULTED),
+     replace(_BASE, faults=_by_operator(ErrorCode.OTHER_ERROR), operative=False), Status.FAULTED),
     ("faulted beats transaction",
-     replace(_CHARGING, error_code=ErrorCode.OVER_CURRENT_FAILURE), Status.FAULTED),
+     replace(_CHARGING, faults=_by_operator(ErrorCode.OVER_CURRENT_FAILURE)), Status.FAULTED),
     ("faulted beats Finishing",
-     replace(_PLUGGED, finishing=True, error_code=ErrorCode.HIGH_TEMPERATURE), Status.FAULTED),
+     replace(_PLUGGED, finishing=True, faults=_by_operator(ErrorCode.HIGH_TEMPERATURE)),
+     Status.FAULTED),
     ("faulted beats Reserved",
-     replace(_BASE, reservation=_RESERVATION, error_code=ErrorCode.READER_FAILURE),
+     replace(_BASE, reservation=_RESERVATION, faults=_by_operator(ErrorCode.READER_FAILURE)),
      Status.FAULTED),
     # Unavailable > transaction and below
     ("inoperative beats transaction", replace(_CHARGING, operative=False), Status.UNAVAILABLE),
@@ -606,6 +624,45 @@ class TestStop:
 
 
 class TestFault:
+    def test_faults_are_raised_and_cleared_by_source(self) -> None:
+        sim = charging(tx_id=3)
+        meter = ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER)
+        assert sim(meter) == (
+            stop_tx(3, StopReason.OTHER),
+            status(Status.FAULTED, ErrorCode.POWER_METER_FAILURE),
+        )
+        estop = ev.Fault(ErrorCode.OTHER_ERROR, StopReason.EMERGENCY_STOP, FaultSource.WEB_ESTOP)
+        assert sim(estop) == (), "still Faulted, still the first-raised fault's errorCode"
+        assert sim.state.faults == (
+            (FaultSource.METER, ErrorCode.POWER_METER_FAILURE),
+            (FaultSource.WEB_ESTOP, ErrorCode.OTHER_ERROR),
+        )
+        assert sim(ev.ClearFault(FaultSource.METER)) == (
+            status(Status.FAULTED, ErrorCode.OTHER_ERROR),
+        ), "the meter's fault went; the e-stop's is reported now"
+        assert sim(ev.ClearFault(FaultSource.WEB_ESTOP)) == (status(Status.FINISHING),)
+
+    def test_a_source_clears_only_its_own_fault(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.GROUND_FAILURE))  # the operator's
+        outcome = sim.connector.handle(ev.ClearFault(FaultSource.PANEL_ESTOP), sim.now)
+        assert outcome.refused == "no fault raised by panel-estop"
+        assert sim.state.error_code == ErrorCode.GROUND_FAILURE
+
+    def test_a_source_raises_one_fault_at_a_time(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.HIGH_TEMPERATURE, source=FaultSource.METER))
+        again = ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER)
+        outcome = sim.connector.handle(again, sim.now)
+        assert outcome.refused == "already faulted by meter (HighTemperature)"
+
+    def test_a_person_clears_every_fault(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER))
+        sim(ev.Fault(ErrorCode.OTHER_ERROR, source=FaultSource.PANEL_ESTOP))
+        assert sim(ev.ClearFault()) == (status(Status.AVAILABLE),)
+        assert sim.state.faults == ()
+
     def test_fault_while_charging_stops_with_the_fault_reason(self) -> None:
         sim = charging(tx_id=3)
         fault = ev.Fault(ErrorCode.GROUND_FAILURE, StopReason.EMERGENCY_STOP)
@@ -1629,8 +1686,9 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
     ev.RemoteStop: st.builds(ev.RemoteStop, _TX_IDS),
     ev.TransactionStarted: st.builds(ev.TransactionStarted, _TX_IDS, _ID_TAG_STATUSES),
     ev.StartFailed: st.builds(ev.StartFailed, st.sampled_from(["timeout", "offline", ""])),
-    ev.Fault: st.builds(ev.Fault, st.sampled_from(ErrorCode), st.sampled_from(StopReason)),
-    ev.ClearFault: st.just(ev.ClearFault()),
+    ev.Fault: st.builds(ev.Fault, st.sampled_from(ErrorCode), st.sampled_from(StopReason),
+                        st.sampled_from(FaultSource)),
+    ev.ClearFault: st.builds(ev.ClearFault, st.none() | st.sampled_from(FaultSource)),
     ev.EndTransaction: st.builds(ev.EndTransaction, st.sampled_from(StopReason),
                                  st.none() | _TAGS),
     ev.EvSuspend: st.just(ev.EvSuspend()),

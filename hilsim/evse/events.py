@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hilsim.evse.types import ErrorCode, StopReason
+from hilsim.evse.types import ErrorCode, FaultSource, StopReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +68,22 @@ class StartFailed:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A hardware fault; ends a running transaction with ``stop_reason``."""
+    """A fault raised by ``source``; ends a running transaction with ``stop_reason``.
+
+    Refused while the same source has a fault active; a fault from another source joins it.
+    """
 
     error_code: ErrorCode = ErrorCode.OTHER_ERROR
     stop_reason: StopReason = StopReason.OTHER
+    source: FaultSource = FaultSource.OPERATOR
 
 
 @dataclass(frozen=True, slots=True)
 class ClearFault:
-    """The fault went away."""
+    """``source``'s fault went away; None: a person clears every fault (a source whose cause
+    persists, such as a dead meter, raises its fault again)."""
+
+    source: FaultSource | None = None
 
 
 @dataclass(frozen=True, slots=True)

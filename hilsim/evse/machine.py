@@ -240,20 +240,26 @@ def _start_failed(s: _Step, e: ev.StartFailed) -> None:
 
 
 def _fault(s: _Step, e: ev.Fault) -> None:
-    if s.state.error_code is not None:
-        raise Refused(f"already faulted ({s.state.error_code})")
+    faults = s.state.faults
+    for source, code in faults:
+        if source == e.source:
+            raise Refused(f"already faulted by {source} ({code})")
     if e.error_code == ErrorCode.NO_ERROR:
         raise Refused("a fault needs an error code other than NoError")
     if s.state.transaction is not None:
         s.stop(e.stop_reason)
     s.drop_authorization("connector faulted")
-    s.set(error_code=e.error_code)
+    s.set(faults=(*faults, (e.source, e.error_code)))
 
 
 def _clear_fault(s: _Step, e: ev.ClearFault) -> None:
-    if s.state.error_code is None:
+    faults = s.state.faults
+    if not faults:
         raise Refused("not faulted")
-    s.set(error_code=None)
+    remaining = () if e.source is None else tuple(f for f in faults if f[0] != e.source)
+    if len(remaining) == len(faults):
+        raise Refused(f"no fault raised by {e.source}")
+    s.set(faults=remaining)
 
 
 def _end_transaction(s: _Step, e: ev.EndTransaction) -> None:
