@@ -375,7 +375,7 @@ class Charger:
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]:
         connector_id = self.transactions.connector_of(transaction_id)
         if connector_id is not None:
-            local_id = self.connectors[connector_id].machine.state.transaction_id
+            local_id = self.connectors[connector_id].machine.state.local_id
             assert local_id is not None
             outcome = self.dispatch(connector_id, events.RemoteStop(local_id), hold=True)
             if outcome.accepted:

@@ -223,7 +223,7 @@ class ChargingLimits:
     def connector_changed(self, rt: ConnectorRuntime) -> None:
         """A status changed: bind or drop TxProfiles, and recompute once the change settled."""
         state = rt.machine.state
-        local = state.transaction_id
+        local = state.local_id
         doomed: list[int] = []
         for profile in self.profiles.profiles:
             if profile.purpose != Purpose.TX or profile.connector_id != rt.id:
@@ -349,7 +349,7 @@ class ChargingLimits:
     def _transaction_for(self, profile: Profile) -> int:
         """The local id of the transaction a SetChargingProfile TxProfile belongs to."""
         rt = self.charger.connectors[profile.connector_id]
-        local = rt.machine.state.transaction_id
+        local = rt.machine.state.local_id
         if local is None:
             raise ProfileRejected("a TxProfile needs a transaction running on its connector")
         wanted = profile.transaction_id

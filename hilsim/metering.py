@@ -119,7 +119,7 @@ class Metering:
         """TriggerMessage MeterValues: one Trigger value of each connector, sent at once."""
         for cid in connector_ids:
             meter_value = self.meter_value(cid, "Trigger")
-            local_id = self.connectors[cid].machine.state.transaction_id
+            local_id = self.connectors[cid].machine.state.local_id
             transaction_id = None if local_id is None else self.sink.transaction_id(local_id)
             await sender.meter_values(cid, transaction_id, [meter_value])
 
@@ -153,7 +153,7 @@ class Metering:
             self._sample(rt)
 
     def _sample(self, rt: ConnectorRuntime) -> None:
-        local_id = rt.machine.state.transaction_id
+        local_id = rt.machine.state.local_id
         if local_id is None:
             return
         if not rt.meter.health.ok:
@@ -223,7 +223,7 @@ class Metering:
         for cid, rt in self.connectors.items():
             meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
             sampled = [meter_value] if meter_value["sampledValue"] else None
-            local_id = rt.machine.state.transaction_id
+            local_id = rt.machine.state.local_id
             if local_id is not None:
                 # StopTxnAlignedData is its own list: wanted even when no MeterValues are.
                 kept = self.meter_value(cid, "Sample.Clock", "StopTxnAlignedData")

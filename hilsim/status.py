@@ -28,7 +28,7 @@ def connector_snapshot(
         "error_code": str(rt.ocpp_status[1]),
         "plugged": state.plugged,
         "transaction_id": transaction_id,
-        "local_transaction_id": state.transaction_id,
+        "local_transaction_id": state.local_id,
         "id_tag": tx.id_tag if tx else None,
         "energy_Wh": round(reading.energy_Wh, 1),
         "power_W": _round(reading.power_W, 1),

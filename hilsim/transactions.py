@@ -64,14 +64,14 @@ class Transactions:
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
-        local_id = self.connectors[connector_id].machine.state.transaction_id
+        local_id = self.connectors[connector_id].machine.state.local_id
         return None if local_id is None else self.outbox.transaction_id(local_id)
 
     def connector_of(self, transaction_id: int) -> int | None:
         """The connector whose running transaction has the CSMS's id ``transaction_id``."""
         local_id = self.outbox.local_id(transaction_id)
         for rt in self.connectors.values():
-            if local_id is not None and rt.machine.state.transaction_id == local_id:
+            if local_id is not None and rt.machine.state.local_id == local_id:
                 return rt.id
         return None
 
@@ -134,7 +134,7 @@ class Transactions:
         if status == "Accepted":
             return
         for rt in self.connectors.values():
-            if rt.machine.state.transaction_id == local_id:
+            if rt.machine.state.local_id == local_id:
                 log.warning("C%d idTag refused after an offline start; stopping", rt.id)
                 self.dispatch(rt.id, events.EndTransaction(StopReason.DE_AUTHORIZED))
 
@@ -142,7 +142,7 @@ class Transactions:
         reading = rt.meter.read(self.clock())
         meter_stop = register_Wh(reading.energy_Wh)
         stamp = self.wall.iso()
-        local_id = effect.transaction_id
+        local_id = effect.local_id
         log.info(
             "C%d transaction %s stopping (%s) at %d Wh",
             rt.id,

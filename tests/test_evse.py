@@ -107,7 +107,7 @@ def check_state(s: ConnectorState) -> None:
         assert auth is None, "an idTag either waits or has become the transaction"
         assert s.reservation is None, "a transaction consumes (or never had) a reservation"
         assert s.operative, "ChangeAvailability Inoperative waits for the transaction to end"
-        if tx.transaction_id is None:
+        if tx.local_id is None:
             if not s.plugged or s.error_code is not None:
                 # a transaction outlives its plug or a fault only as a stop awaiting the id
                 assert tx.stop_reason is not None
@@ -116,7 +116,7 @@ def check_state(s: ConnectorState) -> None:
             assert s.error_code is None, "a confirmed transaction runs"
             if not s.plugged:  # kept over an EV-side disconnect (StopTransactionOnEVSideDisconnect)
                 assert s.status == Status.SUSPENDED_EV
-        assert not tx.invalid or tx.transaction_id is not None, "only the CSMS refuses an idTag"
+        assert not tx.invalid or tx.local_id is not None, "only the CSMS refuses an idTag"
     else:
         assert s.scheduled_operative is None, "a scheduled availability outlived its transaction"
         assert not s.ev_suspended, "SuspendedEV without a transaction"
@@ -192,7 +192,7 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
     if starts:
         (start,) = starts
         assert before.transaction is None
-        assert after.transaction is not None and after.transaction.transaction_id is None
+        assert after.transaction is not None and after.transaction.local_id is None
         assert after.transaction.id_tag == start.id_tag
         assert after.plugged, "StartTransaction only with the EV plugged"
         assert after.authorization is None and after.reservation is None
@@ -205,15 +205,15 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
     if stops:
         (stop,) = stops
         assert before.transaction is not None, "StopTransaction needs a transaction"
-        if before.transaction_id is not None:
-            assert stop.transaction_id == before.transaction_id
+        if before.local_id is not None:
+            assert stop.local_id == before.local_id
         else:  # the stop waited for the id the CSMS has just given
             assert isinstance(event, ev.TransactionStarted)
-            assert stop.transaction_id == event.transaction_id
+            assert stop.local_id == event.local_id
         assert after.transaction is None
     elif before.transaction is not None and after.transaction is None:
         assert isinstance(event, ev.StartFailed), "a transaction ends only with StopTransaction"
-        assert before.transaction_id is None
+        assert before.local_id is None
     if before.transaction is not None and after.transaction is not None:
         assert after.transaction.id_tag == before.transaction.id_tag
         assert after.transaction.started_at == before.transaction.started_at
@@ -285,7 +285,7 @@ _BASE = ConnectorState(CID)
 _PENDING_AUTH = Authorization("A", remote=False, pending=True)
 _WAITING_AUTH = Authorization("A", remote=True, pending=False, expires_at=T0 + TIMEOUT)
 _TX_STARTING = Transaction("A", started_at=T0, remote=False)
-_TX = Transaction("A", started_at=T0, remote=False, transaction_id=1)
+_TX = Transaction("A", started_at=T0, remote=False, local_id=1)
 _RESERVATION = Reservation(7, "A", RESERVED_UNTIL)
 _PLUGGED = replace(_BASE, plugged=True)
 _CHARGING = replace(_PLUGGED, transaction=_TX)
@@ -375,7 +375,7 @@ def test_transaction_statuses_are_the_energy_flowing_ones() -> None:
     )
     for _, state, expected in DERIVE_STATUS_TABLE:
         if expected in TRANSACTION_STATUSES:
-            assert state.transaction_id is not None and state.plugged
+            assert state.local_id is not None and state.plugged
 
 
 def test_vocabulary_is_the_literal_ocpp_strings() -> None:
@@ -408,7 +408,7 @@ class TestLocalStart:
         assert sim.state.transaction == Transaction("A", started_at=T0, remote=False)
         assert sim.status == Status.PREPARING, "Preparing until StartTransaction.conf"
         assert sim(ev.TransactionStarted(42)) == (status(Status.CHARGING),)
-        assert sim.state.transaction_id == 42
+        assert sim.state.local_id == 42
 
     def test_tag_then_plug_within_connection_timeout(self) -> None:
         sim = Sim()
@@ -1089,9 +1089,9 @@ def render(before: ConnectorState, o: Outcome) -> str:
                 words.append(f"Start({tag})")
             case fx.SendStartTransaction(id_tag=tag, reservation_id=rid):
                 words.append(f"Start({tag},reservation={rid})")
-            case fx.SendStopTransaction(transaction_id=tx, reason=reason, id_tag=None):
+            case fx.SendStopTransaction(local_id=tx, reason=reason, id_tag=None):
                 words.append(f"Stop({tx},{reason})")
-            case fx.SendStopTransaction(transaction_id=tx, reason=reason, id_tag=tag):
+            case fx.SendStopTransaction(local_id=tx, reason=reason, id_tag=tag):
                 words.append(f"Stop({tx},{reason},{tag})")
             case fx.AuthorizationEnded(id_tag=tag):
                 words.append(f"AuthorizationEnded({tag})")
@@ -1743,7 +1743,7 @@ class ConnectorRun(RuleBasedStateMachine):
                     self.reported = (s, e)
                 case fx.SendStartTransaction():
                     self.starts += 1
-                case fx.SendStopTransaction(transaction_id=tx_id):
+                case fx.SendStopTransaction(local_id=tx_id):
                     self.stops += 1
                     if tx_id >= 100:
                         assert tx_id not in self.stopped, f"transaction {tx_id} stopped twice"
@@ -1751,7 +1751,7 @@ class ConnectorRun(RuleBasedStateMachine):
         if outcome.accepted and isinstance(event, ev.StartFailed):
             self.start_failures += 1
         if outcome.accepted and isinstance(event, ev.TransactionStarted):
-            self.confirmed.add(event.transaction_id)
+            self.confirmed.add(event.local_id)
         return outcome
 
     @rule(event=ANY_EVENT)
@@ -1772,7 +1772,7 @@ class ConnectorRun(RuleBasedStateMachine):
 
     @rule()
     def csms_stops_the_transaction(self) -> None:
-        tx_id = self.connector.state.transaction_id
+        tx_id = self.connector.state.local_id
         if tx_id is not None:
             outcome = self.apply(ev.RemoteStop(tx_id))
             assert outcome.effects[0] == stop_tx(tx_id, StopReason.REMOTE)

@@ -46,16 +46,18 @@ class RemoteStart:
 
 @dataclass(frozen=True, slots=True)
 class RemoteStop:
-    """RemoteStopTransaction for a transaction id."""
+    """RemoteStopTransaction, for the transaction with this local id (the adapter maps the
+    CSMS's transactionId to it)."""
 
-    transaction_id: int
+    local_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionStarted:
-    """The CSMS confirmed StartTransaction with a transaction id and IdTagInfo.status."""
+    """The start is recorded under ``local_id`` (the charge point's own id; the CSMS's
+    transactionId is the adapter's business), with the CSMS's IdTagInfo.status if it answered."""
 
-    transaction_id: int
+    local_id: int
     status: str = "Accepted"
 
 

@@ -108,7 +108,7 @@ class Transaction:
     id_tag: str
     started_at: float
     remote: bool
-    transaction_id: int | None = None  # None until the CSMS confirmed StartTransaction
+    local_id: int | None = None  # the charge point's id; None until the start is recorded
     stop_reason: StopReason | None = None  # a stop asked for before the id was known
     stop_id_tag: str | None = None
     invalid: bool = False  # the CSMS refused its idTag; kept (StopTransactionOnInvalidId false)
@@ -162,8 +162,8 @@ class ConnectorState:
         return self.faults[0][1] if self.faults else None
 
     @property
-    def transaction_id(self) -> int | None:
-        return self.transaction.transaction_id if self.transaction else None
+    def local_id(self) -> int | None:
+        return self.transaction.local_id if self.transaction else None
 
 
 def derive_status(s: ConnectorState) -> Status:
@@ -178,7 +178,7 @@ def derive_status(s: ConnectorState) -> Status:
         return Status.UNAVAILABLE
     tx = s.transaction
     if tx is not None:
-        if tx.transaction_id is None:
+        if tx.local_id is None:
             return Status.PREPARING
         if not s.plugged:
             # Unplugged at the EV and kept (StopTransactionOnEVSideDisconnect false): the EV is
