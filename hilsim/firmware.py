@@ -132,13 +132,6 @@ async def installed_firmware(
     return record
 
 
-class JobStatuses(Protocol):
-    """Where TriggerMessage reads the last Firmware/DiagnosticsStatusNotification (operations)."""
-
-    firmware_status: str
-    diagnostics_status: str
-
-
 class FirmwareHost(Protocol):
     """What firmware jobs need of the charger: whether it is idle, the time, its status."""
 
@@ -146,8 +139,6 @@ class FirmwareHost(Protocol):
     def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
     @property
     def wall(self) -> Clock: ...
-    @property
-    def operations(self) -> JobStatuses | None: ...
     @property
     def link_listeners(self) -> list[Callable[[LinkState], None]]: ...
     @property
@@ -184,6 +175,10 @@ class Firmware:
         self.ca_file = ca_file
         self.installation = installation or {}
         self.restart = restart
+        #: What a triggered FirmwareStatusNotification / DiagnosticsStatusNotification reports:
+        #: the last one sent, "Idle" again once a job ended (or when none ran).
+        self.firmware_status = "Idle"
+        self.diagnostics_status = "Idle"
         self._pending: str | None = None  # status to report once connected after the restart
         if installed is not None:
             self.version, self._pending = installed
@@ -201,9 +196,7 @@ class Firmware:
     # -- status notifications ------------------------------------------------------------------
 
     def _set_firmware_status(self, status: str) -> asyncio.Future[Any]:
-        operations = self.charger.operations
-        if operations is not None:
-            operations.firmware_status = status
+        self.firmware_status = status
         log.info("FirmwareStatusNotification %s", status)
         return self.link.submit(
             lambda c: c.firmware_status_notification(status),
@@ -212,9 +205,7 @@ class Firmware:
         )
 
     def _set_diagnostics_status(self, status: str) -> asyncio.Future[Any]:
-        operations = self.charger.operations
-        if operations is not None:
-            operations.diagnostics_status = status
+        self.diagnostics_status = status
         log.info("DiagnosticsStatusNotification %s", status)
         return self.link.submit(
             lambda c: c.diagnostics_status_notification(status),
@@ -231,12 +222,10 @@ class Firmware:
 
     def _back_to_idle(self, which: str) -> None:
         """After a final status (already queued), a triggered notification says Idle again."""
-        operations = self.charger.operations
-        if operations is not None:
-            if which == "firmware":
-                operations.firmware_status = "Idle"
-            else:
-                operations.diagnostics_status = "Idle"
+        if which == "firmware":
+            self.firmware_status = "Idle"
+        else:
+            self.diagnostics_status = "Idle"
 
     # -- UpdateFirmware ------------------------------------------------------------------------
 
@@ -402,11 +391,10 @@ class Firmware:
         await self._tasks.cancel_all()  # the update and the upload too
 
     def snapshot(self) -> dict[str, Any]:
-        operations = self.charger.operations
         return {
             "version": self.version,
-            "status": operations.firmware_status if operations else None,
-            "diagnostics_status": operations.diagnostics_status if operations else None,
+            "status": self.firmware_status,
+            "diagnostics_status": self.diagnostics_status,
         }
 
 

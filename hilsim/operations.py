@@ -70,8 +70,20 @@ class TriggerStatus(StrEnum):
 Trigger = Callable[[TriggerSender], Awaitable[None]]
 
 
+class JobStatuses(Protocol):
+    """The last Firmware/DiagnosticsStatusNotification sent (`hilsim.firmware.Firmware`)."""
+
+    @property
+    def firmware_status(self) -> str: ...
+    @property
+    def diagnostics_status(self) -> str: ...
+
+
 class OperationsHost(ConnectorDispatcher, Protocol):
     """What the CSMS's operations need of the charger beyond its connectors."""
+
+    @property
+    def firmware(self) -> JobStatuses | None: ...
 
     @property
     def store(self) -> Store: ...
@@ -105,10 +117,6 @@ class Operations:
         self.reservations = Reservations(charger, charger.store)
         #: connector id (0: the charge point as a whole) -> operative, as the CSMS last set it
         self.availability: dict[int, bool] = {}
-        #: What a triggered FirmwareStatusNotification / DiagnosticsStatusNotification reports;
-        #: the firmware and diagnostics jobs keep them current ("Idle" when nothing runs).
-        self.firmware_status = "Idle"
-        self.diagnostics_status = "Idle"
         self.hard_reset = hard_reset
         #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
         self.resetting: ResetType | None = None
@@ -382,10 +390,18 @@ class Operations:
         self.charger.learn_time(await sender.heartbeat())
 
     async def _trigger_diagnostics_status(self, sender: TriggerSender) -> None:
-        await sender.diagnostics_status_notification(self.diagnostics_status)
+        await sender.diagnostics_status_notification(self._job_statuses()[1])
 
     async def _trigger_firmware_status(self, sender: TriggerSender) -> None:
-        await sender.firmware_status_notification(self.firmware_status)
+        await sender.firmware_status_notification(self._job_statuses()[0])
+
+    def _job_statuses(self) -> tuple[str, str]:
+        """The firmware and diagnostics jobs' last statuses (their owner is the firmware
+        service; a charge point without one has nothing running: Idle)."""
+        firmware = self.charger.firmware
+        if firmware is None:
+            return "Idle", "Idle"
+        return firmware.firmware_status, firmware.diagnostics_status
 
     async def _trigger_status(self, sender: TriggerSender, connector_ids: list[int]) -> None:
         for cid in connector_ids:
@@ -417,8 +433,8 @@ class Operations:
             },
             "reservations": self.reservations.snapshot(),
             "reset": None if self.resetting is None else str(self.resetting),
-            "firmware_status": self.firmware_status,
-            "diagnostics_status": self.diagnostics_status,
+            "firmware_status": self._job_statuses()[0],
+            "diagnostics_status": self._job_statuses()[1],
         }
 
     def _spawn(self, work: Awaitable[Any], name: str) -> None:
