@@ -13,19 +13,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hilsim.authorization import Authorizer
 from hilsim.charging_limits import ChargingLimits
-from hilsim.clock import Clock, utc_iso
+from hilsim.clock import Clock
 from hilsim.config import ConnectorSettings
-from hilsim.errors import HilsimError
+from hilsim.configuration import Configuration
+from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import (
-    TRANSACTION_STATUSES,
     Connector,
     ErrorCode,
+    FaultSource,
     Outcome,
     Policy,
     Status,
@@ -34,26 +33,24 @@ from hilsim.evse import (
     events,
     transition,
 )
-from hilsim.keys import Change, ChangeStatus, ConfigurationKeys, KeySpec
+from hilsim.keys import ConfigurationKeys, KeySpec
 from hilsim.local_list import LocalAuthList
-from hilsim.measurands import choose, wanted
 from hilsim.meter import (
     MeterHealth,
-    MeterReading,
     MeterSource,
     MeterState,
     SyntheticMeter,
-    register_Wh,
 )
-from hilsim.ocpp.client import ConfigurationEntry, Release
+from hilsim.metering import Metering
+from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.operations import Operations
-from hilsim.outbox import STORE_RETRY_S, Outbox
+from hilsim.outbox import Outbox
 from hilsim.smart_charging import ProfileRejected
+from hilsim.status import connector_snapshot, link_snapshot
 from hilsim.store import Store
-from hilsim.stored_keys import save_key
 from hilsim.tasks import TaskSet
-from hilsim.vehicle import SimulatedVehicle
+from hilsim.transactions import Transactions
 
 if TYPE_CHECKING:
     from hilsim.firmware import Firmware
@@ -74,49 +71,6 @@ _POLICY_KEYS = {
 }
 
 
-@dataclass(slots=True)
-class ConnectorRuntime:
-    """One connector's machine and the things around it that do IO."""
-
-    settings: ConnectorSettings
-    machine: Connector
-    meter: MeterSource
-    vehicle: SimulatedVehicle = field(default_factory=SimulatedVehicle)
-    voltage_V: float = 230.0
-    limit_W: float | None = None  # from SetChargingProfile; None = only max_power_W applies
-    metering: asyncio.Future[Any] | None = None
-    deadline: asyncio.TimerHandle | None = None
-    last_sample: dict[str, float] = field(default_factory=dict)
-    meter_fault: bool = False  # Faulted (PowerMeterFailure) by its failing meter, not by a person
-    #: Faulted (InternalError) because a transaction stop could not be written, until it is
-    store_fault: bool = False
-    #: MinimumStatusDuration: the StatusNotification waiting for its status to hold
-    status_report: asyncio.TimerHandle | None = None
-    #: the status and error code the CSMS last heard in a StatusNotification
-    reported: tuple[Status, ErrorCode] | None = None
-
-    @property
-    def id(self) -> int:
-        return self.settings.id
-
-    @property
-    def phases(self) -> int:
-        return self.settings.phases
-
-    @property
-    def ocpp_status(self) -> tuple[Status, ErrorCode]:
-        """What a StatusNotification states now: the status and its errorCode (NoError)."""
-        state = self.machine.state
-        return state.status, state.error_code or ErrorCode.NO_ERROR
-
-    def offered_power_W(self) -> float:
-        """What flows while Charging: the smaller of the hardware's maximum and the CSMS limit."""
-        if self.machine.status != Status.CHARGING:
-            return 0.0
-        cap = float(self.settings.max_power_W)
-        return cap if self.limit_W is None else max(0.0, min(cap, self.limit_W))
-
-
 class Charger:
     """The charge point as a whole: the `ChargerPort` the OCPP handlers talk to."""
 
@@ -125,22 +79,24 @@ class Charger:
         connectors: Sequence[ConnectorSettings],
         keys: ConfigurationKeys,
         store: Store,
+        link: CsmsLink,
         *,
         voltage_overridden: bool = False,
         clock: Callable[[], float] = time.monotonic,
         wall: Clock | None = None,
         registers: Mapping[int, float] | None = None,
         meters: Mapping[int, MeterSource] | None = None,
+        hard_reset: Callable[[], None] | None = None,
+        firmware: Callable[[Charger], Firmware] | None = None,
     ) -> None:
-        """`meters`: connector id -> its meter source; the others get the synthetic counter."""
+        """`meters`: connector id -> its meter source; the others get the synthetic counter.
+        `hard_reset`: Reset Hard (None: Rejected); `firmware`: builds the FirmwareManagement
+        service from the finished charger (None: no such profile)."""
         self.keys = keys
         self.store = store
         self.clock = clock  # monotonic: the machines' deadlines
         self.wall = wall or Clock()  # what OCPP timestamps say
-        self.link: CsmsLink | None = None
-        self.outbox: Outbox | None = None
-        self.authorizer: Authorizer | None = None
-        self.operations: Operations | None = None  # availability, reset, reservations, ...
+        self.link = link
         self.status_listeners: list[StatusListener] = []
         self.link_listeners: list[LinkListener] = []
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
@@ -150,10 +106,7 @@ class Charger:
         #: told of every idTag decision, after the machine took it: `hilsim ctl tag`'s answer
         self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
-        self._metering_wake = asyncio.Event()
         self._tasks = TaskSet("charger")
-        self._metering = TaskSet("charger")  # they never end: not what a stop waits for
-        self._reported: tuple[list[Any], list[ConfigurationEntry]] = ([], [])  # get_configuration
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
         for cs in connectors:
@@ -167,36 +120,44 @@ class Charger:
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
+        #: ChangeConfiguration, GetConfiguration and `hilsim config set`
+        self.configuration = Configuration(keys, store, self._tasks)
         #: smart charging: the installed profiles and the limits they put on the connectors
         self.smart_charging = ChargingLimits(self)
-        #: firmware version, UpdateFirmware and GetDiagnostics (the service attaches it)
-        self.firmware: Firmware | None = None
-
-    def attach(self, link: CsmsLink) -> None:
-        """Connect the charger to its CSMS link (the link needs the charger first)."""
-        self.link = link
-        self.outbox = Outbox(self.store, link, self.keys, self._start_confirmed_late)
+        self.outbox = Outbox(self.store, link, self.keys)
         local_list = LocalAuthList(self.store, self.keys)
         self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
-        self.operations = Operations(self, link, self.authorizer, local_list)
         authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
         self.outbox.id_tag_info_listeners.append(
             lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info), "cache-id-tag")
         )
+        self.metering = Metering(
+            self.connectors, keys, link, self.outbox,
+            clock=self.clock, wall=self.wall, dispatch=self.dispatch, tasks=self._tasks,
+        )  # fmt: skip
+        #: availability, reset, reservations, ...
+        self.operations = Operations(
+            self, link, self.authorizer, local_list, self.metering, hard_reset=hard_reset
+        )
+        self.transactions = Transactions(
+            self.connectors, link, self.outbox, self.metering,
+            clock=self.clock, wall=self.wall, dispatch=self.dispatch,
+            claim_reservation=self.operations.reservations.claim,
+            remember=self.authorizer.remember, tasks=self._tasks,
+        )  # fmt: skip
+        #: firmware version, UpdateFirmware and GetDiagnostics: built last, on the whole charger
+        self.firmware = firmware(self) if firmware is not None else None
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
-        local = self.connectors[connector_id].machine.state.transaction_id
-        if local is None or self.outbox is None:
-            return None
-        return self.outbox.transaction_id(local)
+        return self.transactions.transaction_id(connector_id)
 
     # -- events in -----------------------------------------------------------------------------
 
     def dispatch(self, connector_id: int, event: events.Event, *, hold: bool = False) -> Outcome:
         """Feed one event to a connector's machine and carry out its effects.
 
-        With ``hold`` the effects are kept back; the caller releases them (see `_held`). Raises
+        With ``hold`` the effects are kept back; the caller releases them (see `held`). Raises
         KeyError for an unknown connector so callers can say which id was wrong.
         """
         rt = self.connectors[connector_id]
@@ -209,7 +170,8 @@ class Charger:
             self._carry_out(rt, outcome.effects)
         return outcome
 
-    def _held(self, connector_id: int, outcome: Outcome) -> Release:
+    def held(self, connector_id: int, outcome: Outcome) -> Release:
+        """The effects a ``hold=True`` dispatch kept back, to carry out once they may happen."""
         rt = self.connectors[connector_id]
         return lambda: self._carry_out(rt, outcome.effects)
 
@@ -228,12 +190,12 @@ class Charger:
                     )
                 case effects.SendStartTransaction():
                     self._spawn(
-                        self._start_transaction(rt, effect),
+                        self.transactions.start(rt, effect),
                         f"start-transaction-C{rt.id}",
-                        lambda exc, rt=rt: self._start_failed(rt, exc),
+                        lambda exc, rt=rt: self.transactions.start_failed(rt, exc),
                     )
                 case effects.SendStopTransaction():
-                    self._stop_transaction(rt, effect)
+                    self.transactions.stop(rt, effect)
                 case effects.AuthorizationEnded():
                     log.info("C%d idTag %s: %s", rt.id, effect.id_tag, effect.why)
                 case effects.ReservationEnded():
@@ -247,13 +209,13 @@ class Charger:
             reading = rt.meter.read(self.clock())
             if rt.machine.state.transaction is None:
                 rt.vehicle.plugged_in(reading.energy_Wh)
-        self._ensure_metering(rt)
+        self.metering.connector_changed(rt)
         self.smart_charging.connector_changed(rt)
         self._report_status(rt, effect.status, effect.error_code)
         for listener in self.status_listeners:
             listener(rt.id, effect.status, effect.error_code)
         if effect.status != Status.FAULTED and rt.meter.health.state == MeterState.FAILED:
-            # Another fault ended (or a person cleared this one) while the meter is still dead.
+            # A person cleared every fault while the meter is still dead: it raises its again.
             asyncio.get_running_loop().call_soon(self._meter_health_changed, rt, rt.meter.health)
 
     def _report_status(self, rt: ConnectorRuntime, status: Status, error_code: ErrorCode) -> None:
@@ -317,140 +279,6 @@ class Charger:
                   rt.id, id_tag, exc)  # fmt: skip
         self.dispatch(rt.id, events.AuthorizeResult(id_tag, "Invalid"))
 
-    def _start_failed(self, rt: ConnectorRuntime, exc: BaseException) -> None:
-        """The start task failed: the start is abandoned (refused if it had gone further)."""
-        self.dispatch(rt.id, events.StartFailed(f"{type(exc).__name__}: {exc}"))
-
-    async def _start_transaction(
-        self, rt: ConnectorRuntime, effect: effects.SendStartTransaction
-    ) -> None:
-        """Record the start first, then wait (briefly) for the CSMS's id and verdict.
-
-        Offline, or with a CSMS that does not answer in time, the transaction goes on under its
-        local id, as a real charger's would; the StartTransaction waits in the outbox.
-        """
-        assert self.outbox is not None and self.link is not None
-        health = rt.meter.health
-        if not health.ok and rt.meter.read(self.clock()).taken_at is None:
-            # A meter that never answered has no register yet: meterStart would be made up, and
-            # the transaction would bill the meter's whole count once it answers.
-            log.warning("C%d cannot start: meter %s", rt.id, health.describe())
-            self.dispatch(rt.id, events.StartFailed(f"meter {health.describe()}"))
-            return
-        meter_start = register_Wh(rt.meter.read(self.clock()).energy_Wh)
-        stamp = self.wall.iso()
-        try:
-            reservation_id = effect.reservation_id
-            if self.operations is not None:  # a start may use up a reservation
-                reservation_id = self.operations.reservations.claim(
-                    rt.id, effect.id_tag, reservation_id
-                )
-            local_id = await self.outbox.start(
-                rt.id, effect.id_tag, meter_start, stamp, reservation_id
-            )
-        except HilsimError as exc:
-            log.error("C%d cannot record the transaction start: %s", rt.id, exc)
-            self.dispatch(rt.id, events.StartFailed(str(exc)))
-            return
-        if self.operations is not None:  # Transaction.Begin, for StopTxnSampledData
-            self.operations.transaction_began(rt.id, local_id)
-        answer = None
-        if self.link.state == LinkState.CONNECTED:
-            answer = await self.outbox.wait_confirmed(local_id, self.link.response_timeout)
-        if answer is None:
-            log.warning("C%d transaction started offline (local id %d)", rt.id, local_id)
-            status = "Accepted"
-        else:
-            transaction_id, info = answer
-            status = str(info.get("status", "Invalid"))
-            log.info(
-                "C%d transaction %d started for %s (%s)",
-                rt.id,
-                transaction_id,
-                effect.id_tag,
-                status,
-            )
-            if self.authorizer is not None:
-                await self.authorizer.remember(effect.id_tag, info)
-        self.dispatch(rt.id, events.TransactionStarted(local_id, status))
-
-    def _start_confirmed_late(
-        self, local_id: int, transaction_id: int, info: dict[str, Any]
-    ) -> None:
-        """A StartTransaction sent from the outbox after an offline start was confirmed."""
-        status = str(info.get("status", "Invalid"))
-        log.info("transaction %d (local %d) confirmed: %s", transaction_id, local_id, status)
-        if status == "Accepted":
-            return
-        for rt in self.connectors.values():
-            if rt.machine.state.transaction_id == local_id:
-                log.warning("C%d idTag refused after an offline start; stopping", rt.id)
-                self.dispatch(rt.id, events.EndTransaction(StopReason.DE_AUTHORIZED))
-
-    def _stop_transaction(self, rt: ConnectorRuntime, effect: effects.SendStopTransaction) -> None:
-        reading = rt.meter.read(self.clock())
-        meter_stop = register_Wh(reading.energy_Wh)
-        stamp = self.wall.iso()
-        local_id = effect.transaction_id
-        log.info(
-            "C%d transaction %s stopping (%s) at %d Wh",
-            rt.id,
-            self._describe(local_id),
-            effect.reason,
-            meter_stop,
-        )
-        assert self.outbox is not None
-        end = self.operations.transaction_end(rt.id) if self.operations else None
-        outbox = self.outbox
-
-        def record() -> Awaitable[None]:
-            return outbox.stop(
-                local_id,
-                rt.id,
-                meter_stop,
-                reading.energy_Wh,
-                stamp,
-                effect.reason,
-                effect.id_tag,
-                end,
-            )
-
-        self._spawn(self._record_stop(rt, local_id, record), f"stop-transaction-C{rt.id}")
-
-    async def _record_stop(
-        self, rt: ConnectorRuntime, local_id: int, record: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Write the stop (and queue its StopTransaction) until the database takes it.
-
-        Meanwhile the connector is Faulted (InternalError): a charge point that cannot record
-        a stop must not start the next transaction. Each try is one commit, all or nothing.
-        """
-        pause = STORE_RETRY_S[0]
-        while True:
-            try:
-                await record()
-                break
-            except HilsimError as exc:
-                log.error(
-                    "C%d transaction %s: its stop is not recorded (%s); Faulted (InternalError) "
-                    "until it is, next try in %g s",
-                    rt.id, self._describe(local_id), exc, pause,
-                )  # fmt: skip
-                if not rt.store_fault and rt.machine.state.error_code is None:
-                    event = events.Fault(ErrorCode.INTERNAL_ERROR, StopReason.OTHER)
-                    rt.store_fault = not self.dispatch(rt.id, event).refused
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, STORE_RETRY_S[1])
-        if rt.store_fault:
-            rt.store_fault = False
-            log.info("C%d transaction %s: stop recorded at last", rt.id, self._describe(local_id))
-            if rt.machine.state.error_code == ErrorCode.INTERNAL_ERROR:
-                self.dispatch(rt.id, events.ClearFault())
-
-    def _describe(self, local_id: int) -> str:
-        csms = self.outbox.transaction_id(local_id) if self.outbox else None
-        return str(csms) if csms is not None else f"(local {local_id})"
-
     def _spawn(
         self,
         work: Awaitable[Any],
@@ -469,77 +297,6 @@ class Charger:
             loop = asyncio.get_running_loop()
             delay = max(0.0, due - self.clock())
             rt.deadline = loop.call_later(delay, self.dispatch, rt.id, events.Tick())
-
-    # -- metering ------------------------------------------------------------------------------
-
-    def _ensure_metering(self, rt: ConnectorRuntime) -> None:
-        """One metering task per connector while it has a confirmed transaction."""
-        wanted = rt.machine.status in TRANSACTION_STATUSES
-        running = rt.metering is not None and not rt.metering.done()
-        if wanted and not running:
-            rt.metering = self._metering.spawn(self._metering_loop(rt), f"metering-C{rt.id}")
-        elif not wanted and running:
-            assert rt.metering is not None
-            rt.metering.cancel()
-            rt.metering = None
-
-    async def _metering_loop(self, rt: ConnectorRuntime) -> None:
-        """Sample every MeterValueSampleInterval; a changed interval applies from the next wait."""
-        last = self.clock()
-        while True:
-            interval = float(self.keys.get("MeterValueSampleInterval"))
-            remaining = last + interval - self.clock() if interval > 0 else None
-            if remaining is None or remaining > 0:
-                self._metering_wake.clear()
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._metering_wake.wait()
-                continue
-            last = self.clock()
-            self._sample(rt)
-
-    def _sample(self, rt: ConnectorRuntime) -> None:
-        local_id = rt.machine.state.transaction_id
-        if local_id is None or self.outbox is None:
-            return
-        if not rt.meter.health.ok:
-            # Its last reading is stale; the meter's register keeps counting, so the next good
-            # sample (or meterStop) carries the energy of the gap: nothing is lost by skipping.
-            log.debug("C%d sample skipped: meter %s", rt.id, rt.meter.health.describe())
-            return
-        reading = rt.meter.read(self.clock())
-        soc = rt.vehicle.soc(reading.energy_Wh)
-        rt.last_sample = {
-            "energy_Wh": reading.energy_Wh,
-            "power_W": reading.power_W or 0.0,
-            "soc": soc,
-        }
-        stamp = self.wall.iso()
-        measured = [*_measurands(reading), _sampled(soc, "SoC", "Percent", "EV", digits=2)]
-        offered_W = rt.offered_power_W()
-        # Only the measurands the CSMS asked for (MeterValuesSampledData); none: no MeterValues.
-        voltage_V, phases = rt.voltage_V, rt.phases
-        sampled = choose(
-            measured, wanted(self.keys), offered_W=offered_W, voltage_V=voltage_V, phases=phases
-        )
-        meter_value = [{"timestamp": stamp, "sampledValue": sampled}] if sampled else None
-        # StopTxnSampledData: the same sample, its own measurands, for the StopTransaction.
-        kept = None
-        stop_wanted = wanted(self.keys, "StopTxnSampledData")
-        if stop_wanted:
-            chosen = choose(
-                measured, stop_wanted, offered_W=offered_W, voltage_V=voltage_V, phases=phases
-            )
-            kept = {"timestamp": stamp, "sampledValue": chosen} if chosen else None
-        # Persisted (and queued) in sample order; sent when the link allows.
-        self._spawn(
-            self.outbox.sample(rt.id, reading.energy_Wh, stamp, local_id, meter_value, kept),
-            f"sample-C{rt.id}",
-        )
-        if soc >= 100.0 and rt.machine.status == Status.CHARGING:
-            log.info("C%d EV battery full", rt.id)
-            self.dispatch(rt.id, events.EvSuspend())
 
     # -- what the link tells us ----------------------------------------------------------------
 
@@ -561,44 +318,9 @@ class Charger:
         self.smart_charging.recompute()
 
     def adopt_heartbeat_interval(self, seconds: int) -> None:
-        if seconds != self.keys.get("HeartbeatInterval"):
-            status, spec, value = self.keys.change("HeartbeatInterval", str(seconds))
-            if status == ChangeStatus.accepted and spec is not None:
-                self._spawn(self.store.save_key(spec.name, spec.format(value)), "save-key")
+        self.configuration.adopt_heartbeat_interval(seconds)
 
     # -- the ChargerPort: what the OCPP handlers ask -------------------------------------------
-
-    def get_configuration(
-        self, keys: Sequence[str] | None
-    ) -> tuple[list[ConfigurationEntry], list[str]]:
-        known, unknown = self.keys.report(keys)
-        # A CSMS polls every key over and over: while the values read the same, so do the entries
-        # (and the OCPP client reuses its answer for the same entries).
-        if known != self._reported[0]:
-            entries = [ConfigurationEntry(s.name, s.readonly, text) for s, text in known]
-            self._reported = (known, entries)
-        return self._reported[1], unknown
-
-    async def change_configuration(self, key: str, value: str) -> str:
-        return str((await self.configure(key, value)).status)
-
-    async def configure(self, key: str, value: str) -> Change:
-        """ChangeConfiguration and `hilsim config set`: validated, persisted (committed before
-        the answer, so Accepted survives a power cut), then applied (`ConfigurationKeys.set`)."""
-        change = await self.keys.set(key, value, save_key(self.store))
-        spec = change.spec
-        if change.status == ChangeStatus.accepted and spec is not None:
-            assert change.value is not None
-            log.info("configuration %s = %s", spec.name, spec.shown(change.value))
-        else:
-            shown = "(not shown)" if spec is not None and spec.writeonly else repr(value)
-            log.info("configuration %s = %s refused: %s (%s)", key, shown, change.status,
-                     change.why)  # fmt: skip
-        return change
-
-    async def set_charging_profile(self, connector_id: int, profile: dict[str, Any]) -> str:
-        """Install a profile; the composite of all of them is applied (hilsim.charging_limits)."""
-        return await self.smart_charging.set(connector_id, profile)
 
     def apply_limit(self, connector_id: int, limit_W: float | None) -> None:
         rt = self.connectors[connector_id]
@@ -612,17 +334,17 @@ class Charger:
         self, id_tag: str, connector_id: int | None, profile: dict[str, Any] | None
     ) -> tuple[str, Release]:
         if connector_id is not None and connector_id not in self.connectors:
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if not id_tag.strip():  # valid to the schema, but no driver has an empty tag
             log.warning("RemoteStartTransaction with an empty idTag: Rejected")
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if self.link is not None and self.link.state != LinkState.CONNECTED:
             # OCPP 1.6 4.2.1: until BootNotification is Accepted no transaction may start.
             log.warning(
                 "RemoteStartTransaction before the CSMS accepted the boot (link %s): Rejected",
                 self.link.state,
             )
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if connector_id is not None:
             candidates = [connector_id]
         else:
@@ -639,25 +361,26 @@ class Charger:
                         tx_profile = self.smart_charging.remote_start_profile(cid, profile)
                     except ProfileRejected as exc:
                         log.warning("C%d RemoteStartTransaction rejected: %s", cid, exc)
-                        return "Rejected", _nothing
+                        return "Rejected", nothing
                 outcome = self.dispatch(cid, event, hold=True)
                 if tx_profile is not None:
                     self.smart_charging.install_for_remote_start(tx_profile)
-                return "Accepted", self._held(cid, outcome)
-        return "Rejected", _nothing
+                return "Accepted", self.held(cid, outcome)
+        return "Rejected", nothing
 
     def _waiting_for_tag(self, connector_id: int) -> bool:
         state = self.connectors[connector_id].machine.state
         return state.plugged and state.transaction is None and state.authorization is None
 
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]:
-        local_id = self.outbox.local_id(transaction_id) if self.outbox else None
-        for rt in self.connectors.values():
-            if local_id is not None and rt.machine.state.transaction_id == local_id:
-                outcome = self.dispatch(rt.id, events.RemoteStop(local_id), hold=True)
-                if outcome.accepted:
-                    return "Accepted", self._held(rt.id, outcome)
-        return "Rejected", _nothing
+        connector_id = self.transactions.connector_of(transaction_id)
+        if connector_id is not None:
+            local_id = self.connectors[connector_id].machine.state.local_id
+            assert local_id is not None
+            outcome = self.dispatch(connector_id, events.RemoteStop(local_id), hold=True)
+            if outcome.accepted:
+                return "Accepted", self.held(connector_id, outcome)
+        return "Rejected", nothing
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -682,8 +405,6 @@ class Charger:
                 if isinstance(rt.meter, SyntheticMeter):
                     rt.meter.voltage_V = float(value)
             self.smart_charging.recompute()  # a limit in A is worth other watts now
-        elif spec.name == "MeterValueSampleInterval":
-            self._metering_wake.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -702,7 +423,7 @@ class Charger:
                 while pending := self._tasks.pending():
                     await asyncio.gather(*pending, return_exceptions=True)
         link = self.link
-        if self.outbox is not None and link is not None and link.state == LinkState.CONNECTED:
+        if link.state == LinkState.CONNECTED:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.drained(), timeout)
 
@@ -712,8 +433,8 @@ class Charger:
         What the CSMS set before the last stop (availability, local list, reservations) is put
         back first.
         """
-        if self.operations is not None:
-            await self.operations.restore()
+        await self.operations.restore()
+        self.metering.start()
         await self.smart_charging.load()
         for rt in self.connectors.values():
             rt.meter.health_listeners.append(
@@ -727,36 +448,25 @@ class Charger:
         The machine ends a running transaction on the fault; meterStop is then the meter's last
         good register, so the energy up to the failure is billed and nothing is counted twice.
         """
-        state = rt.machine.state
-        if health.state == MeterState.FAILED:
-            if state.error_code is not None:
-                return  # already Faulted; re-checked when that fault ends
+        raised = rt.machine.state.faulted_by(FaultSource.METER)
+        if health.state == MeterState.FAILED and not raised:
             log.error("C%d meter failed (%s): PowerMeterFailure", rt.id, health.problem)
-            event = events.Fault(ErrorCode.POWER_METER_FAILURE, StopReason.OTHER)
-            rt.meter_fault = not self.dispatch(rt.id, event).refused
-        elif health.ok and rt.meter_fault:
-            rt.meter_fault = False
-            if state.error_code == ErrorCode.POWER_METER_FAILURE:
-                log.info("C%d meter answers again: PowerMeterFailure cleared", rt.id)
-                self.dispatch(rt.id, events.ClearFault())
+            fault = events.Fault(ErrorCode.POWER_METER_FAILURE, StopReason.OTHER, FaultSource.METER)
+            self.dispatch(rt.id, fault)
+        elif health.ok and raised:
+            log.info("C%d meter answers again: PowerMeterFailure cleared", rt.id)
+            self.dispatch(rt.id, events.ClearFault(FaultSource.METER))
 
     async def close(self) -> None:
         self.smart_charging.close()
-        if self.operations is not None:
-            await self.operations.close()
+        await self.operations.close()
+        await self.metering.close()
         for rt in self.connectors.values():
             if rt.deadline is not None:
                 rt.deadline.cancel()
             if rt.status_report is not None:
                 rt.status_report.cancel()
-            if rt.metering is not None:
-                rt.metering.cancel()
-        tasks = [t for t in (rt.metering for rt in self.connectors.values()) if t] + list(
-            self._tasks
-        )
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         await asyncio.gather(
             *(rt.meter.close() for rt in self.connectors.values()), return_exceptions=True
         )
@@ -765,144 +475,22 @@ class Charger:
         """What `hilsim ctl status` prints."""
         link = self.link
         now = self.clock()
-        connectors = []
-        for rt in self.connectors.values():
-            state = rt.machine.state
-            reading = rt.meter.read(now)
-            tx = state.transaction
-            connectors.append(
-                {
-                    "id": rt.id,
-                    "status": str(state.status),
-                    "error_code": str(rt.ocpp_status[1]),
-                    "plugged": state.plugged,
-                    "transaction_id": self.transaction_id(rt.id),
-                    "local_transaction_id": state.transaction_id,
-                    "id_tag": tx.id_tag if tx else None,
-                    "energy_Wh": round(reading.energy_Wh, 1),
-                    "power_W": _round(reading.power_W, 1),
-                    "current_A": _round(reading.current_A, 2),
-                    "voltage_V": _round(reading.voltage_V, 1),
-                    "soc": round(rt.vehicle.soc(reading.energy_Wh), 1) if tx else None,
-                    "limit_W": rt.limit_W,
-                    "max_power_W": rt.settings.max_power_W,
-                    "phases": rt.phases,
-                    "meter": _meter_status(rt.meter, reading, now),
-                }
-            )
+        connectors = [
+            connector_snapshot(rt, now, self.transaction_id(rt.id))
+            for rt in self.connectors.values()
+        ]
         return {
-            "charge_point": link.charge_point_id if link else None,
-            "csms": {
-                "url": link.endpoint if link else None,
-                "state": str(link.state) if link else "disconnected",
-                "connected_since": _iso_or_none(link.connected_since if link else None),
-                "last_message_at": _iso_or_none(link.last_message_at if link else None),
-                "security": link.security.snapshot() if link and link.security else None,
-            },
+            "charge_point": link.charge_point_id,
+            "csms": link_snapshot(link),
             "clock": self.wall.source,
             "last_authorization": self.last_authorization,
             "outbox": {
-                "delivered": self.outbox.delivered if self.outbox else 0,
-                "dropped": self.outbox.dropped if self.outbox else 0,
-                "set_aside": self.outbox.set_aside if self.outbox else 0,  # outbox_dead rows
+                "delivered": self.outbox.delivered,
+                "dropped": self.outbox.dropped,
+                "set_aside": self.outbox.set_aside,  # outbox_dead rows
             },
             "connectors": connectors,
             "smart_charging": self.smart_charging.snapshot(),
             "firmware": self.firmware.snapshot() if self.firmware else None,
             **(self.operations.snapshot() if self.operations else {}),
         }
-
-
-def _nothing() -> None:
-    return None
-
-
-def _iso_or_none(wall: float | None) -> str | None:
-    if wall is None:
-        return None
-    return utc_iso(datetime.fromtimestamp(wall, UTC))
-
-
-def _sampled(
-    value: float,
-    measurand: str,
-    unit: str | None,
-    location: str,
-    digits: int = 1,
-    phase: str | None = None,
-) -> dict[str, str]:
-    sampled = {
-        "value": f"{value:.{digits}f}",
-        "context": "Sample.Periodic",
-        "measurand": measurand,
-        "location": location,
-    }
-    if phase is not None:
-        sampled["phase"] = phase
-    if unit is not None:  # OCPP 1.6 has no unit for Frequency: it is Hertz by definition
-        sampled["unit"] = unit
-    return sampled
-
-
-def _measurands(reading: MeterReading) -> list[dict[str, str]]:
-    """Totals first (what most CSMSs read), then each phase; units from the official enum.
-
-    A synthetic reading adds only power and current: its voltage is configured, not measured.
-    """
-    totals: list[tuple[float | None, str, str | None, int]] = [
-        (reading.power_W, "Power.Active.Import", "W", 1),
-        (reading.current_A, "Current.Import", "A", 2),
-    ]
-    if reading.measured:
-        totals += [
-            (reading.voltage_V, "Voltage", "V", 1),
-            (reading.frequency_Hz, "Frequency", None, 2),
-        ]
-    energy = float(register_Wh(reading.energy_Wh))  # whole Wh, like meterStart/meterStop
-    sampled = [_sampled(energy, "Energy.Active.Import.Register", "Wh", "Outlet", 0)]
-    sampled += [_sampled(v, m, u, "Outlet", d) for v, m, u, d in totals if v is not None]
-    for p in reading.phases:
-        per_phase: list[tuple[float | None, str, str, int, str]] = [
-            (
-                None if p.energy_Wh is None else float(register_Wh(p.energy_Wh)),
-                "Energy.Active.Import.Register",
-                "Wh",
-                0,
-                p.phase,
-            ),
-            (p.power_W, "Power.Active.Import", "W", 1, p.phase),
-            (p.current_A, "Current.Import", "A", 2, p.phase),
-            (p.voltage_V, "Voltage", "V", 1, f"{p.phase}-N"),  # measured line to neutral
-        ]
-        sampled += [
-            _sampled(v, m, u, "Outlet", d, ph) for v, m, u, d, ph in per_phase if v is not None
-        ]
-    return sampled
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _meter_status(meter: MeterSource, reading: MeterReading, now: float) -> dict[str, Any]:
-    """The meter part of `ctl status`: where it is, whether it answers, and per-phase values."""
-    health = meter.health
-    return {
-        "source": meter.description,
-        "health": str(health.state),
-        "problem": str(health.problem) if health.problem else None,
-        "detail": health.detail or None,
-        "for_s": round(now - health.since, 1) if health.problem else None,
-        "reading_age_s": None if reading.taken_at is None else round(now - reading.taken_at, 1),
-        "frequency_Hz": _round(reading.frequency_Hz, 2),
-        "phases": [
-            {
-                "phase": p.phase,
-                "energy_Wh": _round(p.energy_Wh, 1),
-                "power_W": _round(p.power_W, 1),
-                "current_A": _round(p.current_A, 2),
-                "voltage_V": _round(p.voltage_V, 1),
-            }
-            for p in reading.phases
-        ],
-    }

@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.evse import Status
 from hilsim.smart_charging import (
@@ -33,7 +33,10 @@ from hilsim.smart_charging import (
 )
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger, ConnectorRuntime
+    from hilsim.clock import Clock
+    from hilsim.connectors import ConnectorRuntime
+    from hilsim.keys import ConfigurationKeys
+    from hilsim.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +44,26 @@ log = logging.getLogger(__name__)
 _UNITS = {"Current": RateUnit.AMPERE, "Power": RateUnit.WATT}
 
 
+class LimitedCharger(Protocol):
+    """What smart charging needs of the charger: its connectors, to read and to limit."""
+
+    @property
+    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
+    @property
+    def keys(self) -> ConfigurationKeys: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def wall(self) -> Clock: ...
+    def clock(self) -> float: ...
+    def apply_limit(self, connector_id: int, limit_W: float | None) -> None: ...
+    def transaction_id(self, connector_id: int) -> int | None: ...
+
+
 class ChargingLimits:
     """The installed profiles of one charge point and the limits they put on its connectors."""
 
-    def __init__(self, charger: Charger) -> None:
+    def __init__(self, charger: LimitedCharger) -> None:
         self.charger = charger
         self.profiles = ProfileSet()
         #: TxProfile id -> local id of the transaction it belongs to (None: a RemoteStart's,
@@ -204,7 +223,7 @@ class ChargingLimits:
     def connector_changed(self, rt: ConnectorRuntime) -> None:
         """A status changed: bind or drop TxProfiles, and recompute once the change settled."""
         state = rt.machine.state
-        local = state.transaction_id
+        local = state.local_id
         doomed: list[int] = []
         for profile in self.profiles.profiles:
             if profile.purpose != Purpose.TX or profile.connector_id != rt.id:
@@ -330,7 +349,7 @@ class ChargingLimits:
     def _transaction_for(self, profile: Profile) -> int:
         """The local id of the transaction a SetChargingProfile TxProfile belongs to."""
         rt = self.charger.connectors[profile.connector_id]
-        local = rt.machine.state.transaction_id
+        local = rt.machine.state.local_id
         if local is None:
             raise ProfileRejected("a TxProfile needs a transaction running on its connector")
         wanted = profile.transaction_id

@@ -32,12 +32,12 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from hilsim.clock import parse_iso, utc_iso
@@ -45,8 +45,9 @@ from hilsim.ocpp.session import LinkState
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger
+    from hilsim.clock import Clock
     from hilsim.config import Settings
+    from hilsim.connectors import ConnectorRuntime
     from hilsim.ocpp.client import Identity
     from hilsim.ocpp.session import CsmsLink
     from hilsim.store import Store
@@ -119,12 +120,38 @@ class Attempts:
         return cls(tries, float(interval))
 
 
+async def installed_firmware(
+    store: Store, configured_version: str | None
+) -> tuple[str, str | None] | None:
+    """What an earlier UpdateFirmware installed (version, status still to report), if anything:
+    read before the link is built, since BootNotification states the version."""
+    record = await store.firmware()
+    if record is not None and record[0] != configured_version:
+        log.info("firmware %s installed by UpdateFirmware (configured: %s)", record[0],
+                 configured_version)  # fmt: skip
+    return record
+
+
+class FirmwareHost(Protocol):
+    """What firmware jobs need of the charger: whether it is idle, the time, its status."""
+
+    @property
+    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
+    @property
+    def wall(self) -> Clock: ...
+    @property
+    def link_listeners(self) -> list[Callable[[LinkState], None]]: ...
+    @property
+    def status_listeners(self) -> list[Callable[..., None]]: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 class Firmware:
     """The installed firmware version, UpdateFirmware and GetDiagnostics of one charge point."""
 
     def __init__(
         self,
-        charger: Charger,
+        charger: FirmwareHost,
         store: Store,
         link: CsmsLink,
         *,
@@ -133,8 +160,12 @@ class Firmware:
         log_ring: LogRing | None = None,
         ca_file: Path | None = None,
         installation: dict[str, Any] | None = None,
+        installed: tuple[str, str | None] | None = None,
+        restart: Callable[[], None] | None = None,
     ) -> None:
-        """``installation``: what a diagnostics archive says about the setup (no secrets)."""
+        """``installation``: what a diagnostics archive says about the setup (no secrets);
+        ``installed``: what an earlier UpdateFirmware installed and still has to report
+        (`installed_firmware`); ``restart``: what makes a new version run (Reset Hard's)."""
         self.charger = charger
         self.store = store
         self.link = link
@@ -143,26 +174,20 @@ class Firmware:
         self.log_ring = log_ring
         self.ca_file = ca_file
         self.installation = installation or {}
-        #: the restart that makes a new version run (the service sets it; Reset Hard's)
-        self.restart: Callable[[], None] | None = None
+        self.restart = restart
+        #: What a triggered FirmwareStatusNotification / DiagnosticsStatusNotification reports:
+        #: the last one sent, "Idle" again once a job ended (or when none ran).
+        self.firmware_status = "Idle"
+        self.diagnostics_status = "Idle"
         self._pending: str | None = None  # status to report once connected after the restart
+        if installed is not None:
+            self.version, self._pending = installed
         self._update: asyncio.Future[None] | None = None
         self._upload: asyncio.Future[None] | None = None
         self._idle = asyncio.Event()
         self._tasks = TaskSet("firmware")
         charger.link_listeners.append(self._link_changed)
         charger.status_listeners.append(lambda *_: self._check_idle())
-
-    async def load(self) -> None:
-        """Take up what an earlier UpdateFirmware installed, and what it still has to say."""
-        record = await self.store.firmware()
-        if record is None:
-            return
-        version, self._pending = record
-        if version != self.version:
-            log.info("firmware %s installed by UpdateFirmware (configured: %s)", version,
-                     self.version)  # fmt: skip
-        self.version = version
 
     def identity(self, identity: Identity) -> Identity:
         """What BootNotification says, with the version UpdateFirmware installed."""
@@ -171,9 +196,7 @@ class Firmware:
     # -- status notifications ------------------------------------------------------------------
 
     def _set_firmware_status(self, status: str) -> asyncio.Future[Any]:
-        operations = self.charger.operations
-        if operations is not None:
-            operations.firmware_status = status
+        self.firmware_status = status
         log.info("FirmwareStatusNotification %s", status)
         return self.link.submit(
             lambda c: c.firmware_status_notification(status),
@@ -182,9 +205,7 @@ class Firmware:
         )
 
     def _set_diagnostics_status(self, status: str) -> asyncio.Future[Any]:
-        operations = self.charger.operations
-        if operations is not None:
-            operations.diagnostics_status = status
+        self.diagnostics_status = status
         log.info("DiagnosticsStatusNotification %s", status)
         return self.link.submit(
             lambda c: c.diagnostics_status_notification(status),
@@ -201,12 +222,10 @@ class Firmware:
 
     def _back_to_idle(self, which: str) -> None:
         """After a final status (already queued), a triggered notification says Idle again."""
-        operations = self.charger.operations
-        if operations is not None:
-            if which == "firmware":
-                operations.firmware_status = "Idle"
-            else:
-                operations.diagnostics_status = "Idle"
+        if which == "firmware":
+            self.firmware_status = "Idle"
+        else:
+            self.diagnostics_status = "Idle"
 
     # -- UpdateFirmware ------------------------------------------------------------------------
 
@@ -372,11 +391,10 @@ class Firmware:
         await self._tasks.cancel_all()  # the update and the upload too
 
     def snapshot(self) -> dict[str, Any]:
-        operations = self.charger.operations
         return {
             "version": self.version,
-            "status": operations.firmware_status if operations else None,
-            "diagnostics_status": operations.diagnostics_status if operations else None,
+            "status": self.firmware_status,
+            "diagnostics_status": self.diagnostics_status,
         }
 
 

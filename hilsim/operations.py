@@ -9,7 +9,6 @@ the choice is written next to the code and in README.md ("OCPP feature profiles"
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,21 +17,20 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.authorization import Authorizer
+from hilsim.connectors import ConnectorDispatcher
 from hilsim.errors import StoreError
 from hilsim.evse import ErrorCode, Status, StopReason, events
 from hilsim.local_list import LocalAuthList, UpdateStatus
-from hilsim.measurands import choose, wanted
+from hilsim.ocpp.ports import Release, TriggerSender, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger
-    from hilsim.ocpp.client import BootResult, Identity
+    from hilsim.metering import Metering
+    from hilsim.store import Store
 
 log = logging.getLogger(__name__)
-
-Release = Callable[[], None]
 
 #: The vendorId hilsim answers DataTransfer for (CiString255: compared case-insensitively).
 VENDOR_ID = "hilsim"
@@ -68,27 +66,32 @@ class TriggerStatus(StrEnum):
     NOT_IMPLEMENTED = "NotImplemented"
 
 
-class TriggerSender(Protocol):
-    """What a triggered message is sent through: the OCPP client of the current connection."""
-
-    async def boot_notification(self, identity: Identity) -> BootResult: ...
-    async def heartbeat(self) -> str: ...
-    async def status_notification(
-        self, connector_id: int, status: str, error_code: str, timestamp: str
-    ) -> None: ...
-    async def meter_values(
-        self, connector_id: int, transaction_id: int | None, meter_value: list[dict[str, Any]]
-    ) -> None: ...
-    async def diagnostics_status_notification(self, status: str) -> None: ...
-    async def firmware_status_notification(self, status: str) -> None: ...
-
-
 #: Sends the message a TriggerMessage asked for, once its answer is on the wire.
 Trigger = Callable[[TriggerSender], Awaitable[None]]
 
 
-def _nothing() -> None:
-    return None
+class JobStatuses(Protocol):
+    """The last Firmware/DiagnosticsStatusNotification sent (`hilsim.firmware.Firmware`)."""
+
+    @property
+    def firmware_status(self) -> str: ...
+    @property
+    def diagnostics_status(self) -> str: ...
+
+
+class OperationsHost(ConnectorDispatcher, Protocol):
+    """What the CSMS's operations need of the charger beyond its connectors."""
+
+    @property
+    def firmware(self) -> JobStatuses | None: ...
+
+    @property
+    def store(self) -> Store: ...
+    def snapshot(self) -> dict[str, Any]: ...
+    def transaction_id(self, connector_id: int) -> int | None: ...
+    def learn_time(self, current_time: str) -> None: ...
+    def adopt_heartbeat_interval(self, seconds: int) -> None: ...
+    async def end_all_transactions(self, reason: StopReason, timeout: float = 5.0) -> None: ...
 
 
 class Operations:
@@ -96,31 +99,29 @@ class Operations:
 
     def __init__(
         self,
-        charger: Charger,
+        charger: OperationsHost,
         link: CsmsLink,
         authorizer: Authorizer,
         local_list: LocalAuthList,
+        metering: Metering,
+        *,
+        hard_reset: Callable[[], None] | None = None,
     ) -> None:
+        """``hard_reset``: ends the service and starts the program afresh; without it a Hard
+        reset cannot be carried out and is Rejected."""
         self.charger = charger
         self.link = link
         self.authorizer = authorizer
         self.local_list = local_list
+        self.metering = metering
         self.reservations = Reservations(charger, charger.store)
         #: connector id (0: the charge point as a whole) -> operative, as the CSMS last set it
         self.availability: dict[int, bool] = {}
-        #: What a triggered FirmwareStatusNotification / DiagnosticsStatusNotification reports;
-        #: the firmware and diagnostics jobs keep them current ("Idle" when nothing runs).
-        self.firmware_status = "Idle"
-        self.diagnostics_status = "Idle"
-        #: Ends the service and starts the program afresh (the service sets it); without it a
-        #: Hard reset cannot be carried out and is Rejected.
-        self.hard_reset: Callable[[], None] | None = None
+        self.hard_reset = hard_reset
         #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
         self.resetting: ResetType | None = None
         self._tasks = TaskSet("operations")
-        self._aligned_changed = asyncio.Event()
         authorizer.conflict_listeners.append(self._local_list_conflict)
-        charger.keys.subscribe(self._key_changed)
 
     async def restore(self) -> None:
         """Load what the CSMS set before the last stop, before the charge point connects."""
@@ -131,7 +132,6 @@ class Operations:
                 log.info("C%d is Inoperative, as the CSMS left it", connector_id)
                 self.charger.dispatch(connector_id, events.ChangeAvailability(False))
         await self.reservations.restore()
-        self._spawn(self._clock_aligned_data(), "clock-aligned-data")
 
     async def close(self) -> None:
         await self.reservations.close()
@@ -159,12 +159,12 @@ class Operations:
         if connector_id != 0 and connector_id not in self.charger.connectors:
             why = "no such connector"
             log.info("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, why)
-            return AvailabilityStatus.REJECTED, _nothing
+            return AvailabilityStatus.REJECTED, nothing
         try:
             await self.charger.store.save_availability(connector_id, operative)
         except StoreError as exc:
             log.error("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, exc)
-            return AvailabilityStatus.REJECTED, _nothing
+            return AvailabilityStatus.REJECTED, nothing
         was = self.charge_point_status()
         self.availability[connector_id] = operative
         targets = list(self.charger.connectors) if connector_id == 0 else [connector_id]
@@ -177,7 +177,7 @@ class Operations:
                 continue
             outcome = self.charger.dispatch(cid, events.ChangeAvailability(effective), hold=True)
             if outcome.accepted:
-                releases.append(self.charger._held(cid, outcome))
+                releases.append(self.charger.held(cid, outcome))
                 scheduled = scheduled or outcome.state.scheduled_operative is not None
         if self.charge_point_status() != was:
             releases.append(self._send_charge_point_status)
@@ -205,10 +205,10 @@ class Operations:
         kind = ResetType(reset_type)
         if self.resetting is not None:
             log.info("Reset %s: Rejected (a %s reset is in progress)", kind, self.resetting)
-            return "Rejected", _nothing
+            return "Rejected", nothing
         if kind == ResetType.HARD and self.hard_reset is None:
             log.info("Reset Hard: Rejected (no service to restart)")
-            return "Rejected", _nothing
+            return "Rejected", nothing
         self.resetting = kind
         log.warning("Reset %s requested by the CSMS", kind)
         return "Accepted", lambda: self._spawn(self._reset(kind), f"reset-{kind}")
@@ -234,7 +234,7 @@ class Operations:
         rt = self.charger.connectors.get(connector_id)
         if rt is None:
             log.info("UnlockConnector C%d: NotSupported (no such connector)", connector_id)
-            return UnlockStatus.NOT_SUPPORTED, _nothing
+            return UnlockStatus.NOT_SUPPORTED, nothing
         outcome_of_lock = {
             "unlocked": UnlockStatus.UNLOCKED,
             "failed": UnlockStatus.UNLOCK_FAILED,
@@ -242,14 +242,14 @@ class Operations:
         }[rt.settings.unlock]
         if outcome_of_lock == UnlockStatus.NOT_SUPPORTED:
             log.info("UnlockConnector C%d: NotSupported (the connector has no lock)", connector_id)
-            return outcome_of_lock, _nothing
-        release: Release = _nothing
+            return outcome_of_lock, nothing
+        release: Release = nothing
         if rt.machine.state.transaction is not None:
             outcome = self.charger.dispatch(
                 connector_id, events.EndTransaction(StopReason.UNLOCK_COMMAND), hold=True
             )
             if outcome.accepted:
-                release = self.charger._held(connector_id, outcome)
+                release = self.charger.held(connector_id, outcome)
         if outcome_of_lock == UnlockStatus.UNLOCKED:
             log.info("UnlockConnector C%d: Unlocked", connector_id)
         else:
@@ -339,18 +339,19 @@ class Operations:
     # -- TriggerMessage ------------------------------------------------------------------------
 
     def trigger_message(
-        self, requested_message: str, connector_id: int | None = None
-    ) -> tuple[TriggerStatus, Trigger | None]:
-        """Accepted, with the message to send after the answer; Rejected for an unknown
-        connector (or connector 0 for MeterValues, which has no meter of its own). Every
-        message OCPP 1.6 lets a CSMS trigger is implemented, so NotImplemented is never needed.
+        self, requested_message: str, connector_id: int | None, sender: TriggerSender
+    ) -> tuple[TriggerStatus, Release]:
+        """Accepted, with the message to send through ``sender`` after the answer (the release);
+        Rejected for an unknown connector (or connector 0 for MeterValues, which has no meter of
+        its own). Every message OCPP 1.6 lets a CSMS trigger is implemented, so NotImplemented is
+        never needed.
         A connectorId is ignored for the messages that are not about a connector.
         """
         known = self.charger.connectors
         if connector_id is not None and connector_id != 0 and connector_id not in known:
             why = "no such connector"
             log.info("TriggerMessage %s C%d: Rejected (%s)", requested_message, connector_id, why)
-            return TriggerStatus.REJECTED, None
+            return TriggerStatus.REJECTED, nothing
         trigger: Trigger
         if requested_message == "BootNotification":
             trigger = self._trigger_boot
@@ -362,19 +363,21 @@ class Operations:
         elif requested_message == "MeterValues":
             if connector_id == 0:
                 log.info("TriggerMessage MeterValues C0: Rejected (no main meter)")
-                return TriggerStatus.REJECTED, None
+                return TriggerStatus.REJECTED, nothing
             ids = list(known) if connector_id is None else [connector_id]
-            trigger = partial(self._trigger_meter_values, connector_ids=ids)
+            trigger = partial(self.metering.triggered, connector_ids=ids)
         elif requested_message == "DiagnosticsStatusNotification":
             trigger = self._trigger_diagnostics_status
         elif requested_message == "FirmwareStatusNotification":
             trigger = self._trigger_firmware_status
         else:
             log.warning("TriggerMessage %s: NotImplemented", requested_message)
-            return TriggerStatus.NOT_IMPLEMENTED, None
+            return TriggerStatus.NOT_IMPLEMENTED, nothing
         where = "" if connector_id is None else f" C{connector_id}"
         log.info("TriggerMessage %s%s: Accepted", requested_message, where)
-        return TriggerStatus.ACCEPTED, trigger
+        return TriggerStatus.ACCEPTED, lambda: self._spawn(
+            trigger(sender), f"trigger-{requested_message}"
+        )
 
     async def _trigger_boot(self, sender: TriggerSender) -> None:
         # A triggered BootNotification restarts nothing (5.17); its answer is taken in as usual.
@@ -387,10 +390,18 @@ class Operations:
         self.charger.learn_time(await sender.heartbeat())
 
     async def _trigger_diagnostics_status(self, sender: TriggerSender) -> None:
-        await sender.diagnostics_status_notification(self.diagnostics_status)
+        await sender.diagnostics_status_notification(self._job_statuses()[1])
 
     async def _trigger_firmware_status(self, sender: TriggerSender) -> None:
-        await sender.firmware_status_notification(self.firmware_status)
+        await sender.firmware_status_notification(self._job_statuses()[0])
+
+    def _job_statuses(self) -> tuple[str, str]:
+        """The firmware and diagnostics jobs' last statuses (their owner is the firmware
+        service; a charge point without one has nothing running: Idle)."""
+        firmware = self.charger.firmware
+        if firmware is None:
+            return "Idle", "Idle"
+        return firmware.firmware_status, firmware.diagnostics_status
 
     async def _trigger_status(self, sender: TriggerSender, connector_ids: list[int]) -> None:
         for cid in connector_ids:
@@ -399,107 +410,6 @@ class Operations:
             else:
                 status, error = self.charger.connectors[cid].ocpp_status
             await sender.status_notification(cid, status, error, self.charger.wall.iso())
-
-    async def _trigger_meter_values(self, sender: TriggerSender, connector_ids: list[int]) -> None:
-        for cid in connector_ids:
-            meter_value = self.meter_value(cid, "Trigger")
-            await sender.meter_values(cid, self.charger.transaction_id(cid), [meter_value])
-
-    def meter_value(
-        self, connector_id: int, context: str, key: str = "MeterValuesSampledData"
-    ) -> dict[str, Any]:
-        """One MeterValue of a connector now, with the measurands ``key`` names."""
-        from hilsim.charger import _measurands, _sampled  # the charger imports this module
-
-        rt = self.charger.connectors[connector_id]
-        reading = rt.meter.read(self.charger.clock())
-        sampled = _measurands(reading)
-        if rt.machine.state.transaction is not None:
-            soc = rt.vehicle.soc(reading.energy_Wh)
-            sampled.append(_sampled(soc, "SoC", "Percent", "EV", digits=2))
-        chosen = choose(
-            sampled,
-            wanted(self.charger.keys, key),
-            offered_W=rt.offered_power_W(),
-            voltage_V=rt.voltage_V,
-            phases=rt.phases,
-            context=context,
-        )
-        return {"timestamp": self.charger.wall.iso(), "sampledValue": chosen}
-
-    # -- clock-aligned meter data (ClockAlignedDataInterval, MeterValuesAlignedData) -------------
-
-    def _key_changed(self, spec: Any, value: Any) -> None:
-        if spec.name == "ClockAlignedDataInterval":
-            self._aligned_changed.set()
-
-    async def _clock_aligned_data(self) -> None:
-        """MeterValues (Sample.Clock) at every multiple of ClockAlignedDataInterval after
-        midnight UTC, from every connector, with the measurands of MeterValuesAlignedData.
-
-        During a transaction they are transaction messages (the outbox keeps them, with the
-        transactionId); outside one they are sent when connected, and not kept otherwise.
-        """
-        while True:
-            interval = int(self.charger.keys.get("ClockAlignedDataInterval"))
-            self._aligned_changed.clear()
-            if interval <= 0:
-                await self._aligned_changed.wait()
-                continue
-            now = self.charger.wall.now()
-            since_midnight = (now - now.replace(hour=0, minute=0, second=0, microsecond=0))
-            elapsed = since_midnight.total_seconds()
-            delay = (elapsed // interval + 1) * interval - elapsed
-            try:
-                async with asyncio.timeout(delay):  # not wait_for: see Charger._metering_loop
-                    await self._aligned_changed.wait()
-            except TimeoutError:
-                self._send_clock_aligned()
-
-    def _send_clock_aligned(self) -> None:
-        outbox = self.charger.outbox
-        for cid, rt in self.charger.connectors.items():
-            meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
-            sampled = [meter_value] if meter_value["sampledValue"] else None
-            local_id = rt.machine.state.transaction_id
-            if local_id is not None and outbox is not None:
-                # StopTxnAlignedData is its own list: wanted even when no MeterValues are.
-                kept = self.meter_value(cid, "Sample.Clock", "StopTxnAlignedData")
-                if sampled is None and not kept["sampledValue"]:
-                    continue
-                energy = rt.meter.read(self.charger.clock()).energy_Wh
-                stamp = meter_value["timestamp"]
-                self._spawn(
-                    outbox.sample(
-                        cid, energy, stamp, local_id, sampled,
-                        kept=kept if kept["sampledValue"] else None,
-                    ),
-                    f"clock-aligned-sample-C{cid}",
-                )  # fmt: skip
-            elif sampled is not None and self.link.state == LinkState.CONNECTED:
-                self.link.submit(
-                    lambda c, cid=cid, mv=sampled: c.meter_values(cid, None, mv),
-                    f"MeterValues C{cid} (clock-aligned)",
-                    quiet=True,
-                )
-
-    # -- StopTransaction's transactionData (StopTxnSampledData, StopTxnAlignedData) -------------
-    #
-    # Kept in the database as they are measured (hilsim.outbox), so that a transaction a power
-    # cut ended (PowerLoss) still reports them; the periodic samples are kept by the charger's
-    # metering loop, the clock-aligned ones above.
-
-    def transaction_began(self, connector_id: int, local_id: int) -> None:
-        """Keep the Transaction.Begin values of StopTxnSampledData, when any are wanted."""
-        begin = self.meter_value(connector_id, "Transaction.Begin", "StopTxnSampledData")
-        outbox = self.charger.outbox
-        if begin["sampledValue"] and outbox is not None:
-            self._spawn(outbox.keep(local_id, begin), f"transaction-begin-C{connector_id}")
-
-    def transaction_end(self, connector_id: int) -> dict[str, Any] | None:
-        """The Transaction.End values of StopTxnSampledData, or None when none are wanted."""
-        end = self.meter_value(connector_id, "Transaction.End", "StopTxnSampledData")
-        return end if end["sampledValue"] else None
 
     # -- for `hilsim ctl status` -----------------------------------------------------------------
 
@@ -523,8 +433,8 @@ class Operations:
             },
             "reservations": self.reservations.snapshot(),
             "reset": None if self.resetting is None else str(self.resetting),
-            "firmware_status": self.firmware_status,
-            "diagnostics_status": self.diagnostics_status,
+            "firmware_status": self._job_statuses()[0],
+            "diagnostics_status": self._job_statuses()[1],
         }
 
     def _spawn(self, work: Awaitable[Any], name: str) -> None:
@@ -543,4 +453,3 @@ def _all(releases: list[Release]) -> Release:
             one()
 
     return release
-

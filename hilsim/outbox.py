@@ -48,12 +48,13 @@ class Outbox:
         store: Store,
         link: CsmsLink,
         keys: ConfigurationKeys,
-        on_start_confirmed: StartConfirmed,
     ) -> None:
         self.store = store
         self.link = link
         self.keys = keys
-        self.on_start_confirmed = on_start_confirmed
+        #: told (local id, transactionId, IdTagInfo) of a StartTransaction the CSMS confirmed
+        #: after its start stopped waiting (an offline start): `hilsim.transactions`
+        self.start_confirmed_listeners: list[StartConfirmed] = []
         self._ids: dict[int, int] = {}  # local id -> CSMS transactionId
         self._waiters: dict[int, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
@@ -187,7 +188,7 @@ class Outbox:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             # Offline or slow: the transaction goes on locally; a later confirmation arrives
-            # through on_start_confirmed instead.
+            # through start_confirmed_listeners instead.
             self._waiters.pop(local_id, None)
             return None
 
@@ -320,7 +321,8 @@ class Outbox:
             if waiter is not None and not waiter.done():
                 waiter.set_result((transaction_id, info))
             else:
-                self.on_start_confirmed(entry.local_id, transaction_id, info)
+                for listener in self.start_confirmed_listeners:
+                    listener(entry.local_id, transaction_id, info)
         elif entry.action == "StopTransaction" and payload.get("idTag"):
             info = dict(snake_case(result.get("idTagInfo") or {}))
             if info:

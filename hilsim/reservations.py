@@ -33,7 +33,7 @@ from hilsim.store import ReservationRow, Store
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from hilsim.charger import Charger
+    from hilsim.connectors import ConnectorDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _nothing() -> None:
 class Reservations:
     """Every reservation of the charge point, by reservationId."""
 
-    def __init__(self, charger: Charger, store: Store) -> None:
+    def __init__(self, charger: ConnectorDispatcher, store: Store) -> None:
         self.charger = charger
         self.store = store
         self.rows: dict[int, ReservationRow] = {}
@@ -135,7 +135,7 @@ class Reservations:
             return ReservationStatus.REJECTED, _nothing
         releases = self._unplace(reservation_id, keep_connector=connector_id)
         outcome = self.charger.dispatch(connector_id, event, hold=True)
-        releases.append(self.charger._held(connector_id, outcome))
+        releases.append(self.charger.held(connector_id, outcome))
         self.rows[reservation_id] = row
         self._log_accepted(row)
         return ReservationStatus.ACCEPTED, _all(releases)
@@ -298,7 +298,7 @@ class Reservations:
                 where, events.CancelReservation(reservation_id), hold=True
             )
             if outcome.accepted:
-                releases.append(self.charger._held(where, outcome))
+                releases.append(self.charger.held(where, outcome))
         return releases
 
     # -- bookkeeping -----------------------------------------------------------------------------

@@ -30,10 +30,10 @@ import os
 import re
 import ssl
 import stat
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from hilsim.errors import ConfigError, CsmsError
@@ -41,11 +41,28 @@ from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.config import Settings
-    from hilsim.keys import ConfigurationKeys, KeySpec, Value
-    from hilsim.ocpp.session import CsmsLink
-    from hilsim.store import Store
 
 log = logging.getLogger(__name__)
+
+#: A configuration key's value (`hilsim.keys.Value`): the link, the keys and the store import
+#: this module, so it names what it needs of them as Protocols instead of importing them.
+Value = int | bool | float | str
+
+
+class SecurityKeys(Protocol):
+    """What the security rules need of the configuration keys (`ConfigurationKeys`)."""
+
+    def get(self, name: str) -> Any: ...
+    def load(self, name: str, value: Any) -> None: ...
+    def guard(self, name: str, check: Callable[[Any], str | None]) -> None: ...
+    def keep_with(self, name: str, save: Callable[[Any], Awaitable[None]]) -> None: ...
+    def subscribe(self, listener: Callable[[Any, Any], None]) -> Callable[[], None]: ...
+
+
+class KeySaver(Protocol):
+    """Where a key the fallback puts back is persisted (`Store`)."""
+
+    async def save_key(self, name: str, text: str) -> None: ...
 
 PROFILES = (0, 1, 2, 3)
 #: Failed connections in a row with a new profile or key before going back to the old one.
@@ -292,8 +309,8 @@ class ConnectionSecurity:
     def __init__(
         self,
         settings: SecuritySettings,
-        keys: ConfigurationKeys,
-        store: Store,
+        keys: SecurityKeys,
+        store: KeySaver,
         charge_point_id: str,
         key_file: AuthorizationKeyFile,
     ) -> None:
@@ -302,7 +319,6 @@ class ConnectionSecurity:
         self.store = store
         self.charge_point_id = charge_point_id
         self.key_file = key_file
-        self.link: CsmsLink | None = None
         self._password = self._initial_password()
         self._contexts: dict[int, ssl.SSLContext] = {}
         # What last connected (or what we started with): the fallback of a failing change.
@@ -429,7 +445,7 @@ class ConnectionSecurity:
         """Persist a new AuthorizationKey before it is used or Accepted (an OSError: Rejected)."""
         await asyncio.to_thread(self.key_file.save, bytes.fromhex(str(value)))
 
-    def _key_changed(self, spec: KeySpec, value: Value) -> None:
+    def _key_changed(self, spec: Any, value: Value) -> None:
         if spec.name == "AuthorizationKey":
             self._password = bytes.fromhex(str(value))  # saved by _save_key already
             log.info("AuthorizationKey changed by the CSMS (kept in %s)", self.key_file.path)
@@ -443,11 +459,11 @@ class ConnectionSecurity:
         self._failures = 0
         self._reconnect_due = True
 
-    def after_change(self) -> None:
-        """The ChangeConfiguration answer is on the wire: now connect again if it asks for it."""
-        if self._reconnect_due and self.link is not None:
-            self._reconnect_due = False
-            self._tasks.spawn(self.link.reconnect(), "reconnect")
+    def take_reconnect(self) -> bool:
+        """Whether the last ChangeConfiguration asks to connect again (asked once: the link
+        calls this when that answer is on the wire, and reconnects on True)."""
+        due, self._reconnect_due = self._reconnect_due, False
+        return due
 
     def snapshot(self) -> dict[str, Any]:
         """For `hilsim ctl status`: never a secret, only what is in use."""

@@ -21,17 +21,16 @@ from hilsim.control import ControlServer, check_socket_path
 from hilsim.daemon import Supervision, describe, plan_reload, status_line
 from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, effects, events
-from hilsim.firmware import Firmware, LogRing, installation_summary
+from hilsim.firmware import LogRing
 from hilsim.keys import ConfigurationKeys, installation_seed
 from hilsim.meter import meter_tables
-from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
 from hilsim.panel.config import PANEL_COMMANDS, load_panel_settings
-from hilsim.security import ConnectionSecurity, key_file_for, security_settings
 from hilsim.store import Store
 from hilsim.stored_keys import load_configuration
+from hilsim.wiring import build_charge_point, identity_of
 
 if TYPE_CHECKING:  # types only: gpiozero and the web server load when configured
     from gpiozero import Factory
@@ -43,19 +42,6 @@ if TYPE_CHECKING:  # types only: gpiozero and the web server load when configure
     from hilsim.web.server import WebServer
 
 log = logging.getLogger(__name__)
-
-
-def identity_of(settings: Settings) -> Identity:
-    cp = settings.charge_point
-    return Identity(
-        vendor=cp.vendor,
-        model=cp.model,
-        firmware_version=cp.firmware_version,
-        serial_number=cp.serial_number,
-        charge_box_serial_number=cp.charge_box_serial_number,
-        meter_serial_number=cp.meter_serial_number,
-        meter_type=cp.meter_type,
-    )
 
 
 class Service:
@@ -122,47 +108,13 @@ class Service:
                 from hilsim.meter.config import build_meters
 
                 meters = build_meters(meter_config, registers=registers)
-            charger = Charger(
-                settings.connectors,
-                keys,
-                store,
-                voltage_overridden=overridden,
-                registers=registers,
-                meters=meters,
-            )
-            link = CsmsLink(
-                settings.charge_point.endpoint,
-                settings.charge_point.id,
-                identity_of(settings),
-                charger,
-                keys,
-                backoff=self.backoff,
-                frame_listeners=self.frame_listeners,
-                response_timeout=self.response_timeout,
-            )
-            charger.attach(link)
-            # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
-            link.security = ConnectionSecurity(
-                security_settings(settings), keys, store, settings.charge_point.id,
-                key_file_for(settings),
+            parts = await build_charge_point(
+                settings, store, keys,
+                meters=meters, registers=registers, voltage_overridden=overridden,
+                restart=self.restart, log_ring=self.log_ring, backoff=self.backoff,
+                frame_listeners=self.frame_listeners, response_timeout=self.response_timeout,
             )  # fmt: skip
-            link.security.link = link
-            # FirmwareManagement: the installed version (BootNotification says it), updates,
-            # and diagnostics archives of the recent log lines and the database.
-            firmware = Firmware(
-                charger, store, link,
-                configured_version=settings.charge_point.firmware_version,
-                state_dir=settings.storage.database.parent,
-                log_ring=self.log_ring,
-                ca_file=link.security.settings.ca_file,
-                installation=installation_summary(settings),
-            )  # fmt: skip
-            await firmware.load()
-            firmware.restart = self.restart  # a new version runs after a restart, as Reset Hard
-            charger.firmware = firmware
-            link.identity = firmware.identity(link.identity)
-            assert charger.outbox is not None and charger.operations is not None
-            charger.operations.hard_reset = self.restart  # Reset Hard
+            charger, link, firmware = parts.charger, parts.link, parts.firmware
             await charger.outbox.recover()  # transactions a power cut left open end as PowerLoss
             self.keys, self.charger, self.link = keys, charger, link
             charger.status_listeners.append(lambda *_: self._publish_status())
@@ -187,7 +139,7 @@ class Service:
                     self.web or contextlib.nullcontext(),
                     asyncio.TaskGroup() as tasks,
                 ):
-                    link_task = tasks.create_task(link.run(), name="csms-link")
+                    link_task = tasks.create_task(link.run(charger), name="csms-link")
                     outbox_task = tasks.create_task(charger.outbox.run(), name="outbox")
                     self.ready.set()
                     # READY=1 only now: config loaded, database open, control socket listening.
@@ -312,7 +264,7 @@ class Service:
             return self._block_loop(request)
         if cmd == "config-set":
             key, value = str(request.get("key", "")), str(request.get("value", ""))
-            return (await charger.configure(key, value)).answer()
+            return (await charger.configuration.configure(key, value)).answer()
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def _verdict(self, connector_id: int, timeout: float = 8.0) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from hilsim.evse import (
     Connector,
     ConnectorState,
     ErrorCode,
+    FaultSource,
     Outcome,
     Policy,
     Status,
@@ -50,6 +51,13 @@ from hilsim.evse import events as ev
 from hilsim.evse.types import Authorization, Reservation, Transaction
 
 CID = 1
+
+
+def _by_operator(code: ErrorCode) -> tuple[tuple[FaultSource, ErrorCode], ...]:
+    """A connector's faults when an operator raised one with ``code``."""
+    return ((FaultSource.OPERATOR, code),)
+
+
 T0 = 1_000.0
 TIMEOUT = Policy().connection_timeout_s  # ConnectionTimeOut of the default policy
 RESERVED_UNTIL = T0 + 600  # expiryDate of the reservations made below
@@ -99,7 +107,7 @@ def check_state(s: ConnectorState) -> None:
         assert auth is None, "an idTag either waits or has become the transaction"
         assert s.reservation is None, "a transaction consumes (or never had) a reservation"
         assert s.operative, "ChangeAvailability Inoperative waits for the transaction to end"
-        if tx.transaction_id is None:
+        if tx.local_id is None:
             if not s.plugged or s.error_code is not None:
                 # a transaction outlives its plug or a fault only as a stop awaiting the id
                 assert tx.stop_reason is not None
@@ -108,7 +116,7 @@ def check_state(s: ConnectorState) -> None:
             assert s.error_code is None, "a confirmed transaction runs"
             if not s.plugged:  # kept over an EV-side disconnect (StopTransactionOnEVSideDisconnect)
                 assert s.status == Status.SUSPENDED_EV
-        assert not tx.invalid or tx.transaction_id is not None, "only the CSMS refuses an idTag"
+        assert not tx.invalid or tx.local_id is not None, "only the CSMS refuses an idTag"
     else:
         assert s.scheduled_operative is None, "a scheduled availability outlived its transaction"
         assert not s.ev_suspended, "SuspendedEV without a transaction"
@@ -138,9 +146,18 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
     elif isinstance(event, ev.Tick):
         assert o.accepted
     elif isinstance(event, ev.ClearFault):
-        assert o.accepted == (before.error_code is not None)
+        sources = {source for source, _ in before.faults}
+        assert o.accepted == (bool(sources) if event.source is None else event.source in sources)
     elif isinstance(event, ev.Fault) and event.error_code != ErrorCode.NO_ERROR:
-        assert o.accepted == (before.error_code is None)
+        assert o.accepted == (event.source not in {source for source, _ in before.faults})
+    # faults are raised and cleared by source: at most one per source, status Faulted while any
+    # is active, and the errorCode reported is the first-raised active one's
+    sources_after = [source for source, _ in o.state.faults]
+    assert len(sources_after) == len(set(sources_after)), "one fault per source"
+    assert (o.state.status == Status.FAULTED) == bool(o.state.faults)
+    assert o.state.error_code == (o.state.faults[0][1] if o.state.faults else None)
+    if o.accepted and isinstance(event, ev.Fault):
+        assert o.state.faults[: len(before.faults)] == before.faults, "a new fault goes last"
 
     if o.refused is not None:
         assert isinstance(o.refused, str) and o.refused.strip(), "a refusal gives a reason"
@@ -175,7 +192,7 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
     if starts:
         (start,) = starts
         assert before.transaction is None
-        assert after.transaction is not None and after.transaction.transaction_id is None
+        assert after.transaction is not None and after.transaction.local_id is None
         assert after.transaction.id_tag == start.id_tag
         assert after.plugged, "StartTransaction only with the EV plugged"
         assert after.authorization is None and after.reservation is None
@@ -188,15 +205,15 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
     if stops:
         (stop,) = stops
         assert before.transaction is not None, "StopTransaction needs a transaction"
-        if before.transaction_id is not None:
-            assert stop.transaction_id == before.transaction_id
+        if before.local_id is not None:
+            assert stop.local_id == before.local_id
         else:  # the stop waited for the id the CSMS has just given
             assert isinstance(event, ev.TransactionStarted)
-            assert stop.transaction_id == event.transaction_id
+            assert stop.local_id == event.local_id
         assert after.transaction is None
     elif before.transaction is not None and after.transaction is None:
         assert isinstance(event, ev.StartFailed), "a transaction ends only with StopTransaction"
-        assert before.transaction_id is None
+        assert before.local_id is None
     if before.transaction is not None and after.transaction is not None:
         assert after.transaction.id_tag == before.transaction.id_tag
         assert after.transaction.started_at == before.transaction.started_at
@@ -268,7 +285,7 @@ _BASE = ConnectorState(CID)
 _PENDING_AUTH = Authorization("A", remote=False, pending=True)
 _WAITING_AUTH = Authorization("A", remote=True, pending=False, expires_at=T0 + TIMEOUT)
 _TX_STARTING = Transaction("A", started_at=T0, remote=False)
-_TX = Transaction("A", started_at=T0, remote=False, transaction_id=1)
+_TX = Transaction("A", started_at=T0, remote=False, local_id=1)
 _RESERVATION = Reservation(7, "A", RESERVED_UNTIL)
 _PLUGGED = replace(_BASE, plugged=True)
 _CHARGING = replace(_PLUGGED, transaction=_TX)
@@ -286,7 +303,7 @@ DERIVE_STATUS_TABLE: list[tuple[str, ConnectorState, Status]] = [
     ("transaction over, EV plugged", replace(_PLUGGED, finishing=True), Status.FINISHING),
     ("reserved", replace(_BASE, reservation=_RESERVATION), Status.RESERVED),
     ("inoperative", replace(_BASE, operative=False), Status.UNAVAILABLE),
-    ("faulted", replace(_BASE, error_code=ErrorCode.GROUND_FAILURE), Status.FAULTED),
+    ("faulted", replace(_BASE, faults=_by_operator(ErrorCode.GROUND_FAILURE)), Status.FAULTED),
     # power limits that do not suspend
     ("limit above 0 W", replace(_CHARGING, power_limit_W=3_680.0), Status.CHARGING),
     ("limit removed", replace(_CHARGING, power_limit_W=None), Status.CHARGING),
@@ -296,13 +313,14 @@ DERIVE_STATUS_TABLE: list[tuple[str, ConnectorState, Status]] = [
      Status.PREPARING),
     # priority: Faulted > everything
     ("faulted beats inoperative",
-     replace(_BASE, error_code=ErrorCode.OTHER_ERROR, operative=False), Status.FAULTED),
+     replace(_BASE, faults=_by_operator(ErrorCode.OTHER_ERROR), operative=False), Status.FAULTED),
     ("faulted beats transaction",
-     replace(_CHARGING, error_code=ErrorCode.OVER_CURRENT_FAILURE), Status.FAULTED),
+     replace(_CHARGING, faults=_by_operator(ErrorCode.OVER_CURRENT_FAILURE)), Status.FAULTED),
     ("faulted beats Finishing",
-     replace(_PLUGGED, finishing=True, error_code=ErrorCode.HIGH_TEMPERATURE), Status.FAULTED),
+     replace(_PLUGGED, finishing=True, faults=_by_operator(ErrorCode.HIGH_TEMPERATURE)),
+     Status.FAULTED),
     ("faulted beats Reserved",
-     replace(_BASE, reservation=_RESERVATION, error_code=ErrorCode.READER_FAILURE),
+     replace(_BASE, reservation=_RESERVATION, faults=_by_operator(ErrorCode.READER_FAILURE)),
      Status.FAULTED),
     # Unavailable > transaction and below
     ("inoperative beats transaction", replace(_CHARGING, operative=False), Status.UNAVAILABLE),
@@ -357,7 +375,7 @@ def test_transaction_statuses_are_the_energy_flowing_ones() -> None:
     )
     for _, state, expected in DERIVE_STATUS_TABLE:
         if expected in TRANSACTION_STATUSES:
-            assert state.transaction_id is not None and state.plugged
+            assert state.local_id is not None and state.plugged
 
 
 def test_vocabulary_is_the_literal_ocpp_strings() -> None:
@@ -390,7 +408,7 @@ class TestLocalStart:
         assert sim.state.transaction == Transaction("A", started_at=T0, remote=False)
         assert sim.status == Status.PREPARING, "Preparing until StartTransaction.conf"
         assert sim(ev.TransactionStarted(42)) == (status(Status.CHARGING),)
-        assert sim.state.transaction_id == 42
+        assert sim.state.local_id == 42
 
     def test_tag_then_plug_within_connection_timeout(self) -> None:
         sim = Sim()
@@ -606,6 +624,45 @@ class TestStop:
 
 
 class TestFault:
+    def test_faults_are_raised_and_cleared_by_source(self) -> None:
+        sim = charging(tx_id=3)
+        meter = ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER)
+        assert sim(meter) == (
+            stop_tx(3, StopReason.OTHER),
+            status(Status.FAULTED, ErrorCode.POWER_METER_FAILURE),
+        )
+        estop = ev.Fault(ErrorCode.OTHER_ERROR, StopReason.EMERGENCY_STOP, FaultSource.WEB_ESTOP)
+        assert sim(estop) == (), "still Faulted, still the first-raised fault's errorCode"
+        assert sim.state.faults == (
+            (FaultSource.METER, ErrorCode.POWER_METER_FAILURE),
+            (FaultSource.WEB_ESTOP, ErrorCode.OTHER_ERROR),
+        )
+        assert sim(ev.ClearFault(FaultSource.METER)) == (
+            status(Status.FAULTED, ErrorCode.OTHER_ERROR),
+        ), "the meter's fault went; the e-stop's is reported now"
+        assert sim(ev.ClearFault(FaultSource.WEB_ESTOP)) == (status(Status.FINISHING),)
+
+    def test_a_source_clears_only_its_own_fault(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.GROUND_FAILURE))  # the operator's
+        outcome = sim.connector.handle(ev.ClearFault(FaultSource.PANEL_ESTOP), sim.now)
+        assert outcome.refused == "no fault raised by panel-estop"
+        assert sim.state.error_code == ErrorCode.GROUND_FAILURE
+
+    def test_a_source_raises_one_fault_at_a_time(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.HIGH_TEMPERATURE, source=FaultSource.METER))
+        again = ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER)
+        outcome = sim.connector.handle(again, sim.now)
+        assert outcome.refused == "already faulted by meter (HighTemperature)"
+
+    def test_a_person_clears_every_fault(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER))
+        sim(ev.Fault(ErrorCode.OTHER_ERROR, source=FaultSource.PANEL_ESTOP))
+        assert sim(ev.ClearFault()) == (status(Status.AVAILABLE),)
+        assert sim.state.faults == ()
+
     def test_fault_while_charging_stops_with_the_fault_reason(self) -> None:
         sim = charging(tx_id=3)
         fault = ev.Fault(ErrorCode.GROUND_FAILURE, StopReason.EMERGENCY_STOP)
@@ -1032,9 +1089,9 @@ def render(before: ConnectorState, o: Outcome) -> str:
                 words.append(f"Start({tag})")
             case fx.SendStartTransaction(id_tag=tag, reservation_id=rid):
                 words.append(f"Start({tag},reservation={rid})")
-            case fx.SendStopTransaction(transaction_id=tx, reason=reason, id_tag=None):
+            case fx.SendStopTransaction(local_id=tx, reason=reason, id_tag=None):
                 words.append(f"Stop({tx},{reason})")
-            case fx.SendStopTransaction(transaction_id=tx, reason=reason, id_tag=tag):
+            case fx.SendStopTransaction(local_id=tx, reason=reason, id_tag=tag):
                 words.append(f"Stop({tx},{reason},{tag})")
             case fx.AuthorizationEnded(id_tag=tag):
                 words.append(f"AuthorizationEnded({tag})")
@@ -1629,8 +1686,9 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy] = {
     ev.RemoteStop: st.builds(ev.RemoteStop, _TX_IDS),
     ev.TransactionStarted: st.builds(ev.TransactionStarted, _TX_IDS, _ID_TAG_STATUSES),
     ev.StartFailed: st.builds(ev.StartFailed, st.sampled_from(["timeout", "offline", ""])),
-    ev.Fault: st.builds(ev.Fault, st.sampled_from(ErrorCode), st.sampled_from(StopReason)),
-    ev.ClearFault: st.just(ev.ClearFault()),
+    ev.Fault: st.builds(ev.Fault, st.sampled_from(ErrorCode), st.sampled_from(StopReason),
+                        st.sampled_from(FaultSource)),
+    ev.ClearFault: st.builds(ev.ClearFault, st.none() | st.sampled_from(FaultSource)),
     ev.EndTransaction: st.builds(ev.EndTransaction, st.sampled_from(StopReason),
                                  st.none() | _TAGS),
     ev.EvSuspend: st.just(ev.EvSuspend()),
@@ -1685,7 +1743,7 @@ class ConnectorRun(RuleBasedStateMachine):
                     self.reported = (s, e)
                 case fx.SendStartTransaction():
                     self.starts += 1
-                case fx.SendStopTransaction(transaction_id=tx_id):
+                case fx.SendStopTransaction(local_id=tx_id):
                     self.stops += 1
                     if tx_id >= 100:
                         assert tx_id not in self.stopped, f"transaction {tx_id} stopped twice"
@@ -1693,7 +1751,7 @@ class ConnectorRun(RuleBasedStateMachine):
         if outcome.accepted and isinstance(event, ev.StartFailed):
             self.start_failures += 1
         if outcome.accepted and isinstance(event, ev.TransactionStarted):
-            self.confirmed.add(event.transaction_id)
+            self.confirmed.add(event.local_id)
         return outcome
 
     @rule(event=ANY_EVENT)
@@ -1714,7 +1772,7 @@ class ConnectorRun(RuleBasedStateMachine):
 
     @rule()
     def csms_stops_the_transaction(self) -> None:
-        tx_id = self.connector.state.transaction_id
+        tx_id = self.connector.state.local_id
         if tx_id is not None:
             outcome = self.apply(ev.RemoteStop(tx_id))
             assert outcome.effects[0] == stop_tx(tx_id, StopReason.REMOTE)

@@ -171,7 +171,7 @@ class PanelBench:
         await self.status(connector, "Charging")
         charger = self.service.charger
         assert charger is not None
-        tx = charger.connectors[connector].machine.state.transaction_id
+        tx = charger.connectors[connector].machine.state.local_id
         assert tx is not None
         return tx
 
@@ -516,7 +516,7 @@ async def test_leds_follow_every_status(panel: PanelBench, connector: int) -> No
     await panel.click(TAGS[connector])
     await panel.status(connector, "Charging")
     await shows(panel, connector, Status.CHARGING)
-    tx = charger.connectors[connector].machine.state.transaction_id
+    tx = charger.connectors[connector].machine.state.local_id
     await s.set_charging_profile(connector, 0, "W", purpose="TxProfile", transaction_id=tx)
     await panel.status(connector, "SuspendedEVSE")
     await shows(panel, connector, Status.SUSPENDED_EVSE)

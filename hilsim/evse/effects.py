@@ -36,7 +36,7 @@ class SendStopTransaction:
     """The adapter reads meterStop from the meter and stamps the time."""
 
     connector_id: int
-    transaction_id: int
+    local_id: int
     reason: StopReason
     id_tag: str | None = None
 

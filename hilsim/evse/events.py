@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hilsim.evse.types import ErrorCode, StopReason
+from hilsim.evse.types import ErrorCode, FaultSource, StopReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +46,18 @@ class RemoteStart:
 
 @dataclass(frozen=True, slots=True)
 class RemoteStop:
-    """RemoteStopTransaction for a transaction id."""
+    """RemoteStopTransaction, for the transaction with this local id (the adapter maps the
+    CSMS's transactionId to it)."""
 
-    transaction_id: int
+    local_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionStarted:
-    """The CSMS confirmed StartTransaction with a transaction id and IdTagInfo.status."""
+    """The start is recorded under ``local_id`` (the charge point's own id; the CSMS's
+    transactionId is the adapter's business), with the CSMS's IdTagInfo.status if it answered."""
 
-    transaction_id: int
+    local_id: int
     status: str = "Accepted"
 
 
@@ -68,15 +70,22 @@ class StartFailed:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A hardware fault; ends a running transaction with ``stop_reason``."""
+    """A fault raised by ``source``; ends a running transaction with ``stop_reason``.
+
+    Refused while the same source has a fault active; a fault from another source joins it.
+    """
 
     error_code: ErrorCode = ErrorCode.OTHER_ERROR
     stop_reason: StopReason = StopReason.OTHER
+    source: FaultSource = FaultSource.OPERATOR
 
 
 @dataclass(frozen=True, slots=True)
 class ClearFault:
-    """The fault went away."""
+    """``source``'s fault went away; None: a person clears every fault (a source whose cause
+    persists, such as a dead meter, raises its fault again)."""
+
+    source: FaultSource | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,11 +101,11 @@ class _Step:
         """End the transaction; if its id is not known yet, stop as soon as it is."""
         tx = self.state.transaction
         assert tx is not None
-        if tx.transaction_id is None:
+        if tx.local_id is None:
             if tx.stop_reason is None:
                 self.set(transaction=replace(tx, stop_reason=reason, stop_id_tag=id_tag))
             return
-        self.effects.append(SendStopTransaction(self.cid, tx.transaction_id, reason, id_tag))
+        self.effects.append(SendStopTransaction(self.cid, tx.local_id, reason, id_tag))
         self.ended()
 
     def ended(self) -> None:
@@ -151,7 +151,7 @@ def _unplug(s: _Step, e: ev.Unplug) -> None:
         raise Refused("not plugged in")
     tx = s.state.transaction
     # A transaction whose id is not known yet cannot be kept waiting for the EV: it stops.
-    if tx is not None and (s.policy.stop_on_ev_disconnect or tx.transaction_id is None):
+    if tx is not None and (s.policy.stop_on_ev_disconnect or tx.local_id is None):
         s.stop(StopReason.EV_DISCONNECTED)
     s.set(plugged=False, finishing=False, ev_suspended=False)
 
@@ -211,28 +211,28 @@ def _remote_start(s: _Step, e: ev.RemoteStart) -> None:
 
 def _remote_stop(s: _Step, e: ev.RemoteStop) -> None:
     tx = s.state.transaction
-    if tx is None or tx.transaction_id != e.transaction_id:
-        raise Refused(f"no transaction {e.transaction_id} on this connector")
+    if tx is None or tx.local_id != e.local_id:
+        raise Refused(f"no transaction {e.local_id} on this connector")
     s.stop(StopReason.REMOTE)
 
 
 def _transaction_started(s: _Step, e: ev.TransactionStarted) -> None:
     tx = s.state.transaction
-    if tx is None or tx.transaction_id is not None:
+    if tx is None or tx.local_id is not None:
         raise Refused("no StartTransaction pending")
-    s.set(transaction=replace(tx, transaction_id=e.transaction_id))
+    s.set(transaction=replace(tx, local_id=e.local_id))
     if e.status != ACCEPTED and (s.policy.stop_on_invalid_id or tx.stop_reason is not None):
         s.stop(StopReason.DE_AUTHORIZED)
     elif tx.stop_reason is not None:
         s.stop(tx.stop_reason, tx.stop_id_tag)
     elif e.status != ACCEPTED:
         # StopTransactionOnInvalidId false: the transaction goes on, without energy.
-        s.set(transaction=replace(tx, transaction_id=e.transaction_id, invalid=True))
+        s.set(transaction=replace(tx, local_id=e.local_id, invalid=True))
 
 
 def _start_failed(s: _Step, e: ev.StartFailed) -> None:
     tx = s.state.transaction
-    if tx is None or tx.transaction_id is not None:
+    if tx is None or tx.local_id is not None:
         raise Refused("no StartTransaction pending")
     s.set(transaction=None, ev_suspended=False)
     s.apply_scheduled_availability()
@@ -240,20 +240,26 @@ def _start_failed(s: _Step, e: ev.StartFailed) -> None:
 
 
 def _fault(s: _Step, e: ev.Fault) -> None:
-    if s.state.error_code is not None:
-        raise Refused(f"already faulted ({s.state.error_code})")
+    faults = s.state.faults
+    for source, code in faults:
+        if source == e.source:
+            raise Refused(f"already faulted by {source} ({code})")
     if e.error_code == ErrorCode.NO_ERROR:
         raise Refused("a fault needs an error code other than NoError")
     if s.state.transaction is not None:
         s.stop(e.stop_reason)
     s.drop_authorization("connector faulted")
-    s.set(error_code=e.error_code)
+    s.set(faults=(*faults, (e.source, e.error_code)))
 
 
 def _clear_fault(s: _Step, e: ev.ClearFault) -> None:
-    if s.state.error_code is None:
+    faults = s.state.faults
+    if not faults:
         raise Refused("not faulted")
-    s.set(error_code=None)
+    remaining = () if e.source is None else tuple(f for f in faults if f[0] != e.source)
+    if len(remaining) == len(faults):
+        raise Refused(f"no fault raised by {e.source}")
+    s.set(faults=remaining)
 
 
 def _end_transaction(s: _Step, e: ev.EndTransaction) -> None:

@@ -45,6 +45,20 @@ class ErrorCode(StrEnum):
     WEAK_SIGNAL = "WeakSignal"
 
 
+class FaultSource(StrEnum):
+    """Who raised a fault, and so who may clear it (as libocpp's active errors are keyed).
+
+    A connector holds at most one fault per source; each source raises and clears its own, so
+    no adapter has to remember which connectors it faulted.
+    """
+
+    OPERATOR = "operator"  # `hilsim ctl fault`, the panel's fault switch, a test
+    METER = "meter"  # the connector's meter stopped answering (PowerMeterFailure)
+    STORE = "store"  # a transaction stop the database did not take yet (InternalError)
+    PANEL_ESTOP = "panel-estop"  # the panel's emergency stop button
+    WEB_ESTOP = "web-estop"  # the demo page's emergency stop
+
+
 class StopReason(StrEnum):
     """OCPP 1.6 Reason for StopTransaction."""
 
@@ -94,7 +108,7 @@ class Transaction:
     id_tag: str
     started_at: float
     remote: bool
-    transaction_id: int | None = None  # None until the CSMS confirmed StartTransaction
+    local_id: int | None = None  # the charge point's id; None until the start is recorded
     stop_reason: StopReason | None = None  # a stop asked for before the id was known
     stop_id_tag: str | None = None
     invalid: bool = False  # the CSMS refused its idTag; kept (StopTransactionOnInvalidId false)
@@ -119,7 +133,8 @@ class ConnectorState:
 
     connector_id: int
     plugged: bool = False
-    error_code: ErrorCode | None = None
+    #: the active faults, (source, errorCode), in the order they were raised
+    faults: tuple[tuple[FaultSource, ErrorCode], ...] = ()
     operative: bool = True
     scheduled_operative: bool | None = None  # ChangeAvailability waiting for a transaction to end
     ev_suspended: bool = False
@@ -133,9 +148,22 @@ class ConnectorState:
     def status(self) -> Status:
         return derive_status(self)
 
+    def faulted_by(self, source: FaultSource) -> bool:
+        return any(raised_by == source for raised_by, _ in self.faults)
+
     @property
-    def transaction_id(self) -> int | None:
-        return self.transaction.transaction_id if self.transaction else None
+    def error_code(self) -> ErrorCode | None:
+        """The errorCode a StatusNotification reports: that of the first-raised active fault.
+
+        The first fault is the cause the others may follow from (an e-stop pressed because the
+        meter went dark stays a PowerMeterFailure), and it does not change while it lasts, so
+        a later fault from another source sends no new StatusNotification. None: not faulted.
+        """
+        return self.faults[0][1] if self.faults else None
+
+    @property
+    def local_id(self) -> int | None:
+        return self.transaction.local_id if self.transaction else None
 
 
 def derive_status(s: ConnectorState) -> Status:
@@ -150,7 +178,7 @@ def derive_status(s: ConnectorState) -> Status:
         return Status.UNAVAILABLE
     tx = s.transaction
     if tx is not None:
-        if tx.transaction_id is None:
+        if tx.local_id is None:
             return Status.PREPARING
         if not s.plugged:
             # Unplugged at the EV and kept (StopTransactionOnEVSideDisconnect false): the EV is

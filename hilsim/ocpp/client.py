@@ -1,10 +1,11 @@
 """The charge point's OCPP 1.6J side: one handler per CSMS-initiated action, one method per call.
 
-Handlers translate wire payloads into calls on the `Charger` and its answers back into payloads;
-they decide nothing themselves. Effects that a handler's decision produces (a StartTransaction
-after RemoteStart, for instance) are held until the handler's CALLRESULT is on the wire and
-released from the matching ``@after`` hook, so the CSMS always sees the answer before the
-consequence and no handler ever awaits a CALL of its own (which would deadlock the reader).
+Handlers translate wire payloads into calls on the charge point's services (typed against the
+small Protocols of `hilsim.ocpp.ports`) and their answers back into payloads; they decide nothing
+themselves. Effects that a handler's decision produces (a StartTransaction after RemoteStart, for
+instance) come back with its payload as a `Reply`; the router runs them once the CALLRESULT is on
+the wire, so the CSMS always sees the answer before the consequence and no handler ever awaits a
+CALL of its own (which would deadlock the reader).
 
 The OCPP-J framing is done here rather than by the `ocpp` library's ``ChargePoint``, for the
 small boards this runs on: the library turns every payload into a dataclass, a dict and camelCase
@@ -25,15 +26,15 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from hilsim.errors import CsmsError
 from hilsim.ocpp.core_handlers import CoreProfileHandlers
 from hilsim.ocpp.firmware_handlers import FirmwareHandlers
-from hilsim.ocpp.routing import after, on
-from hilsim.ocpp.security_handlers import SecurityHandlers
+from hilsim.ocpp.ports import ChargerPort
+from hilsim.ocpp.routing import Reply, on
 from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
@@ -80,34 +81,6 @@ class BootResult:
     current_time: str
 
 
-class ConfigurationEntry(NamedTuple):
-    """One key of a GetConfiguration answer. A tuple: dozens are made for every request."""
-
-    key: str
-    readonly: bool
-    value: str | None  # None: a write-only key, listed without its value
-
-
-class Release(Protocol):
-    def __call__(self) -> None: ...
-
-
-class ChargerPort(Protocol):
-    """What the OCPP handlers need from the charger. Each returns the OCPP status string."""
-
-    def get_configuration(
-        self, keys: Sequence[str] | None
-    ) -> tuple[list[ConfigurationEntry], list[str]]: ...
-
-    async def change_configuration(self, key: str, value: str) -> str: ...
-
-    def remote_start(
-        self, id_tag: str, connector_id: int | None, profile: dict[str, Any] | None
-    ) -> tuple[str, Release]: ...
-
-    def remote_stop(self, transaction_id: int) -> tuple[str, Release]: ...
-
-
 class Connection(Protocol):
     async def recv(self) -> str: ...
     async def send(self, message: str) -> None: ...
@@ -137,31 +110,21 @@ def _noop() -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """The handlers of one incoming action and whether each wants the CALL's unique id."""
+    """The handler of one incoming action and whether it wants the CALL's unique id."""
 
     on: Callable[..., Any]
     on_wants_id: bool
-    after: Callable[..., Any] | None = None
-    after_wants_id: bool = False
 
 
 def _routes(client: object) -> dict[str, _Route]:
-    handlers: dict[str, Callable[..., Any]] = {}
-    afters: dict[str, Callable[..., Any]] = {}
+    routes: dict[str, _Route] = {}
     for name in dir(type(client)):
         member = getattr(type(client), name, None)
         if (action := getattr(member, "__ocpp_on__", None)) is not None:
-            handlers[action] = getattr(client, name)
-        if (action := getattr(member, "__ocpp_after__", None)) is not None:
-            afters[action] = getattr(client, name)
-
-    def wants_id(fn: Callable[..., Any] | None) -> bool:
-        return fn is not None and "call_unique_id" in inspect.signature(fn).parameters
-
-    return {
-        action: _Route(handler, wants_id(handler), afters.get(action), wants_id(afters.get(action)))
-        for action, handler in handlers.items()
-    }
+            handler = getattr(client, name)
+            wants_id = "call_unique_id" in inspect.signature(handler).parameters
+            routes[action] = _Route(handler, wants_id)
+    return routes
 
 
 def _expire(future: asyncio.Future[list[Any]], action: str, timeout: float) -> None:
@@ -183,9 +146,7 @@ def _malformed(msg: Any) -> str | None:
     return "PropertyConstraintViolation"
 
 
-class ChargePointClient(
-    CoreProfileHandlers, SmartChargingHandlers, SecurityHandlers, FirmwareHandlers
-):
+class ChargePointClient(CoreProfileHandlers, SmartChargingHandlers, FirmwareHandlers):
     """One connected OCPP session. A new instance is made for every (re)connection."""
 
     def __init__(
@@ -196,15 +157,17 @@ class ChargePointClient(
         *,
         response_timeout: float = 30.0,
         schemas: Schemas | None = None,
+        after_configuration_change: Callable[[], None] | None = None,
     ) -> None:
+        """``after_configuration_change``: run once each ChangeConfiguration answer is sent."""
         self.id = charge_point_id
         self.charger = charger
+        self._after_configuration_change = after_configuration_change
         self.on_activity: Callable[[], None] = _noop
         self._connection = connection
         self._response_timeout = response_timeout
         self._schemas = schemas if schemas is not None else Schemas()
         self._routes = _routes(self)
-        self._held: dict[str, Release] = {}
         self._pending: dict[str, asyncio.Future[list[Any]]] = {}
         self._call_lock = asyncio.Lock()
         self._after_tasks = TaskSet("ocpp-after")
@@ -289,21 +252,21 @@ class ChargePointClient(
             result = route.on(**kwargs, call_unique_id=unique_id)
         else:
             result = route.on(**kwargs)
-        if not isinstance(result, dict):  # an async handler
+        if inspect.isawaitable(result):  # an async handler
             result = await result
+        then = None
+        if isinstance(result, Reply):
+            result, then = result
         await self._connection.send(_encode([CALLRESULT, unique_id, result]))
-        if route.after is None:
+        if then is None:
             return
         try:
-            if route.after_wants_id:
-                done = route.after(**kwargs, call_unique_id=unique_id)
-            else:
-                done = route.after(**kwargs)
+            done = then()
             if inspect.isawaitable(done):
                 self._after_tasks.spawn(done, route.on.__name__)
         except Exception:
             # The CALLRESULT is already on the wire: nothing more may be answered.
-            log.exception("after-handler of %s failed", route.on.__name__)
+            log.exception("after-step of %s failed", route.on.__name__)
 
     def _take_reply(self, msg: list[Any], raw_msg: str) -> None:
         """A CALLRESULT or CALLERROR: hand it to the CALL of ours that waits for it."""
@@ -469,7 +432,7 @@ class ChargePointClient(
 
     @on("GetConfiguration")
     def on_get_configuration(self, key: list[str] | None = None) -> dict[str, Any]:
-        known, unknown = self.charger.get_configuration(key)
+        known, unknown = self.charger.configuration.get_configuration(key)
         if known is not self._answered[0]:  # the charger hands out the same list while unchanged
             entries = [
                 {"key": e.key, "readonly": e.readonly, "value": e.value}
@@ -484,36 +447,25 @@ class ChargePointClient(
         return {"configurationKey": entries}
 
     @on("ChangeConfiguration")
-    async def on_change_configuration(self, key: str, value: str) -> dict[str, Any]:
-        return {"status": await self.charger.change_configuration(key, value)}
+    async def on_change_configuration(self, key: str, value: str) -> Reply:
+        status = await self.charger.configuration.change_configuration(key, value)
+        # A new SecurityProfile or AuthorizationKey connects again, after the answer.
+        return Reply({"status": status}, self._after_configuration_change)
 
     @on("RemoteStartTransaction")
     def on_remote_start_transaction(
         self,
         id_tag: str,
-        call_unique_id: str,
         connector_id: int | None = None,
         charging_profile: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Reply:
         status, release = self.charger.remote_start(id_tag, connector_id, charging_profile)
-        self._held[call_unique_id] = release
-        return {"status": status}
-
-    @after("RemoteStartTransaction")
-    def after_remote_start_transaction(self, call_unique_id: str, **_: Any) -> None:
-        self._held.pop(call_unique_id, _noop)()
+        return Reply({"status": status}, release)
 
     @on("RemoteStopTransaction")
-    def on_remote_stop_transaction(
-        self, transaction_id: int, call_unique_id: str
-    ) -> dict[str, Any]:
+    def on_remote_stop_transaction(self, transaction_id: int) -> Reply:
         status, release = self.charger.remote_stop(transaction_id)
-        self._held[call_unique_id] = release
-        return {"status": status}
-
-    @after("RemoteStopTransaction")
-    def after_remote_stop_transaction(self, call_unique_id: str, **_: Any) -> None:
-        self._held.pop(call_unique_id, _noop)()
+        return Reply({"status": status}, release)
 
 
 def _as_text(value: Any) -> str:

@@ -1,86 +1,57 @@
 """The handlers of the CSMS's Core, LocalAuthListManagement, Reservation and RemoteTrigger CALLs.
 
-A mixin of `ChargePointClient`, whose router finds every ``@on``/``@after`` method of the class
-and its bases. Like the client's own handlers these translate and pass on: each calls one method
-of the charger's `Operations` and turns the answer into the CALLRESULT payload. Whatever the
-answer sets in motion (a StatusNotification, a StopTransaction, a reconnection, the triggered
-message) is held until the CALLRESULT is on the wire and released from the ``@after`` hook, so
-the CSMS always sees the answer before its consequence.
+A mixin of `ChargePointClient`, whose router finds every ``@on`` method of the class and its
+bases. Like the client's own handlers these translate and pass on: each calls one method of the
+charge point's operations (`OperationsPort`) and turns the answer into the CALLRESULT payload.
+Whatever the answer sets in motion (a StatusNotification, a StopTransaction, a reconnection, the
+triggered message) goes back to the router as the `Reply`'s after-step, run once the CALLRESULT
+is on the wire, so the CSMS always sees the answer before its consequence.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hilsim.ocpp.routing import after, on
-
-if TYPE_CHECKING:
-    from hilsim.operations import Operations
+from hilsim.ocpp.ports import ChargerPort, OperationsPort
+from hilsim.ocpp.routing import Reply, on
 
 log = logging.getLogger(__name__)
-
-Release = Callable[[], None]
-
-
-def _noop() -> None:
-    return None
 
 
 class CoreProfileHandlers:
     """One handler per CSMS-initiated action of the four profiles, named as in the spec."""
 
     # Provided by ChargePointClient.
-    charger: Any
-    _held: dict[str, Release]
+    charger: ChargerPort
     _call: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
     @property
-    def operations(self) -> Operations:
-        operations: Operations | None = getattr(self.charger, "operations", None)
+    def operations(self) -> OperationsPort:
+        operations = self.charger.operations
         if operations is None:
             raise RuntimeError("the charger has no operations attached")
         return operations
 
-    def _release_after(self, call_unique_id: str, **_: Any) -> None:
-        self._held.pop(call_unique_id, _noop)()
-
     # -- Core ----------------------------------------------------------------------------------
 
     @on("ChangeAvailability")
-    async def on_change_availability(
-        self, connector_id: int, type: str, call_unique_id: str
-    ) -> dict[str, Any]:
+    async def on_change_availability(self, connector_id: int, type: str) -> Reply:
         status, release = await self.operations.change_availability(
             connector_id, type == "Operative"
         )
-        self._held[call_unique_id] = release
-        return {"status": str(status)}
-
-    @after("ChangeAvailability")
-    def after_change_availability(self, call_unique_id: str, **_: Any) -> None:
-        self._release_after(call_unique_id)
+        return Reply({"status": str(status)}, release)
 
     @on("Reset")
-    def on_reset(self, type: str, call_unique_id: str) -> dict[str, Any]:
+    def on_reset(self, type: str) -> Reply:
         status, release = self.operations.reset(type)
-        self._held[call_unique_id] = release
-        return {"status": status}
-
-    @after("Reset")
-    def after_reset(self, call_unique_id: str, **_: Any) -> None:
-        self._release_after(call_unique_id)
+        return Reply({"status": str(status)}, release)
 
     @on("UnlockConnector")
-    def on_unlock_connector(self, connector_id: int, call_unique_id: str) -> dict[str, Any]:
+    def on_unlock_connector(self, connector_id: int) -> Reply:
         status, release = self.operations.unlock_connector(connector_id)
-        self._held[call_unique_id] = release
-        return {"status": str(status)}
-
-    @after("UnlockConnector")
-    def after_unlock_connector(self, call_unique_id: str, **_: Any) -> None:
-        self._release_after(call_unique_id)
+        return Reply({"status": str(status)}, release)
 
     @on("ClearCache")
     async def on_clear_cache(self) -> dict[str, Any]:
@@ -122,48 +93,25 @@ class CoreProfileHandlers:
         expiry_date: str,
         id_tag: str,
         reservation_id: int,
-        call_unique_id: str,
         parent_id_tag: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Reply:
         status, release = await self.operations.reserve_now(
             connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
         )
-        self._held[call_unique_id] = release
-        return {"status": str(status)}
-
-    @after("ReserveNow")
-    def after_reserve_now(self, call_unique_id: str, **_: Any) -> None:
-        self._release_after(call_unique_id)
+        return Reply({"status": str(status)}, release)
 
     @on("CancelReservation")
-    async def on_cancel_reservation(
-        self, reservation_id: int, call_unique_id: str
-    ) -> dict[str, Any]:
+    async def on_cancel_reservation(self, reservation_id: int) -> Reply:
         status, release = await self.operations.cancel_reservation(reservation_id)
-        self._held[call_unique_id] = release
-        return {"status": str(status)}
-
-    @after("CancelReservation")
-    def after_cancel_reservation(self, call_unique_id: str, **_: Any) -> None:
-        self._release_after(call_unique_id)
+        return Reply({"status": str(status)}, release)
 
     # -- RemoteTrigger -------------------------------------------------------------------------
 
     @on("TriggerMessage")
-    def on_trigger_message(
-        self, requested_message: str, call_unique_id: str, connector_id: int | None = None
-    ) -> dict[str, Any]:
-        operations = self.operations
-        status, trigger = operations.trigger_message(requested_message, connector_id)
-        if trigger is not None:
-            self._held[call_unique_id] = lambda: operations._spawn(
-                trigger(self), f"trigger-{requested_message}"
-            )
-        return {"status": str(status)}
-
-    @after("TriggerMessage")
-    def after_trigger_message(self, call_unique_id: str, **_: Any) -> None:
-        self._release_after(call_unique_id)
+    def on_trigger_message(self, requested_message: str, connector_id: int | None = None) -> Reply:
+        # The triggered message goes out through this connection's client: this object.
+        status, release = self.operations.trigger_message(requested_message, connector_id, self)
+        return Reply({"status": str(status)}, release)
 
     # -- the two status notifications a trigger (or a firmware/diagnostics job) sends ----------
 

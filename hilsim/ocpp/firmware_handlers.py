@@ -7,20 +7,18 @@ FirmwareStatusNotification and DiagnosticsStatusNotification (see `hilsim.firmwa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hilsim.ocpp.ports import ChargerPort, FirmwarePort
 from hilsim.ocpp.routing import on
-
-if TYPE_CHECKING:
-    from hilsim.firmware import Firmware
 
 
 class FirmwareHandlers:
-    charger: Any  # provided by ChargePointClient
+    charger: ChargerPort  # provided by ChargePointClient
 
     @property
-    def firmware(self) -> Firmware:
-        firmware: Firmware | None = getattr(self.charger, "firmware", None)
+    def firmware(self) -> FirmwarePort:
+        firmware = self.charger.firmware
         if firmware is None:
             raise RuntimeError("the charger has no firmware manager attached")
         return firmware

@@ -1,32 +1,37 @@
-"""The marks that route a CSMS CALL to its handler: `@on(action)` and `@after(action)`.
+"""The mark that routes a CSMS CALL to its handler, `@on(action)`, and what a handler returns.
 
 In their own module so that the client and every handler mixin (one per feature profile) share
-them without importing one another. The client's router reads the two attributes they set.
+them without importing one another. The client's router reads the attribute `on` sets.
+
+A handler returns its CALLRESULT payload, or a `Reply`: the payload and the step to run once
+that payload is on the wire (the StatusNotification, StopTransaction or reconnection the answer
+sets in motion). The router hands each handler's result to that after-step itself, so nothing is
+parked between the two in a dict keyed by the CALL's unique id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Reply(NamedTuple):
+    """A CALLRESULT payload and what follows it once it is on the wire (None: nothing)."""
+
+    payload: dict[str, Any]
+    then: Callable[[], object] | None = None
+
+
 def on(action: str) -> Callable[[F], F]:
-    """Mark a method as the handler of a CALL the CSMS sends. It returns the CALLRESULT payload."""
+    """Mark a method as the handler of a CALL the CSMS sends.
+
+    It returns the CALLRESULT payload or a `Reply`; it may be a coroutine.
+    """
 
     def mark(method: F) -> F:
         method.__ocpp_on__ = action  # type: ignore[attr-defined]
-        return method
-
-    return mark
-
-
-def after(action: str) -> Callable[[F], F]:
-    """Mark a method to run once the CALLRESULT of ``action`` is on the wire."""
-
-    def mark(method: F) -> F:
-        method.__ocpp_after__ = action  # type: ignore[attr-defined]
         return method
 
     return mark

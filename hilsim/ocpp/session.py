@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
-from hilsim.ocpp.client import ChargePointClient, ChargerPort, Identity
+from hilsim.ocpp.client import ChargePointClient, Identity
+from hilsim.ocpp.ports import ChargerPort
 from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp.wire import FrameListener, TracedConnection
+from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.security import ConnectionSecurity
@@ -69,17 +71,20 @@ class CsmsLink:
         endpoint: str,
         charge_point_id: str,
         identity: Identity,
-        owner: LinkOwner,
         keys: ConfigurationKeys,
         *,
         backoff: Backoff | None = None,
         frame_listeners: list[FrameListener] | None = None,
         response_timeout: float = 30.0,
+        security: ConnectionSecurity | None = None,
     ) -> None:
+        """``security``: profile 1-3 (`hilsim.security`); None: plain, as the URL says."""
         self.endpoint = endpoint
         self.charge_point_id = charge_point_id
         self.identity = identity
-        self.owner = owner
+        #: the charge point this link serves: given to `run`, so that the link can be built first
+        #: and handed to the services the charge point is made of
+        self._owner: LinkOwner | None = None
         self.keys = keys
         self.backoff = backoff or Backoff()
         self.frame_listeners = frame_listeners if frame_listeners is not None else []
@@ -94,8 +99,8 @@ class CsmsLink:
         self.last_message_at: float | None = None  # wall clock
         self.connections = 0
         self._socket: Any = None  # the open WebSocket, for reconnect()
-        #: security profile 1-3 (hilsim.security); None: plain, as the URL says
-        self.security: ConnectionSecurity | None = None
+        self.security = security
+        self._tasks = TaskSet("link")
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._keys_changed = asyncio.Event()
         #: whether this connection's BootNotification got a valid answer (resets the backoff)
@@ -126,10 +131,17 @@ class CsmsLink:
             log.info("closing the connection to %s to connect again", self.endpoint)
             await ws.close()
 
+    def _after_configuration_change(self) -> None:
+        """A ChangeConfiguration answer is on the wire: a new SecurityProfile or AuthorizationKey
+        takes effect by connecting again, only now (the CSMS must hear Accepted first)."""
+        if self.security is not None and self.security.take_reconnect():
+            self._tasks.spawn(self.reconnect(), "reconnect")
+
     # -- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Connect, serve, and reconnect forever (until cancelled)."""
+    async def run(self, owner: LinkOwner) -> None:
+        """Connect, serve ``owner``, and reconnect forever (until cancelled)."""
+        self._owner = owner
         delays = self.backoff.delays()
         while True:
             self._set_state(LinkState.CONNECTING)
@@ -162,7 +174,7 @@ class CsmsLink:
                 self.security.connected()
             log.info("connected to %s", self.endpoint)
             try:
-                await self._serve(ws)
+                await self._serve(ws, owner)
             except* (ConnectionClosed, CsmsError, TimeoutError, OSError) as group:
                 log.warning("link to the CSMS lost: %s", _first_cause(group))
             finally:
@@ -182,37 +194,38 @@ class CsmsLink:
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
 
-    async def _serve(self, ws: Any) -> None:
+    async def _serve(self, ws: Any, owner: LinkOwner) -> None:
         connection = TracedConnection(ws, [self._touch, *self.frame_listeners])
         client = ChargePointClient(
             self.charge_point_id,
             connection,
-            self.owner,
+            owner,
             response_timeout=self.response_timeout,
             schemas=self.schemas,
+            after_configuration_change=self._after_configuration_change,
         )
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(client.start(), name="ocpp-reader")
-            await self._boot(client)
+            await self._boot(client, owner)
             self.client = client
             self.connected_since = time.time()
             self._set_state(LinkState.CONNECTED)
-            self.owner.booted()
+            owner.booted()
             tasks.create_task(self._send_queued(client), name="ocpp-sender")
-            tasks.create_task(self._heartbeat(), name="ocpp-heartbeat")
+            tasks.create_task(self._heartbeat(owner), name="ocpp-heartbeat")
             await reader
 
-    async def _boot(self, client: ChargePointClient) -> None:
+    async def _boot(self, client: ChargePointClient, owner: LinkOwner) -> None:
         """BootNotification until Accepted; nothing else is sent meanwhile, as OCPP requires."""
         self._set_state(LinkState.BOOTING)
         while True:
             result = await client.boot_notification(self.identity)
             # Rejected is a valid answer too, but not one that proves the CSMS will have us.
             self._boot_answered = self._boot_answered or result.status != "Rejected"
-            self.owner.learn_time(result.current_time)
+            owner.learn_time(result.current_time)
             if result.status == "Accepted":
                 if result.interval > 0:
-                    self.owner.adopt_heartbeat_interval(int(result.interval))
+                    owner.adopt_heartbeat_interval(int(result.interval))
                 log.info("BootNotification accepted by the CSMS")
                 return
             retry = float(result.interval) if result.interval > 0 else DEFAULT_BOOT_RETRY_S
@@ -242,7 +255,7 @@ class CsmsLink:
             else:
                 item.future.set_result(result)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, owner: LinkOwner) -> None:
         """Heartbeat every HeartbeatInterval; a changed interval takes effect at once."""
         last = time.monotonic()
         while True:
@@ -256,7 +269,7 @@ class CsmsLink:
                         await self._keys_changed.wait()
                 continue
             last = time.monotonic()
-            self.owner.learn_time(await self.submit(lambda c: c.heartbeat(), "Heartbeat"))
+            owner.learn_time(await self.submit(lambda c: c.heartbeat(), "Heartbeat"))
 
     def _fail_queued(self) -> None:
         while not self._queue.empty():
@@ -276,7 +289,8 @@ class CsmsLink:
             else:
                 self.connected.clear()
                 self.disconnected.set()
-            self.owner.link_changed(state)
+            if self._owner is not None:
+                self._owner.link_changed(state)
 
 
 def _loop() -> asyncio.AbstractEventLoop:

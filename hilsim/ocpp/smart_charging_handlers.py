@@ -8,23 +8,20 @@ the rules are in `hilsim.smart_charging`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hilsim.ocpp.ports import ChargerPort, SmartChargingPort
 from hilsim.ocpp.routing import on
-
-if TYPE_CHECKING:
-    from hilsim.charging_limits import ChargingLimits
 
 
 class SmartChargingHandlers:
     """SetChargingProfile, ClearChargingProfile, GetCompositeSchedule."""
 
-    charger: Any  # provided by ChargePointClient
+    charger: ChargerPort  # provided by ChargePointClient
 
     @property
-    def smart_charging(self) -> ChargingLimits:
-        limits: ChargingLimits = self.charger.smart_charging
-        return limits
+    def smart_charging(self) -> SmartChargingPort:
+        return self.charger.smart_charging
 
     @on("SetChargingProfile")
     async def on_set_charging_profile(

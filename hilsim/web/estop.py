@@ -1,11 +1,12 @@
 """The page's emergency stop: the panel's mushroom button, for a charger that has none fitted.
 
-Same semantics as `hilsim.panel` (see its `_emergency_stop`): pressing it faults every connector
-that is not already faulted with stop reason EmergencyStop (a running transaction ends with that
-reason, relays open because nothing is Charging), and pressing it again clears exactly those
-connectors; one faulted by something else stays faulted. It is a second latch beside the panel's
-physical one, and the two never undo each other: while the panel's is engaged, this one cannot be
-released, and no fault can be cleared from the page.
+Pressing it raises a fault of its own source (`FaultSource.WEB_ESTOP`) on every connector, with
+stop reason EmergencyStop (a running transaction ends with that reason, relays open because
+nothing is Charging); pressing it again clears that source's fault, so a connector faulted by
+something else as well stays faulted, and the connectors themselves remember which fault is
+whose. It never undoes the panel's physical one: while the panel's is engaged, this one cannot be
+released, and no fault can be cleared from the page; while this one is engaged, neither can a
+fault of a connector it holds (clearing from the page clears every source).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import logging
 from collections.abc import Callable
 
 from hilsim.charger import Charger
-from hilsim.evse import ErrorCode, StopReason, events
+from hilsim.evse import ErrorCode, FaultSource, StopReason, events
 
 log = logging.getLogger(__name__)
+
+_SOURCE = FaultSource.WEB_ESTOP
 
 
 class EmergencyStop:
@@ -26,11 +29,11 @@ class EmergencyStop:
         self.charger = charger
         self.panel_engaged = panel_engaged
         self.engaged = False
-        self._held: set[int] = set()  # connectors this latch faulted
 
     def holds(self, connector_id: int) -> bool:
         """Whether a fault on this connector may not be cleared from the page now."""
-        return self.panel_engaged() or (self.engaged and connector_id in self._held)
+        state = self.charger.connectors[connector_id].machine.state
+        return self.panel_engaged() or state.faulted_by(FaultSource.WEB_ESTOP)
 
     def press(self, engage: bool, who: str) -> dict[str, object]:
         """Engage or release; the answer says what happened or why not."""
@@ -45,17 +48,13 @@ class EmergencyStop:
         if engage:
             log.warning("EMERGENCY STOP engaged from the web page (%s)", who)
             self.engaged = True
-            stop = events.Fault(ErrorCode.OTHER_ERROR, stop_reason=StopReason.EMERGENCY_STOP)
-            for cid, rt in self.charger.connectors.items():
-                if rt.machine.state.error_code is not None:
-                    continue  # already faulted: keeps its own fault when this is released
-                if self.charger.dispatch(cid, stop).accepted:
-                    self._held.add(cid)
+            stop = events.Fault(ErrorCode.OTHER_ERROR, StopReason.EMERGENCY_STOP, _SOURCE)
+            for cid in self.charger.connectors:
+                self.charger.dispatch(cid, stop)
             return {"ok": True, "result": {"emergency_stop": "engaged", "changed": True}}
         log.warning("emergency stop released from the web page (%s)", who)
         self.engaged = False
-        for cid in sorted(self._held):
-            if self.charger.connectors[cid].machine.state.error_code is not None:
-                self.charger.dispatch(cid, events.ClearFault())
-        self._held.clear()
+        for cid, rt in self.charger.connectors.items():
+            if rt.machine.state.faulted_by(_SOURCE):
+                self.charger.dispatch(cid, events.ClearFault(_SOURCE))
         return {"ok": True, "result": {"emergency_stop": "released", "changed": True}}

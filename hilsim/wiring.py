@@ -1,0 +1,127 @@
+"""The composition of a charge point: every service built once, in dependency order.
+
+Nothing is set on a service after it is built: a service gets what it needs at construction,
+as an object built before it, a callable, or a small Protocol that the charger satisfies
+(`hilsim.connectors.ConnectorDispatcher`, `hilsim.operations.OperationsHost`, ...). The one
+loop that remains (the link calls the charger for incoming CALLs, the charger's services call
+the link for outgoing ones) is broken by giving the link its owner when it runs
+(`CsmsLink.run(owner)`), not when it is built.
+
+Order: security (profile, Basic auth, TLS) -> link -> charger, which builds its connectors and
+then, each from those before it: configuration, smart charging, outbox, authorization with the
+local list, metering, operations (availability, reset, reservations, triggers), transactions,
+and last firmware/diagnostics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from hilsim.charger import Charger
+from hilsim.config import Settings
+from hilsim.firmware import Firmware, LogRing, installation_summary, installed_firmware
+from hilsim.keys import ConfigurationKeys
+from hilsim.meter import MeterSource
+from hilsim.ocpp.client import Identity
+from hilsim.ocpp.session import CsmsLink
+from hilsim.ocpp.transport import Backoff
+from hilsim.ocpp.wire import FrameListener
+from hilsim.security import ConnectionSecurity, key_file_for, security_settings
+from hilsim.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def identity_of(settings: Settings) -> Identity:
+    """What BootNotification says, as configured (UpdateFirmware may change the version)."""
+    cp = settings.charge_point
+    return Identity(
+        vendor=cp.vendor,
+        model=cp.model,
+        firmware_version=cp.firmware_version,
+        serial_number=cp.serial_number,
+        charge_box_serial_number=cp.charge_box_serial_number,
+        meter_serial_number=cp.meter_serial_number,
+        meter_type=cp.meter_type,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChargePoint:
+    """The built charge point: run ``link.run(charger)`` and ``charger.outbox.run()``."""
+
+    security: ConnectionSecurity
+    link: CsmsLink
+    charger: Charger
+    firmware: Firmware
+
+
+async def build_charge_point(
+    settings: Settings,
+    store: Store,
+    keys: ConfigurationKeys,
+    *,
+    meters: Mapping[int, MeterSource],
+    registers: Mapping[int, float],
+    voltage_overridden: bool,
+    restart: Callable[[], None],
+    log_ring: LogRing | None,
+    backoff: Backoff | None = None,
+    frame_listeners: list[FrameListener] | None = None,
+    response_timeout: float = 30.0,
+) -> ChargePoint:
+    """Everything `hilsim run` serves, from its settings and its open database.
+
+    ``restart``: ends the service and starts the program afresh (Reset Hard, and a firmware
+    update taking effect).
+    """
+    cp = settings.charge_point
+    # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
+    security = ConnectionSecurity(
+        security_settings(settings), keys, store, cp.id, key_file_for(settings)
+    )
+    # BootNotification states the version an earlier UpdateFirmware installed.
+    installed = await installed_firmware(store, cp.firmware_version)
+    identity = identity_of(settings)
+    if installed is not None and installed[0]:
+        identity = replace(identity, firmware_version=installed[0])
+    link = CsmsLink(
+        cp.endpoint,
+        cp.id,
+        identity,
+        keys,
+        backoff=backoff,
+        frame_listeners=frame_listeners,
+        response_timeout=response_timeout,
+        security=security,
+    )
+
+    def firmware(charger: Charger) -> Firmware:
+        # FirmwareManagement: the installed version, updates, and diagnostics archives of the
+        # recent log lines and the database.
+        return Firmware(
+            charger, store, link,
+            configured_version=cp.firmware_version,
+            state_dir=settings.storage.database.parent,
+            log_ring=log_ring,
+            ca_file=security.settings.ca_file,
+            installation=installation_summary(settings),
+            installed=installed,
+            restart=restart,
+        )  # fmt: skip
+
+    charger = Charger(
+        settings.connectors,
+        keys,
+        store,
+        link,
+        voltage_overridden=voltage_overridden,
+        registers=registers,
+        meters=meters,
+        hard_reset=restart,
+        firmware=firmware,
+    )
+    assert charger.firmware is not None
+    return ChargePoint(security, link, charger, charger.firmware)
