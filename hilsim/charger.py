@@ -53,6 +53,7 @@ from hilsim.tasks import TaskSet
 from hilsim.transactions import Transactions
 
 if TYPE_CHECKING:
+    from hilsim.availability import Availability
     from hilsim.firmware import Firmware
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,12 @@ class Charger:
         wall: Clock | None = None,
         registers: Mapping[int, float] | None = None,
         meters: Mapping[int, MeterSource] | None = None,
-        hard_reset: Callable[[], None] | None = None,
+        availability: Callable[[Charger], Availability],
         firmware: Callable[[Charger], Firmware] | None = None,
     ) -> None:
         """`meters`: connector id -> its meter source; the others get the synthetic counter.
-        `hard_reset`: Reset Hard (None: Rejected); `firmware`: builds the FirmwareManagement
-        service from the finished charger (None: no such profile)."""
+        `availability` builds the owner of ChangeAvailability and Reset; `firmware` builds the
+        FirmwareManagement service from the finished charger (None: no such profile)."""
         self.keys = keys
         self.store = store
         self.clock = clock  # monotonic: the machines' deadlines
@@ -135,9 +136,10 @@ class Charger:
             self.connectors, keys, link, self.outbox,
             clock=self.clock, wall=self.wall, dispatch=self.dispatch, tasks=self._tasks,
         )  # fmt: skip
-        #: availability, reset, reservations, ...
+        self.availability = availability(self)  # ChangeAvailability, Reset, connector 0
+        #: unlock, local list, reservations, triggers, ...
         self.operations = Operations(
-            self, link, self.authorizer, local_list, self.metering, hard_reset=hard_reset
+            self, link, self.authorizer, local_list, self.metering, self.availability
         )
         self.transactions = Transactions(
             self.connectors, link, self.outbox, self.metering,
@@ -307,8 +309,7 @@ class Charger:
 
     def booted(self) -> None:
         """After (re)boot the CSMS knows nothing current: send every connector's status."""
-        whole = self.operations.charge_point_status() if self.operations else Status.AVAILABLE
-        self._send_status(0, whole, ErrorCode.NO_ERROR)
+        self._send_status(0, self.availability.charge_point_status(), ErrorCode.NO_ERROR)
         for rt in self.connectors.values():
             self._send_status(rt.id, *rt.ocpp_status)
 
@@ -433,6 +434,7 @@ class Charger:
         What the CSMS set before the last stop (availability, local list, reservations) is put
         back first.
         """
+        await self.availability.restore()
         await self.operations.restore()
         self.metering.start()
         await self.smart_charging.load()
@@ -459,6 +461,7 @@ class Charger:
 
     async def close(self) -> None:
         self.smart_charging.close()
+        await self.availability.close()
         await self.operations.close()
         await self.metering.close()
         for rt in self.connectors.values():
@@ -492,5 +495,6 @@ class Charger:
             "connectors": connectors,
             "smart_charging": self.smart_charging.snapshot(),
             "firmware": self.firmware.snapshot() if self.firmware else None,
+            **self.availability.snapshot(),
             **(self.operations.snapshot() if self.operations else {}),
         }

@@ -9,8 +9,8 @@ the link for outgoing ones) is broken by giving the link its owner when it runs
 
 Order: security (profile, Basic auth, TLS) -> link -> charger, which builds its connectors and
 then, each from those before it: configuration, smart charging, outbox, authorization with the
-local list, metering, operations (availability, reset, reservations, triggers), transactions,
-and last firmware/diagnostics.
+local list, metering, availability (ChangeAvailability, Reset), operations (unlock, local list,
+reservations, triggers), transactions, and last firmware/diagnostics.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from hilsim.availability import Availability
 from hilsim.charger import Charger
 from hilsim.config import Settings
 from hilsim.firmware import Firmware, LogRing, installation_summary, installed_firmware
@@ -120,7 +121,7 @@ async def build_charge_point(
         voltage_overridden=voltage_overridden,
         registers=registers,
         meters=meters,
-        hard_reset=restart,
+        availability=lambda charger: Availability(charger, link, hard_reset=restart),
         firmware=firmware,
     )
     assert charger.firmware is not None
