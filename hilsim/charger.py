@@ -13,9 +13,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from hilsim.authorization import Authorizer
+from hilsim.authorization import Authorizer, Decision
 from hilsim.charging_limits import ChargingLimits
 from hilsim.clock import Clock
 from hilsim.config import ConnectorSettings
@@ -102,10 +103,6 @@ class Charger:
         self.link_listeners: list[LinkListener] = []
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
         self.event_listeners: list[EventListener] = []
-        #: the last idTag decision (connector, id_tag, status, source, at): `hilsim ctl status`
-        self.last_authorization: dict[str, Any] | None = None
-        #: told of every idTag decision, after the machine took it: `hilsim ctl tag`'s answer
-        self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
         self._tasks = TaskSet("charger")
         policy = self._policy()
@@ -186,7 +183,9 @@ class Charger:
                     self._status_changed(rt, effect)
                 case effects.SendAuthorize():
                     self._spawn(
-                        self._authorize(rt, effect.id_tag),
+                        self.authorizer.decide(
+                            rt.id, effect.id_tag, partial(self._authorized, rt, effect.id_tag)
+                        ),
                         f"authorize-C{rt.id}",
                         lambda exc, rt=rt, tag=effect.id_tag: self._authorize_failed(rt, tag, exc),
                     )
@@ -258,22 +257,10 @@ class Charger:
             quiet=True,
         )
 
-    async def _authorize(self, rt: ConnectorRuntime, id_tag: str) -> None:
-        assert self.authorizer is not None
-        decision = await self.authorizer.authorize(id_tag)
-        log.info("C%d idTag %s: %s (%s)", rt.id, id_tag, decision.status, decision.source)
-        self.last_authorization = {
-            "connector": rt.id,
-            "id_tag": id_tag,
-            "status": decision.status,
-            "source": decision.source,
-            "at": self.wall.iso(),
-        }
+    def _authorized(self, rt: ConnectorRuntime, id_tag: str, decision: Decision) -> None:
         self.dispatch(
             rt.id, events.AuthorizeResult(id_tag, decision.status, decision.parent_id_tag)
         )
-        for listener in list(self.authorization_listeners):
-            listener(rt.id, self.last_authorization)
 
     def _authorize_failed(self, rt: ConnectorRuntime, id_tag: str, exc: BaseException) -> None:
         """No decision came (the task failed): the tag is refused, the connector usable again."""
@@ -486,7 +473,7 @@ class Charger:
             "charge_point": link.charge_point_id,
             "csms": link_snapshot(link),
             "clock": self.wall.source,
-            "last_authorization": self.last_authorization,
+            "last_authorization": self.authorizer.last_decision,
             "outbox": {
                 "delivered": self.outbox.delivered,
                 "dropped": self.outbox.dropped,
