@@ -13,14 +13,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from hilsim.authorization import Authorizer, Decision
-from hilsim.charging_limits import ChargingLimits
 from hilsim.clock import Clock
 from hilsim.config import ConnectorSettings
-from hilsim.configuration import Configuration
 from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import (
     Connector,
@@ -35,27 +33,29 @@ from hilsim.evse import (
     transition,
 )
 from hilsim.keys import ConfigurationKeys, KeySpec
-from hilsim.local_list import LocalAuthList
 from hilsim.meter import (
     MeterHealth,
     MeterSource,
     MeterState,
     SyntheticMeter,
 )
-from hilsim.metering import Metering
 from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.operations import Operations
-from hilsim.outbox import Outbox
 from hilsim.smart_charging import ProfileRejected
 from hilsim.status import connector_snapshot, link_snapshot
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
-from hilsim.transactions import Transactions
 
 if TYPE_CHECKING:
+    from hilsim.authorization import Authorizer, Decision
     from hilsim.availability import Availability
+    from hilsim.charging_limits import ChargingLimits
+    from hilsim.configuration import Configuration
     from hilsim.firmware import Firmware
+    from hilsim.metering import Metering
+    from hilsim.operations import Operations
+    from hilsim.outbox import Outbox
+    from hilsim.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,21 @@ _POLICY_KEYS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ChargerServices:
+    """What the charger delegates to, each the one owner of its part (built in `hilsim.wiring`)."""
+
+    configuration: Configuration
+    smart_charging: ChargingLimits
+    outbox: Outbox
+    authorizer: Authorizer
+    metering: Metering
+    availability: Availability
+    operations: Operations
+    transactions: Transactions
+    firmware: Firmware | None
+
+
 class Charger:
     """The charge point as a whole: the `ChargerPort` the OCPP handlers talk to."""
 
@@ -88,12 +103,12 @@ class Charger:
         wall: Clock | None = None,
         registers: Mapping[int, float] | None = None,
         meters: Mapping[int, MeterSource] | None = None,
-        availability: Callable[[Charger], Availability],
-        firmware: Callable[[Charger], Firmware] | None = None,
+        services: Callable[[Charger], ChargerServices],
+        tasks: TaskSet,
     ) -> None:
         """`meters`: connector id -> its meter source; the others get the synthetic counter.
-        `availability` builds the owner of ChangeAvailability and Reset; `firmware` builds the
-        FirmwareManagement service from the finished charger (None: no such profile)."""
+        `services` builds the charger's services once its connectors exist (see
+        `hilsim.wiring`); `tasks`: the background tasks it shares with them."""
         self.keys = keys
         self.store = store
         self.clock = clock  # monotonic: the machines' deadlines
@@ -104,7 +119,7 @@ class Charger:
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
         self.event_listeners: list[EventListener] = []
         self._voltage_overridden = voltage_overridden
-        self._tasks = TaskSet("charger")
+        self._tasks = tasks
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
         for cs in connectors:
@@ -118,34 +133,21 @@ class Charger:
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
+        # The services, built by `hilsim.wiring` on the charger's connectors and dispatch.
+        built = services(self)
         #: ChangeConfiguration, GetConfiguration and `hilsim config set`
-        self.configuration = Configuration(keys, store, self._tasks)
+        self.configuration = built.configuration
         #: smart charging: the installed profiles and the limits they put on the connectors
-        self.smart_charging = ChargingLimits(self)
-        self.outbox = Outbox(self.store, link, self.keys)
-        local_list = LocalAuthList(self.store, self.keys)
-        self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
-        authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
-        self.outbox.id_tag_info_listeners.append(
-            lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info), "cache-id-tag")
-        )
-        self.metering = Metering(
-            self.connectors, keys, link, self.outbox,
-            clock=self.clock, wall=self.wall, dispatch=self.dispatch, tasks=self._tasks,
-        )  # fmt: skip
-        self.availability = availability(self)  # ChangeAvailability, Reset, connector 0
+        self.smart_charging = built.smart_charging
+        self.outbox = built.outbox
+        self.authorizer = built.authorizer
+        self.metering = built.metering
+        self.availability = built.availability  # ChangeAvailability, Reset, connector 0
         #: unlock, local list, reservations, triggers, ...
-        self.operations = Operations(
-            self, link, self.authorizer, local_list, self.metering, self.availability
-        )
-        self.transactions = Transactions(
-            self.connectors, link, self.outbox, self.metering,
-            clock=self.clock, wall=self.wall, dispatch=self.dispatch,
-            claim_reservation=self.operations.reservations.claim,
-            remember=self.authorizer.remember, tasks=self._tasks,
-        )  # fmt: skip
-        #: firmware version, UpdateFirmware and GetDiagnostics: built last, on the whole charger
-        self.firmware = firmware(self) if firmware is not None else None
+        self.operations = built.operations
+        self.transactions = built.transactions
+        #: firmware version, UpdateFirmware and GetDiagnostics (None: no such profile)
+        self.firmware = built.firmware
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
