@@ -34,6 +34,9 @@ class Decision:
 
 #: Told of an IdTagInfo from the CSMS that contradicts the local list (idTag, why).
 ConflictListener = Callable[[str, str], None]
+#: Told of every decision for a tag presented at a connector (connector id, the decision as
+#: `last_decision` shows it), after the connector took it: `hilsim ctl tag`'s answer.
+DecisionListener = Callable[[int, dict[str, Any]], None]
 
 
 class Authorizer:
@@ -58,8 +61,35 @@ class Authorizer:
         self.clock = clock
         self.local_list = local_list
         self.conflict_listeners: list[ConflictListener] = []
+        #: the last decision for a presented tag (connector, id_tag, status, source, at), for
+        #: `hilsim ctl status`
+        self.last_decision: dict[str, Any] | None = None
+        self.decision_listeners: list[DecisionListener] = []
+
+    async def decide(
+        self, connector_id: int, id_tag: str, take: Callable[[Decision], object]
+    ) -> Decision:
+        """The whole flow for a tag presented at a connector: decided (`authorize`), recorded
+        for `ctl status`, handed to ``take`` (the charger feeds it to the connector's machine),
+        then announced, so a listener sees the connector as the decision left it.
+        """
+        decision = await self.authorize(id_tag)
+        log.info("C%d idTag %s: %s (%s)", connector_id, id_tag, decision.status, decision.source)
+        self.last_decision = {
+            "connector": connector_id,
+            "id_tag": id_tag,
+            "status": decision.status,
+            "source": decision.source,
+            "at": self.clock.iso(),
+        }
+        take(decision)
+        for listener in list(self.decision_listeners):
+            listener(connector_id, self.last_decision)
+        return decision
 
     async def authorize(self, id_tag: str) -> Decision:
+        """Local list, then cache, then Authorize.req within the link's response timeout, then
+        the offline rules."""
         listed = self._listed(id_tag)
         known = listed if listed is not None else await self._cached(id_tag)
         where = "local list" if listed is not None else "cache"

@@ -13,13 +13,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from hilsim.authorization import Authorizer
-from hilsim.charging_limits import ChargingLimits
 from hilsim.clock import Clock
 from hilsim.config import ConnectorSettings
-from hilsim.configuration import Configuration
 from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import (
     Connector,
@@ -34,26 +33,29 @@ from hilsim.evse import (
     transition,
 )
 from hilsim.keys import ConfigurationKeys, KeySpec
-from hilsim.local_list import LocalAuthList
 from hilsim.meter import (
     MeterHealth,
     MeterSource,
     MeterState,
     SyntheticMeter,
 )
-from hilsim.metering import Metering
 from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.operations import Operations
-from hilsim.outbox import Outbox
 from hilsim.smart_charging import ProfileRejected
 from hilsim.status import connector_snapshot, link_snapshot
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
-from hilsim.transactions import Transactions
 
 if TYPE_CHECKING:
+    from hilsim.authorization import Authorizer, Decision
+    from hilsim.availability import Availability
+    from hilsim.charging_limits import ChargingLimits
+    from hilsim.configuration import Configuration
     from hilsim.firmware import Firmware
+    from hilsim.metering import Metering
+    from hilsim.operations import Operations
+    from hilsim.outbox import Outbox
+    from hilsim.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,21 @@ _POLICY_KEYS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class ChargerServices:
+    """What the charger delegates to, each the one owner of its part (built in `hilsim.wiring`)."""
+
+    configuration: Configuration
+    smart_charging: ChargingLimits
+    outbox: Outbox
+    authorizer: Authorizer
+    metering: Metering
+    availability: Availability
+    operations: Operations
+    transactions: Transactions
+    firmware: Firmware | None
+
+
 class Charger:
     """The charge point as a whole: the `ChargerPort` the OCPP handlers talk to."""
 
@@ -86,12 +103,12 @@ class Charger:
         wall: Clock | None = None,
         registers: Mapping[int, float] | None = None,
         meters: Mapping[int, MeterSource] | None = None,
-        hard_reset: Callable[[], None] | None = None,
-        firmware: Callable[[Charger], Firmware] | None = None,
+        services: Callable[[Charger], ChargerServices],
+        tasks: TaskSet,
     ) -> None:
         """`meters`: connector id -> its meter source; the others get the synthetic counter.
-        `hard_reset`: Reset Hard (None: Rejected); `firmware`: builds the FirmwareManagement
-        service from the finished charger (None: no such profile)."""
+        `services` builds the charger's services once its connectors exist (see
+        `hilsim.wiring`); `tasks`: the background tasks it shares with them."""
         self.keys = keys
         self.store = store
         self.clock = clock  # monotonic: the machines' deadlines
@@ -101,12 +118,8 @@ class Charger:
         self.link_listeners: list[LinkListener] = []
         #: told of every event fed to a machine and its outcome (for logs, the web view, tests)
         self.event_listeners: list[EventListener] = []
-        #: the last idTag decision (connector, id_tag, status, source, at): `hilsim ctl status`
-        self.last_authorization: dict[str, Any] | None = None
-        #: told of every idTag decision, after the machine took it: `hilsim ctl tag`'s answer
-        self.authorization_listeners: list[Callable[[int, dict[str, Any]], None]] = []
         self._voltage_overridden = voltage_overridden
-        self._tasks = TaskSet("charger")
+        self._tasks = tasks
         policy = self._policy()
         self.connectors: dict[int, ConnectorRuntime] = {}
         for cs in connectors:
@@ -120,33 +133,21 @@ class Charger:
                 voltage_V=voltage,
             )
         keys.subscribe(self._key_changed)
+        # The services, built by `hilsim.wiring` on the charger's connectors and dispatch.
+        built = services(self)
         #: ChangeConfiguration, GetConfiguration and `hilsim config set`
-        self.configuration = Configuration(keys, store, self._tasks)
+        self.configuration = built.configuration
         #: smart charging: the installed profiles and the limits they put on the connectors
-        self.smart_charging = ChargingLimits(self)
-        self.outbox = Outbox(self.store, link, self.keys)
-        local_list = LocalAuthList(self.store, self.keys)
-        self.authorizer = Authorizer(self.store, self.keys, link, self.wall, local_list)
-        authorizer = self.authorizer  # StopTransaction's IdTagInfo feeds the cache too
-        self.outbox.id_tag_info_listeners.append(
-            lambda id_tag, info: self._spawn(authorizer.remember(id_tag, info), "cache-id-tag")
-        )
-        self.metering = Metering(
-            self.connectors, keys, link, self.outbox,
-            clock=self.clock, wall=self.wall, dispatch=self.dispatch, tasks=self._tasks,
-        )  # fmt: skip
-        #: availability, reset, reservations, ...
-        self.operations = Operations(
-            self, link, self.authorizer, local_list, self.metering, hard_reset=hard_reset
-        )
-        self.transactions = Transactions(
-            self.connectors, link, self.outbox, self.metering,
-            clock=self.clock, wall=self.wall, dispatch=self.dispatch,
-            claim_reservation=self.operations.reservations.claim,
-            remember=self.authorizer.remember, tasks=self._tasks,
-        )  # fmt: skip
-        #: firmware version, UpdateFirmware and GetDiagnostics: built last, on the whole charger
-        self.firmware = firmware(self) if firmware is not None else None
+        self.smart_charging = built.smart_charging
+        self.outbox = built.outbox
+        self.authorizer = built.authorizer
+        self.metering = built.metering
+        self.availability = built.availability  # ChangeAvailability, Reset, connector 0
+        #: unlock, local list, reservations, triggers, ...
+        self.operations = built.operations
+        self.transactions = built.transactions
+        #: firmware version, UpdateFirmware and GetDiagnostics (None: no such profile)
+        self.firmware = built.firmware
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""
@@ -184,7 +185,9 @@ class Charger:
                     self._status_changed(rt, effect)
                 case effects.SendAuthorize():
                     self._spawn(
-                        self._authorize(rt, effect.id_tag),
+                        self.authorizer.decide(
+                            rt.id, effect.id_tag, partial(self._authorized, rt, effect.id_tag)
+                        ),
                         f"authorize-C{rt.id}",
                         lambda exc, rt=rt, tag=effect.id_tag: self._authorize_failed(rt, tag, exc),
                     )
@@ -256,22 +259,10 @@ class Charger:
             quiet=True,
         )
 
-    async def _authorize(self, rt: ConnectorRuntime, id_tag: str) -> None:
-        assert self.authorizer is not None
-        decision = await self.authorizer.authorize(id_tag)
-        log.info("C%d idTag %s: %s (%s)", rt.id, id_tag, decision.status, decision.source)
-        self.last_authorization = {
-            "connector": rt.id,
-            "id_tag": id_tag,
-            "status": decision.status,
-            "source": decision.source,
-            "at": self.wall.iso(),
-        }
+    def _authorized(self, rt: ConnectorRuntime, id_tag: str, decision: Decision) -> None:
         self.dispatch(
             rt.id, events.AuthorizeResult(id_tag, decision.status, decision.parent_id_tag)
         )
-        for listener in list(self.authorization_listeners):
-            listener(rt.id, self.last_authorization)
 
     def _authorize_failed(self, rt: ConnectorRuntime, id_tag: str, exc: BaseException) -> None:
         """No decision came (the task failed): the tag is refused, the connector usable again."""
@@ -307,8 +298,7 @@ class Charger:
 
     def booted(self) -> None:
         """After (re)boot the CSMS knows nothing current: send every connector's status."""
-        whole = self.operations.charge_point_status() if self.operations else Status.AVAILABLE
-        self._send_status(0, whole, ErrorCode.NO_ERROR)
+        self._send_status(0, self.availability.charge_point_status(), ErrorCode.NO_ERROR)
         for rt in self.connectors.values():
             self._send_status(rt.id, *rt.ocpp_status)
 
@@ -433,6 +423,7 @@ class Charger:
         What the CSMS set before the last stop (availability, local list, reservations) is put
         back first.
         """
+        await self.availability.restore()
         await self.operations.restore()
         self.metering.start()
         await self.smart_charging.load()
@@ -459,6 +450,7 @@ class Charger:
 
     async def close(self) -> None:
         self.smart_charging.close()
+        await self.availability.close()
         await self.operations.close()
         await self.metering.close()
         for rt in self.connectors.values():
@@ -483,7 +475,7 @@ class Charger:
             "charge_point": link.charge_point_id,
             "csms": link_snapshot(link),
             "clock": self.wall.source,
-            "last_authorization": self.last_authorization,
+            "last_authorization": self.authorizer.last_decision,
             "outbox": {
                 "delivered": self.outbox.delivered,
                 "dropped": self.outbox.dropped,
@@ -492,5 +484,6 @@ class Charger:
             "connectors": connectors,
             "smart_charging": self.smart_charging.snapshot(),
             "firmware": self.firmware.snapshot() if self.firmware else None,
+            **self.availability.snapshot(),
             **(self.operations.snapshot() if self.operations else {}),
         }

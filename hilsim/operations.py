@@ -1,5 +1,6 @@
 """What the CSMS's commands do to the charger: Core, LocalAuthListManagement, Reservation and
-RemoteTrigger (OCPP 1.6 chapters 5.1-5.17).
+RemoteTrigger (OCPP 1.6 chapters 5.1-5.17), except ChangeAvailability and Reset, which
+`hilsim.availability` owns.
 
 The OCPP handlers (`hilsim.ocpp.core_handlers`) translate each CALL into one method here; the
 connectors' machines decide transitions; this class decides what a real charger answers and
@@ -19,14 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hilsim.authorization import Authorizer
 from hilsim.connectors import ConnectorDispatcher
 from hilsim.errors import StoreError
-from hilsim.evse import ErrorCode, Status, StopReason, events
+from hilsim.evse import ErrorCode, StopReason, events
 from hilsim.local_list import LocalAuthList, UpdateStatus
 from hilsim.ocpp.ports import Release, TriggerSender, nothing
-from hilsim.ocpp.session import CsmsLink, LinkState
+from hilsim.ocpp.session import CsmsLink
 from hilsim.reservations import CancelStatus, Reservations, ReservationStatus
 from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
+    from hilsim.availability import Availability
     from hilsim.metering import Metering
     from hilsim.store import Store
 
@@ -34,17 +36,6 @@ log = logging.getLogger(__name__)
 
 #: The vendorId hilsim answers DataTransfer for (CiString255: compared case-insensitively).
 VENDOR_ID = "hilsim"
-
-
-class AvailabilityStatus(StrEnum):
-    ACCEPTED = "Accepted"
-    REJECTED = "Rejected"
-    SCHEDULED = "Scheduled"
-
-
-class ResetType(StrEnum):
-    HARD = "Hard"
-    SOFT = "Soft"
 
 
 class UnlockStatus(StrEnum):
@@ -91,7 +82,6 @@ class OperationsHost(ConnectorDispatcher, Protocol):
     def transaction_id(self, connector_id: int) -> int | None: ...
     def learn_time(self, current_time: str) -> None: ...
     def adopt_heartbeat_interval(self, seconds: int) -> None: ...
-    async def end_all_transactions(self, reason: StopReason, timeout: float = 5.0) -> None: ...
 
 
 class Operations:
@@ -104,126 +94,27 @@ class Operations:
         authorizer: Authorizer,
         local_list: LocalAuthList,
         metering: Metering,
-        *,
-        hard_reset: Callable[[], None] | None = None,
+        availability: Availability,
     ) -> None:
-        """``hard_reset``: ends the service and starts the program afresh; without it a Hard
-        reset cannot be carried out and is Rejected."""
+        """``availability`` states connector 0's status (triggered, or with a list conflict)."""
         self.charger = charger
         self.link = link
         self.authorizer = authorizer
         self.local_list = local_list
         self.metering = metering
+        self.availability = availability
         self.reservations = Reservations(charger, charger.store)
-        #: connector id (0: the charge point as a whole) -> operative, as the CSMS last set it
-        self.availability: dict[int, bool] = {}
-        self.hard_reset = hard_reset
-        #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
-        self.resetting: ResetType | None = None
         self._tasks = TaskSet("operations")
         authorizer.conflict_listeners.append(self._local_list_conflict)
 
     async def restore(self) -> None:
         """Load what the CSMS set before the last stop, before the charge point connects."""
         await self.local_list.load()
-        self.availability = await self.charger.store.availability()
-        for connector_id in self.charger.connectors:
-            if not self.operative(connector_id):
-                log.info("C%d is Inoperative, as the CSMS left it", connector_id)
-                self.charger.dispatch(connector_id, events.ChangeAvailability(False))
         await self.reservations.restore()
 
     async def close(self) -> None:
         await self.reservations.close()
         await self._tasks.cancel_all()
-
-    # -- ChangeAvailability --------------------------------------------------------------------
-
-    def operative(self, connector_id: int) -> bool:
-        """Whether a connector may be used: it and the charge point as a whole are Operative."""
-        return self.availability.get(0, True) and self.availability.get(connector_id, True)
-
-    def charge_point_status(self) -> Status:
-        """The status of connector 0, the charge point as a whole."""
-        return Status.AVAILABLE if self.availability.get(0, True) else Status.UNAVAILABLE
-
-    async def change_availability(
-        self, connector_id: int, operative: bool
-    ) -> tuple[AvailabilityStatus, Release]:
-        """Persisted before the answer: a charger made Inoperative stays so after a reboot.
-
-        Scheduled when a transaction runs on a connector that is to become Inoperative; its
-        machine applies the change when the transaction ends.
-        """
-        wanted = "Operative" if operative else "Inoperative"
-        if connector_id != 0 and connector_id not in self.charger.connectors:
-            why = "no such connector"
-            log.info("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, why)
-            return AvailabilityStatus.REJECTED, nothing
-        try:
-            await self.charger.store.save_availability(connector_id, operative)
-        except StoreError as exc:
-            log.error("ChangeAvailability C%d %s: Rejected (%s)", connector_id, wanted, exc)
-            return AvailabilityStatus.REJECTED, nothing
-        was = self.charge_point_status()
-        self.availability[connector_id] = operative
-        targets = list(self.charger.connectors) if connector_id == 0 else [connector_id]
-        releases: list[Release] = []
-        scheduled = False
-        for cid in targets:
-            effective = self.operative(cid)
-            state = self.charger.connectors[cid].machine.state
-            if state.operative == effective and state.scheduled_operative is None:
-                continue
-            outcome = self.charger.dispatch(cid, events.ChangeAvailability(effective), hold=True)
-            if outcome.accepted:
-                releases.append(self.charger.held(cid, outcome))
-                scheduled = scheduled or outcome.state.scheduled_operative is not None
-        if self.charge_point_status() != was:
-            releases.append(self._send_charge_point_status)
-        status = AvailabilityStatus.SCHEDULED if scheduled else AvailabilityStatus.ACCEPTED
-        where = "the charge point" if connector_id == 0 else f"C{connector_id}"
-        log.info("ChangeAvailability %s %s: %s", where, wanted, status)
-        return status, _all(releases)
-
-    def _send_charge_point_status(self, error_code: ErrorCode = ErrorCode.NO_ERROR) -> None:
-        if self.link.state != LinkState.CONNECTED:
-            return  # sent with the others after the next BootNotification
-        status, stamp = self.charge_point_status(), self.charger.wall.iso()
-        self.link.submit(
-            lambda c: c.status_notification(0, status, error_code, stamp),
-            "StatusNotification C0",
-            quiet=True,
-        )
-
-    # -- Reset ---------------------------------------------------------------------------------
-
-    def reset(self, reset_type: str) -> tuple[str, Release]:
-        """Soft: stop transactions (SoftReset) and connect again. Hard: stop them (HardReset),
-        end the service cleanly and start the program afresh (see `hilsim.restart`).
-        """
-        kind = ResetType(reset_type)
-        if self.resetting is not None:
-            log.info("Reset %s: Rejected (a %s reset is in progress)", kind, self.resetting)
-            return "Rejected", nothing
-        if kind == ResetType.HARD and self.hard_reset is None:
-            log.info("Reset Hard: Rejected (no service to restart)")
-            return "Rejected", nothing
-        self.resetting = kind
-        log.warning("Reset %s requested by the CSMS", kind)
-        return "Accepted", lambda: self._spawn(self._reset(kind), f"reset-{kind}")
-
-    async def _reset(self, kind: ResetType) -> None:
-        if kind == ResetType.HARD:
-            assert self.hard_reset is not None
-            self.hard_reset()  # the service stops transactions with reason HardReset
-            return
-        try:
-            await self.charger.end_all_transactions(StopReason.SOFT_RESET)
-            log.warning("Reset Soft: connecting to the CSMS again")
-            await self.link.reconnect()
-        finally:
-            self.resetting = None
 
     # -- UnlockConnector -----------------------------------------------------------------------
 
@@ -317,7 +208,7 @@ class Operations:
 
     def _local_list_conflict(self, id_tag: str, why: str) -> None:
         """3.5.3: the CSMS answered differently from the list; say so on connector 0."""
-        self._send_charge_point_status(ErrorCode.LOCAL_LIST_CONFLICT)
+        self.availability.send_charge_point_status(ErrorCode.LOCAL_LIST_CONFLICT)
 
     # -- Reservation ---------------------------------------------------------------------------
 
@@ -406,7 +297,7 @@ class Operations:
     async def _trigger_status(self, sender: TriggerSender, connector_ids: list[int]) -> None:
         for cid in connector_ids:
             if cid == 0:
-                status, error = self.charge_point_status(), ErrorCode.NO_ERROR
+                status, error = self.availability.charge_point_status(), ErrorCode.NO_ERROR
             else:
                 status, error = self.charger.connectors[cid].ocpp_status
             await sender.status_notification(cid, status, error, self.charger.wall.iso())
@@ -414,42 +305,16 @@ class Operations:
     # -- for `hilsim ctl status` -----------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        connectors = self.charger.connectors
         return {
-            "charge_point_status": str(self.charge_point_status()),
-            "availability": {
-                str(cid): {
-                    "set": "Operative" if self.availability.get(cid, True) else "Inoperative",
-                    "scheduled": _scheduled(connectors[cid].machine.state.scheduled_operative)
-                    if cid in connectors
-                    else None,
-                }
-                for cid in [0, *connectors]
-            },
             "local_list": {
                 "enabled": self.local_list.enabled,
                 "version": self.local_list.version,
                 "id_tags": len(self.local_list),
             },
             "reservations": self.reservations.snapshot(),
-            "reset": None if self.resetting is None else str(self.resetting),
             "firmware_status": self._job_statuses()[0],
             "diagnostics_status": self._job_statuses()[1],
         }
 
     def _spawn(self, work: Awaitable[Any], name: str) -> None:
         self._tasks.spawn(work, name)
-
-
-def _scheduled(value: bool | None) -> str | None:
-    if value is None:
-        return None
-    return "Operative" if value else "Inoperative"
-
-
-def _all(releases: list[Release]) -> Release:
-    def release() -> None:
-        for one in releases:
-            one()
-
-    return release

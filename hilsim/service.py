@@ -282,13 +282,13 @@ class Service:
             if cid == connector_id and not decided.done():
                 decided.set_result(decision)
 
-        charger.authorization_listeners.append(listener)  # before any await: none is missed
+        charger.authorizer.decision_listeners.append(listener)  # before any await: none is missed
         try:
             decision = await asyncio.wait_for(decided, timeout)
         except TimeoutError:
             return {"authorization": None}
         finally:
-            charger.authorization_listeners.remove(listener)
+            charger.authorizer.decision_listeners.remove(listener)
         state = charger.connectors[connector_id].machine.state
         return {"status": str(state.status), "authorization": decision}
 

@@ -8,9 +8,10 @@ the link for outgoing ones) is broken by giving the link its owner when it runs
 (`CsmsLink.run(owner)`), not when it is built.
 
 Order: security (profile, Basic auth, TLS) -> link -> charger, which builds its connectors and
-then, each from those before it: configuration, smart charging, outbox, authorization with the
-local list, metering, operations (availability, reset, reservations, triggers), transactions,
-and last firmware/diagnostics.
+then calls back here for its services (`ChargerServices`), each built from those before it:
+configuration, smart charging, outbox, authorization with the local list, metering, availability
+(ChangeAvailability, Reset), operations (unlock, local list, reservations, triggers),
+transactions, and last firmware/diagnostics.
 """
 
 from __future__ import annotations
@@ -19,17 +20,27 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from hilsim.charger import Charger
+from hilsim.authorization import Authorizer
+from hilsim.availability import Availability
+from hilsim.charger import Charger, ChargerServices
+from hilsim.charging_limits import ChargingLimits
 from hilsim.config import Settings
+from hilsim.configuration import Configuration
 from hilsim.firmware import Firmware, LogRing, installation_summary, installed_firmware
 from hilsim.keys import ConfigurationKeys
+from hilsim.local_list import LocalAuthList
 from hilsim.meter import MeterSource
+from hilsim.metering import Metering
 from hilsim.ocpp.client import Identity
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
+from hilsim.operations import Operations
+from hilsim.outbox import Outbox
 from hilsim.security import ConnectionSecurity, key_file_for, security_settings
 from hilsim.store import Store
+from hilsim.tasks import TaskSet
+from hilsim.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +109,34 @@ async def build_charge_point(
         security=security,
     )
 
-    def firmware(charger: Charger) -> Firmware:
+    tasks = TaskSet("charger")  # the charger's background tasks, shared with its services
+
+    def services(charger: Charger) -> ChargerServices:
+        # Each from those before it, on the charger's connectors and its one dispatch.
+        configuration = Configuration(keys, store, tasks)
+        smart_charging = ChargingLimits(charger)
+        outbox = Outbox(store, link, keys)
+        local_list = LocalAuthList(store, keys)
+        authorizer = Authorizer(store, keys, link, charger.wall, local_list)
+        # StopTransaction's IdTagInfo feeds the authorization cache too.
+        outbox.id_tag_info_listeners.append(
+            lambda id_tag, info: tasks.spawn(authorizer.remember(id_tag, info), "cache-id-tag")
+        )
+        metering = Metering(
+            charger.connectors, keys, link, outbox,
+            clock=charger.clock, wall=charger.wall, dispatch=charger.dispatch, tasks=tasks,
+        )  # fmt: skip
+        availability = Availability(charger, link, hard_reset=restart)
+        operations = Operations(charger, link, authorizer, local_list, metering, availability)
+        transactions = Transactions(
+            charger.connectors, link, outbox, metering,
+            clock=charger.clock, wall=charger.wall, dispatch=charger.dispatch,
+            claim_reservation=operations.reservations.claim,
+            remember=authorizer.remember, tasks=tasks,
+        )  # fmt: skip
         # FirmwareManagement: the installed version, updates, and diagnostics archives of the
-        # recent log lines and the database.
-        return Firmware(
+        # recent log lines and the database. Last: it works on the whole charger.
+        firmware = Firmware(
             charger, store, link,
             configured_version=cp.firmware_version,
             state_dir=settings.storage.database.parent,
@@ -110,6 +145,10 @@ async def build_charge_point(
             installation=installation_summary(settings),
             installed=installed,
             restart=restart,
+        )  # fmt: skip
+        return ChargerServices(
+            configuration, smart_charging, outbox, authorizer, metering,
+            availability, operations, transactions, firmware,
         )  # fmt: skip
 
     charger = Charger(
@@ -120,8 +159,8 @@ async def build_charge_point(
         voltage_overridden=voltage_overridden,
         registers=registers,
         meters=meters,
-        hard_reset=restart,
-        firmware=firmware,
+        services=services,
+        tasks=tasks,
     )
     assert charger.firmware is not None
     return ChargePoint(security, link, charger, charger.firmware)

@@ -648,6 +648,21 @@ async def test_releasing_the_emergency_stop_keeps_a_connectors_own_fault(
     await panel.status(2, "Available")
 
 
+async def test_a_fault_button_under_the_emergency_stop_clears_only_its_own_fault(
+    panel: PanelBench,
+) -> None:
+    await panel.click(FAULT[2])
+    await panel.status(2, "Faulted")
+    await panel.click(ESTOP)
+    await panel.status(1, "Faulted")
+    answer = await panel.ctl("press", pin=FAULT[2])
+    assert answer["result"]["result"] == "Faulted"  # the emergency stop still holds it
+    await panel.ctl("release", pin=FAULT[2])
+    assert panel.machine_status(2) == Status.FAULTED
+    await panel.click(ESTOP)
+    await panel.status(2, "Available")
+
+
 # -- hilsim ctl pins / press / release --------------------------------------------------------
 
 

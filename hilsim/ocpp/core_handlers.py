@@ -2,7 +2,8 @@
 
 A mixin of `ChargePointClient`, whose router finds every ``@on`` method of the class and its
 bases. Like the client's own handlers these translate and pass on: each calls one method of the
-charge point's operations (`OperationsPort`) and turns the answer into the CALLRESULT payload.
+charge point's availability (`AvailabilityPort`) or operations (`OperationsPort`) and turns the
+answer into the CALLRESULT payload.
 Whatever the answer sets in motion (a StatusNotification, a StopTransaction, a reconnection, the
 triggered message) goes back to the router as the `Reply`'s after-step, run once the CALLRESULT
 is on the wire, so the CSMS always sees the answer before its consequence.
@@ -38,14 +39,14 @@ class CoreProfileHandlers:
 
     @on("ChangeAvailability")
     async def on_change_availability(self, connector_id: int, type: str) -> Reply:
-        status, release = await self.operations.change_availability(
+        status, release = await self.charger.availability.change_availability(
             connector_id, type == "Operative"
         )
         return Reply({"status": str(status)}, release)
 
     @on("Reset")
     def on_reset(self, type: str) -> Reply:
-        status, release = self.operations.reset(type)
+        status, release = self.charger.availability.reset(type)
         return Reply({"status": str(status)}, release)
 
     @on("UnlockConnector")

@@ -45,13 +45,19 @@ class TriggerSender(Protocol):
     async def firmware_status_notification(self, status: str) -> None: ...
 
 
-class OperationsPort(Protocol):
-    """Core, LocalAuthListManagement, Reservation and RemoteTrigger (`hilsim.operations`)."""
+class AvailabilityPort(Protocol):
+    """ChangeAvailability and Reset (`hilsim.availability`)."""
 
     async def change_availability(
         self, connector_id: int, operative: bool
     ) -> tuple[str, Release]: ...
     def reset(self, reset_type: str) -> tuple[str, Release]: ...
+
+
+class OperationsPort(Protocol):
+    """The rest of Core, LocalAuthListManagement, Reservation and RemoteTrigger
+    (`hilsim.operations`)."""
+
     def unlock_connector(self, connector_id: int) -> tuple[str, Release]: ...
     async def clear_cache(self) -> str: ...
     def data_transfer(
@@ -129,6 +135,9 @@ class ChargerPort(Protocol):
     ) -> tuple[str, Release]: ...
 
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]: ...
+
+    @property
+    def availability(self) -> AvailabilityPort: ...
 
     @property
     def operations(self) -> OperationsPort | None: ...

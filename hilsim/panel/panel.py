@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilsim.charger import Charger
 from hilsim.errors import PanelError
-from hilsim.evse import ErrorCode, Status, StopReason, events
+from hilsim.evse import ErrorCode, FaultSource, Status, StopReason, events
 from hilsim.ocpp.session import LinkState
 from hilsim.panel.bridge import LoopBridge
 from hilsim.panel.config import PANEL_COMMANDS, PanelSettings
@@ -71,8 +71,7 @@ class Panel:
         self._open = False
         self._online = False
         self._statuses: dict[int, Status] = {}
-        self._estop = False
-        self._estopped: set[int] = set()  # connectors the emergency stop faulted
+        self._estop = False  # the button's position; the connectors hold its faults
         self._seq = 0
         self._actions: deque[Action] = deque(maxlen=_ACTIONS_KEPT)
 
@@ -173,16 +172,19 @@ class Panel:
             if plugged != state.plugged:
                 event = events.PlugIn() if plugged else events.Unplug()
         elif binding.role == "fault":
-            faulted = state.error_code is not None
-            fault = not faulted if toggle else active
-            if fault and not faulted:
+            own = state.faulted_by(FaultSource.OPERATOR)
+            held = state.faulted_by(FaultSource.PANEL_ESTOP)
+            # A momentary button toggles what the connector shows; a switch is its own fault.
+            fault = state.error_code is None if toggle else active
+            if fault and not own:
                 event = events.Fault(self._fault_code(cid))
-            elif not fault and faulted:
-                if self._estop and cid in self._estopped:
+            elif not fault and (own or (toggle and state.error_code is not None)):
+                if held and not own:
                     log.warning("%s: not cleared, the emergency stop is engaged", binding.label)
                     self._record(binding, None, cid, "refused: the emergency stop is engaged")
                     return
-                event = events.ClearFault()
+                # Under the emergency stop the button clears its own fault only.
+                event = events.ClearFault(FaultSource.OPERATOR if held else None)
         elif binding.role == "tag":
             assert binding.id_tag is not None
             event = events.PresentTag(binding.id_tag)
@@ -209,7 +211,9 @@ class Panel:
     def _emergency_stop(self, binding: InputBinding, engaged: bool) -> None:
         """Engaged: transactions end (EmergencyStop), relays open, all Faulted until released.
 
-        A connector that was already faulted keeps its own fault when the stop is released.
+        The stop's faults are raised under `FaultSource.PANEL_ESTOP` and cleared by that source
+        only, so a connector faulted by anything else as well (its fault switch, its meter) keeps
+        that fault when the stop is released.
         """
         if engaged == self._estop:
             return
@@ -219,34 +223,18 @@ class Panel:
             if self.hardware is not None:
                 for relay in self.hardware.relays.values():
                     relay.set(False)
-            stop = events.Fault(ErrorCode.OTHER_ERROR, stop_reason=StopReason.EMERGENCY_STOP)
-            for cid, rt in self.charger.connectors.items():
-                if rt.machine.state.error_code is None:
-                    outcome = self.charger.dispatch(cid, stop)
-                    if outcome.accepted:
-                        self._estopped.add(cid)
+            stop = events.Fault(
+                ErrorCode.OTHER_ERROR, StopReason.EMERGENCY_STOP, FaultSource.PANEL_ESTOP
+            )
+            for cid in self.charger.connectors:
+                self.charger.dispatch(cid, stop)
             self._record(binding, "EmergencyStop", None, "engaged")
             return
         log.warning("emergency stop released (%s)", binding.label)
-        held = self._held_by_fault_switch()
-        for cid in sorted(self._estopped - held):
-            if self.charger.connectors[cid].machine.state.error_code is not None:
-                self.charger.dispatch(cid, events.ClearFault())
-        self._estopped.clear()
+        for cid, rt in self.charger.connectors.items():
+            if rt.machine.state.faulted_by(FaultSource.PANEL_ESTOP):
+                self.charger.dispatch(cid, events.ClearFault(FaultSource.PANEL_ESTOP))
         self._record(binding, "EmergencyStopReleased", None, "released")
-
-    def _held_by_fault_switch(self) -> set[int]:
-        """Connectors whose latching fault switch is still on: releasing the stop keeps them."""
-        if self.hardware is None:
-            return set()
-        return {
-            b.connector_id
-            for b in self.hardware.inputs
-            if b.role == "fault"
-            and b.spec.mode == "level"
-            and b.device.is_active
-            and b.connector_id is not None
-        }
 
     # -- lights and relays out -----------------------------------------------------------------
 
