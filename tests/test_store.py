@@ -342,3 +342,43 @@ async def test_a_write_cancelled_in_its_begin_leaves_no_transaction_open(
         tmp_path / "hilsim.db",
         "SELECT value FROM configuration_key WHERE name = 'HeartbeatInterval'",
     ) == [("77",)]
+
+
+async def test_schema_7_keeps_queued_messages_and_takes_transaction_events(
+    tmp_path: Path,
+) -> None:
+    """A database of the previous release (schema 6) with a message waiting keeps it, in order,
+    and afterwards the outbox accepts OCPP 2.0.1's TransactionEvent."""
+    path = tmp_path / "hilsim.db"
+    with closing(sqlite3.connect(path)) as db:
+        for number, script in enumerate(MIGRATIONS[:6], 1):
+            db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        db.execute(
+            "INSERT INTO charging_transaction (local_id, connector_id, id_tag, meter_start_Wh, "
+            "started_at, last_energy_Wh, last_sample_at) VALUES (4, 1, 'T', 10, 's', 10, 's')"
+        )
+        for seq in (11, 12):
+            db.execute(
+                "INSERT INTO outbox (seq, action, local_id, payload, created_at) "
+                "VALUES (?, 'MeterValues', 4, '{}', 's')",
+                (seq,),
+            )
+        db.commit()
+    async with await Store.open(path):
+        pass
+    assert query(path, "SELECT seq, action, local_id FROM outbox ORDER BY seq") == [
+        (11, "MeterValues", 4),
+        (12, "MeterValues", 4),
+    ]
+    assert query(path, "SELECT tx_id, next_seq_no FROM charging_transaction") == [(None, 0)]
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "INSERT INTO outbox (action, local_id, payload, created_at) "
+            "VALUES ('TransactionEvent', 4, '{}', 's')"
+        )
+        assert db.execute("SELECT max(seq) FROM outbox").fetchone() == (13,)
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(
+                "INSERT INTO outbox (action, local_id, payload, created_at) "
+                "VALUES ('Nonsense', 4, '{}', 's')"
+            )

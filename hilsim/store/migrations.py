@@ -186,6 +186,45 @@ MIGRATIONS: tuple[str, ...] = (
                 'transactionData', payload -> '$.transaction_data'))
         END;
     """,
+    # 7: OCPP 2.0.1 beside 1.6 (`[charge_point] ocpp_version`). The device model's variables as
+    # the CSMS or the operator set them (one row per attribute; '' and 0 stand for an absent
+    # instance, EVSE or connector, so that the key stays a plain primary key; a variable that is
+    # also a 1.6 configuration key lives in configuration_key alone). A 2.0.1 transaction's id,
+    # chosen by the charge point, and the seqNo its next TransactionEvent gets: both must survive
+    # a power cut, or the CSMS would see a sequence start again. The outbox takes
+    # TransactionEvent; SQLite cannot widen a CHECK in place, so the table is copied.
+    """
+    CREATE TABLE device_variable (
+        component TEXT NOT NULL,
+        component_instance TEXT NOT NULL DEFAULT '',
+        evse_id INTEGER NOT NULL DEFAULT 0,
+        connector_id INTEGER NOT NULL DEFAULT 0,
+        variable TEXT NOT NULL,
+        variable_instance TEXT NOT NULL DEFAULT '',
+        attribute TEXT NOT NULL CHECK (attribute IN ('Actual', 'Target', 'MinSet', 'MaxSet')),
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (component, component_instance, evse_id, connector_id, variable,
+            variable_instance, attribute)
+    );
+    ALTER TABLE charging_transaction ADD COLUMN tx_id TEXT;
+    ALTER TABLE charging_transaction ADD COLUMN next_seq_no INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX charging_transaction_tx_id ON charging_transaction (tx_id)
+        WHERE tx_id IS NOT NULL;
+    CREATE TABLE outbox_7 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL CHECK (action IN
+            ('StartTransaction', 'MeterValues', 'StopTransaction', 'TransactionEvent')),
+        local_id INTEGER NOT NULL REFERENCES charging_transaction (local_id),
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    INSERT INTO outbox_7 (seq, action, local_id, payload, attempts, created_at)
+        SELECT seq, action, local_id, payload, attempts, created_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_7 RENAME TO outbox;
+    """,
 )
 
 
