@@ -12,6 +12,11 @@ TransactionMessageAttempts times for a reason other than the link (a CALLERROR, 
 answer, a local error) is set aside in the database (outbox_dead) with an ERROR log line, and the
 queue carries on behind it; so is every later message of a transaction whose StartTransaction was
 set aside, since the CSMS has no id to file it under.
+
+What the rows say is the dialect's (`TransactionMessages`, chosen once at wiring): `Messages16`
+records StartTransaction/MeterValues/StopTransaction and learns the CSMS's ids; the OCPP 2.0.1
+dialect (`hilsim.ocpp201.transaction_events`) records TransactionEvents. The queue, its order,
+the retries and setting aside are the outbox's, the same for both.
 """
 
 from __future__ import annotations
@@ -27,18 +32,15 @@ from hilsim.keys import ConfigurationKeys
 from hilsim.meter.base import register_Wh
 from hilsim.ocpp.client import CallErrorReceived
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.ocpp.validation import snake_case
 from hilsim.store import OutboxEntry, Store, TransactionRow
+from hilsim.transaction_messages import Messages16, TransactionMessages
 
 log = logging.getLogger(__name__)
 
 #: After a failure of the outbox itself (the database), seconds before trying again, doubling.
 STORE_RETRY_S = (0.5, 30.0)
-#: What SQLite can store: a transactionId beyond it is an invalid answer, not a crash.
-_INT64 = range(-(2**63), 2**63)
 
 StartConfirmed = Callable[[int, int, dict[str, Any]], None]
-
 
 class Outbox:
     """Persists transaction messages, delivers them in order, maps local to CSMS ids."""
@@ -48,18 +50,21 @@ class Outbox:
         store: Store,
         link: CsmsLink,
         keys: ConfigurationKeys,
+        messages: TransactionMessages | None = None,
     ) -> None:
+        """``messages``: the dialect (OCPP 1.6's unless given)."""
         self.store = store
         self.link = link
         self.keys = keys
+        self.messages: TransactionMessages = messages or Messages16()
         #: told (local id, transactionId, IdTagInfo) of a StartTransaction the CSMS confirmed
         #: after its start stopped waiting (an offline start): `hilsim.transactions`
         self.start_confirmed_listeners: list[StartConfirmed] = []
-        self._ids: dict[int, int] = {}  # local id -> CSMS transactionId
         self._waiters: dict[int, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set whenever the outbox was found empty
-        self._writes: asyncio.Lock = asyncio.Lock()
+        #: the write lock: FIFO, so messages are recorded in the order they were asked for
+        self.writes: asyncio.Lock = asyncio.Lock()
         #: seq -> (payload, answer) of a message the CSMS confirmed whose row is not gone yet
         #: (the database failed): it is never sent twice, only its confirmation recorded again.
         self._unrecorded: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -75,13 +80,10 @@ class Outbox:
 
     def transaction_id(self, local_id: int) -> int | None:
         """The CSMS's id for a local transaction, once known."""
-        return self._ids.get(local_id)
+        return self.messages.transaction_id(local_id)
 
     def local_id(self, transaction_id: int) -> int | None:
-        for local, csms in self._ids.items():
-            if csms == transaction_id:
-                return local
-        return None
+        return self.messages.local_id(transaction_id)
 
     # -- recording (in call order: the write lock is FIFO) --------------------------------------
 
@@ -93,22 +95,27 @@ class Outbox:
         timestamp: str,
         reservation_id: int | None,
     ) -> int:
-        payload: dict[str, Any] = {
-            "connectorId": connector_id,
-            "idTag": id_tag,
-            "meterStart": meter_start,
-            "timestamp": timestamp,
-        }
-        if reservation_id is not None:
-            payload["reservationId"] = reservation_id
-        async with self._writes:
-            local_id = await self.store.begin_transaction(
-                connector_id, id_tag, meter_start, timestamp, json.dumps(payload)
-            )
-        # Registered before anything else runs, so the confirmation cannot slip past it.
+        return await self.messages.start(
+            self, connector_id, id_tag, meter_start, timestamp, reservation_id
+        )
+
+    def expect(self, local_id: int) -> None:
+        """A start waits for its confirmation (`wait_confirmed`): registered before anything
+        else runs, so the confirmation cannot slip past it."""
         self._waiters[local_id] = asyncio.get_running_loop().create_future()
-        self._recorded("StartTransaction")
-        return local_id
+
+    def confirm(self, local_id: int, transaction_id: int, info: dict[str, Any]) -> None:
+        """The CSMS confirmed a start: its waiter, or else the late-confirmation listeners."""
+        waiter = self._waiters.pop(local_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((transaction_id, info))
+        else:
+            for listener in self.start_confirmed_listeners:
+                listener(local_id, transaction_id, info)
+
+    def tell_id_tag_info(self, id_tag: str, info: dict[str, Any]) -> None:
+        for listener in self.id_tag_info_listeners:
+            listener(id_tag, info)
 
     async def sample(
         self,
@@ -121,21 +128,15 @@ class Outbox:
     ) -> None:
         """Persist a sample: the register, the transaction's MeterValues (if any are wanted)
         and ``kept``, a MeterValue for its StopTransaction's transactionData (if any)."""
-        payload = kept_json = None
-        if local_id is not None and meter_value is not None:
-            payload = json.dumps({"connectorId": connector_id, "meterValue": meter_value})
-        if local_id is not None and kept is not None:
-            kept_json = json.dumps(kept)
-        async with self._writes:
-            await self.store.record_sample(
-                connector_id, energy_Wh, timestamp, local_id, payload, kept_json
-            )
-        if payload is not None:
-            self._recorded("MeterValues")
+        action = await self.messages.sample(
+            self, connector_id, energy_Wh, timestamp, local_id, meter_value, kept
+        )
+        if action is not None:
+            self.recorded(action)
 
     async def keep(self, local_id: int, meter_value: dict[str, Any]) -> None:
         """Keep a MeterValue for the transaction's StopTransaction (Transaction.Begin)."""
-        async with self._writes:
+        async with self.writes:
             await self.store.keep_transaction_data(local_id, json.dumps(meter_value))
 
     async def stop(
@@ -154,25 +155,19 @@ class Outbox:
 
         After a power cut there is no ``end``, but what was kept is in the database.
         """
-        payload: dict[str, Any] = {
-            "meterStop": meter_stop,
-            "timestamp": timestamp,
-            "reason": reason,
-        }
-        if id_tag is not None:
-            payload["idTag"] = id_tag
-        async with self._writes:  # every earlier keep and sample is written by now
+        async with self.writes:  # every earlier keep and sample is written by now
             data = [json.loads(text) for text in await self.store.transaction_data(local_id)]
             if end is not None:
                 data.append(end)
-            if data:
-                payload["transactionData"] = data
-            await self.store.end_transaction(
-                local_id, connector_id, energy_Wh, timestamp, json.dumps(payload)
-            )
-        self._recorded("StopTransaction")
+            action = await self.messages.stop(
+                self, local_id, connector_id, meter_stop, energy_Wh, timestamp, reason,
+                id_tag, data,
+            )  # fmt: skip
+        if action is not None:
+            self.recorded(action)
 
-    def _recorded(self, action: str) -> None:
+    def recorded(self, action: str) -> None:
+        """A message is safely in the database: wake the delivery, tell the listeners."""
         self._wake.set()
         for listener in self.recorded_listeners:
             listener(action)
@@ -201,8 +196,7 @@ class Outbox:
         """
         ended = []
         for row in await self.store.transactions():
-            if row.transaction_id is not None:
-                self._ids[row.local_id] = row.transaction_id
+            self.messages.adopt(row)
             if not row.stopped:
                 log.warning(
                     "transaction %s on connector %d was open at power loss; "
@@ -281,13 +275,10 @@ class Outbox:
         except ValueError as exc:
             await self._failed(entry, f"unreadable payload: {exc}")
             return
-        if entry.action != "StartTransaction":
-            transaction_id = self._ids.get(entry.local_id)
-            if transaction_id is None:
-                # Its StartTransaction was set aside: the CSMS has no id to file this under.
-                await self._set_aside(entry, "its StartTransaction was never confirmed")
-                return
-            payload["transactionId"] = transaction_id
+        why = self.messages.prepare(entry, payload)
+        if why is not None:
+            await self._set_aside(entry, why)
+            return
         action = entry.action
         try:
             result = await self.link.submit(lambda client: client.call(action, payload), action)
@@ -302,38 +293,17 @@ class Outbox:
             log.exception("%s (seq %d) could not be sent", entry.action, entry.seq)
             await self._failed(entry, f"{type(exc).__name__}: {exc}")
             return
-        if action == "StartTransaction" and int(result["transactionId"]) not in _INT64:
-            await self._failed(entry, f"invalid answer: transactionId {result['transactionId']}")
+        invalid = self.messages.check(entry, result)
+        if invalid is not None:
+            await self._failed(entry, f"invalid answer: {invalid}")
             return
         self._unrecorded[entry.seq] = (payload, result)
-        self._announce(entry, payload, result)
+        self.messages.announce(self, entry, payload, result)
         await self._record(entry, result)
-
-    def _announce(
-        self, entry: OutboxEntry, payload: dict[str, Any], result: dict[str, Any]
-    ) -> None:
-        """Act on the CSMS's answer at once (once): the id map, the waiting start, the cache."""
-        if entry.action == "StartTransaction":
-            transaction_id = int(result["transactionId"])
-            info = dict(snake_case(result["idTagInfo"]))
-            self._ids[entry.local_id] = transaction_id
-            waiter = self._waiters.pop(entry.local_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result((transaction_id, info))
-            else:
-                for listener in self.start_confirmed_listeners:
-                    listener(entry.local_id, transaction_id, info)
-        elif entry.action == "StopTransaction" and payload.get("idTag"):
-            info = dict(snake_case(result.get("idTagInfo") or {}))
-            if info:
-                for listener in self.id_tag_info_listeners:
-                    listener(str(payload["idTag"]), info)
 
     async def _record(self, entry: OutboxEntry, result: dict[str, Any]) -> None:
         """The confirmed message leaves the database (a start records the CSMS's id)."""
-        transaction_id = None
-        if entry.action == "StartTransaction":
-            transaction_id = int(result["transactionId"])
+        transaction_id = self.messages.learnt_id(entry, result)
         await self.store.outbox_done(entry.seq, transaction_id=transaction_id)
         del self._unrecorded[entry.seq]
         self.delivered += 1
@@ -351,7 +321,7 @@ class Outbox:
         await asyncio.sleep(delay)
 
     async def _set_aside(self, entry: OutboxEntry, reason: str) -> None:
-        transaction_id = self._ids.get(entry.local_id)
+        transaction_id = self.messages.transaction_id(entry.local_id)
         log.error(
             "%s of transaction %s set aside, never to be sent: %s; kept in %s (table "
             "outbox_dead, seq %d)",
@@ -368,3 +338,4 @@ class Outbox:
     async def _link_lost(self) -> None:
         """Wait until the link has gone down and come back, instead of spinning on it."""
         await self.link.disconnected.wait()
+
