@@ -50,13 +50,12 @@ class Outbox:
         store: Store,
         link: CsmsLink,
         keys: ConfigurationKeys,
-        messages: TransactionMessages | None = None,
+        messages: Callable[[Outbox], TransactionMessages] | None = None,
     ) -> None:
-        """``messages``: the dialect (OCPP 1.6's unless given)."""
+        """``messages``: builds the dialect for this outbox (OCPP 1.6's unless given)."""
         self.store = store
         self.link = link
         self.keys = keys
-        self.messages: TransactionMessages = messages or Messages16()
         #: told (local id, transactionId, IdTagInfo) of a StartTransaction the CSMS confirmed
         #: after its start stopped waiting (an offline start): `hilsim.transactions`
         self.start_confirmed_listeners: list[StartConfirmed] = []
@@ -75,6 +74,7 @@ class Outbox:
         self.recorded_listeners: list[Callable[[str], None]] = []
         #: told (idTag, IdTagInfo) of every StopTransaction the CSMS answered with an IdTagInfo
         self.id_tag_info_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.messages: TransactionMessages = messages(self) if messages else Messages16()
 
     # -- ids ---------------------------------------------------------------------------------
 

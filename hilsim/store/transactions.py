@@ -8,6 +8,7 @@ The energy register (meter_register) is kept here too: it moves with every sampl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hilsim.store.database import Database, now
@@ -49,6 +50,8 @@ class TransactionRow:
     last_energy_Wh: float
     last_sample_at: str
     stopped: bool
+    tx_id: str | None = None  # OCPP 2.0.1: the transactionId the charge point chose
+    next_seq_no: int = 0  # OCPP 2.0.1: the seqNo of the transaction's next TransactionEvent
 
 
 class TransactionRepository:
@@ -156,31 +159,123 @@ class TransactionRepository:
 
         async def run() -> None:
             async with self._database.transaction(durable=True):
-                await self._db.execute(
-                    """
-                    UPDATE charging_transaction
-                    SET stopped = 1, last_energy_Wh = ?, last_sample_at = ?
-                    WHERE local_id = ?
-                    """,
-                    (energy_Wh, at, local_id),
-                )
-                await self._db.execute(
-                    """
-                    INSERT INTO meter_register (connector_id, energy_Wh, updated_at)
-                    VALUES (?, ?, ?)
-                    ON CONFLICT (connector_id) DO UPDATE
-                        SET energy_Wh = max(meter_register.energy_Wh, excluded.energy_Wh),
-                            updated_at = excluded.updated_at
-                    """,
-                    (connector_id, energy_Wh, at),
-                )
+                await self._stopped(local_id, connector_id, energy_Wh, at)
                 await self._enqueue("StopTransaction", local_id, payload)
-                # Now in the StopTransaction's payload: not kept twice.
-                await self._db.execute(
-                    "DELETE FROM transaction_data WHERE local_id = ?", (local_id,)
-                )
+                await self._forget_data(local_id)
 
         await self._database.guard("record a transaction stop", run)
+
+    async def _stopped(self, local_id: int, connector_id: int, energy_Wh: float, at: str) -> None:
+        await self._db.execute(
+            """
+            UPDATE charging_transaction
+            SET stopped = 1, last_energy_Wh = ?, last_sample_at = ?
+            WHERE local_id = ?
+            """,
+            (energy_Wh, at, local_id),
+        )
+        await self._db.execute(
+            """
+            INSERT INTO meter_register (connector_id, energy_Wh, updated_at)
+            VALUES (?, ?, ?)
+            ON CONFLICT (connector_id) DO UPDATE
+                SET energy_Wh = max(meter_register.energy_Wh, excluded.energy_Wh),
+                    updated_at = excluded.updated_at
+            """,
+            (connector_id, energy_Wh, at),
+        )
+
+    # -- OCPP 2.0.1: TransactionEvents, numbered in the commit that queues them ----------------
+
+    async def begin_transaction_event(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        started_at: str,
+        tx_id: str,
+        build: Callable[[int], str],
+    ) -> int:
+        """Record a new 2.0.1 transaction (its id ``tx_id``) and queue its first event, whose
+        payload ``build`` makes from its seqNo; returns the local id."""
+
+        async def run() -> int:
+            async with self._database.transaction(durable=True):
+                cursor = await self._db.execute(
+                    """
+                    INSERT INTO charging_transaction (connector_id, id_tag, meter_start_Wh,
+                        started_at, last_energy_Wh, last_sample_at, tx_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    (connector_id, id_tag, meter_start, started_at, meter_start, started_at,
+                     tx_id),
+                )  # fmt: skip
+                local_id = int(cursor.lastrowid or 0)
+                await self._enqueue_event(local_id, build)
+                return local_id
+
+        return await self._database.guard("record a transaction start", run)
+
+    async def transaction_event(
+        self,
+        local_id: int,
+        build: Callable[[int], str],
+        *,
+        id_tag: str | None = None,
+        stop: tuple[int, float, str] | None = None,
+    ) -> int:
+        """Queue a TransactionEvent of a 2.0.1 transaction with the next seqNo, in one commit
+        with the seqNo's increment: a seqNo is never given twice, even across a power cut.
+
+        ``id_tag``: the transaction's idTag is now this one; ``stop`` (connector, energy, time):
+        the event ends the transaction (its kept transaction data are in the payload now).
+        Returns the seqNo given.
+        """
+
+        async def run() -> int:
+            async with self._database.transaction(durable=True):
+                if id_tag is not None:
+                    await self._db.execute(
+                        "UPDATE charging_transaction SET id_tag = ? WHERE local_id = ?",
+                        (id_tag, local_id),
+                    )
+                if stop is not None:
+                    connector_id, energy_Wh, at = stop
+                    await self._stopped(local_id, connector_id, energy_Wh, at)
+                seq_no = await self._enqueue_event(local_id, build)
+                if stop is not None:
+                    await self._forget_data(local_id)
+                return seq_no
+
+        return await self._database.guard("record a transaction event", run)
+
+    async def outbox_count(self, local_id: int) -> int:
+        """How many messages of a transaction wait for the CSMS."""
+
+        async def run() -> int:
+            async with self._database.writer_lock:
+                rows = await self._db.execute_fetchall(
+                    "SELECT count(*) FROM outbox WHERE local_id = ?", (local_id,)
+                )
+            return int(next(iter(rows))[0])
+
+        return await self._database.guard("read the outbox", run)
+
+    async def _forget_data(self, local_id: int) -> None:
+        """The kept transaction data are in the stop's payload now: not kept twice."""
+        await self._db.execute("DELETE FROM transaction_data WHERE local_id = ?", (local_id,))
+
+    async def _enqueue_event(self, local_id: int, build: Callable[[int], str]) -> int:
+        rows = await self._db.execute_fetchall(
+            "SELECT next_seq_no FROM charging_transaction WHERE local_id = ?", (local_id,)
+        )
+        seq_no = int(next(iter(rows))[0])
+        await self._db.execute(
+            "UPDATE charging_transaction SET next_seq_no = ? WHERE local_id = ?",
+            (seq_no + 1, local_id),
+        )
+        await self._enqueue("TransactionEvent", local_id, build(seq_no))
+        return seq_no
 
     async def outbox_head(self) -> OutboxEntry | None:
         """The oldest unconfirmed transaction message: they are delivered strictly in order."""
@@ -296,7 +391,7 @@ class TransactionRepository:
             lambda: self._db.execute_fetchall(
                 """
                 SELECT local_id, connector_id, id_tag, transaction_id, meter_start_Wh,
-                       started_at, last_energy_Wh, last_sample_at, stopped
+                       started_at, last_energy_Wh, last_sample_at, stopped, tx_id, next_seq_no
                 FROM charging_transaction ORDER BY local_id
                 """
             ),
@@ -312,6 +407,8 @@ class TransactionRepository:
                 last_energy_Wh=row[6],
                 last_sample_at=row[7],
                 stopped=bool(row[8]),
+                tx_id=row[9],
+                next_seq_no=row[10],
             )
             for row in rows
         ]

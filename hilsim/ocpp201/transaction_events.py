@@ -1,0 +1,410 @@
+"""OCPP 2.0.1's dialect of the outbox: TransactionEvents, numbered and kept until confirmed.
+
+The outbox (`hilsim.outbox`) is the same for both protocols; this is what its rows say in 2.0.1.
+A TransactionEvent is written to SQLite with its seqNo in the commit that moves the
+transaction's next_seq_no on (so a seqNo is never given twice, even across a power cut), as the
+exact payload that goes on the wire; the CSMS never learns a local id. The transactionId is the
+charge point's own (a UUID4, in charging_transaction.tx_id), so inside the services a 2.0.1
+transaction is known by its local id alone: ``transaction_id(local_id) == local_id``, and the
+2.0.1 handlers translate with `tx_id` and `local_id_of`.
+
+When the events happen is the tracker's (`hilsim.ocpp201.tx_tracker`), fed from two sides: the
+charger's machines (`on_event`, a `Charger.event_listeners` entry: plug-in, authorization,
+status) and the services that call the outbox (`start`, `sample`, `stop`: the machine's
+transaction and its meter values).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from hilsim.clock import Clock
+from hilsim.evse import Outcome, events
+from hilsim.meter import register_Wh
+from hilsim.ocpp.session import CsmsLink, LinkState
+from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended
+from hilsim.store import OutboxEntry, Store, TransactionRow
+from hilsim.tasks import TaskSet
+from hilsim.transaction_messages import Outbox
+
+log = logging.getLogger(__name__)
+
+#: idTokenInfo.status -> the 1.6 IdTagInfo status the services understand
+_STATUS_16 = {"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"}
+
+
+def id_token(tag: str) -> dict[str, Any]:
+    """A tag from the panel, `hilsim ctl` or the web page, as a 2.0.1 IdToken."""
+    return {"idToken": tag, "type": "ISO14443"}
+
+
+def id_tag_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A 2.0.1 IdTokenInfo as a 1.6 IdTagInfo (snake_case), for the services and the cache."""
+    status = str(info.get("status", "Invalid"))
+    out: dict[str, Any] = {"status": status if status in _STATUS_16 else "Invalid"}
+    if info.get("cacheExpiryDateTime"):
+        out["expiry_date"] = info["cacheExpiryDateTime"]
+    group = info.get("groupIdToken")
+    if isinstance(group, dict) and group.get("idToken"):
+        out["parent_id_tag"] = group["idToken"]
+    return out
+
+
+def meter_value_201(value: dict[str, Any]) -> dict[str, Any]:
+    """A 1.6 MeterValue (`hilsim.metering`) as 2.0.1's: numbers, and units as UnitOfMeasure."""
+    sampled = []
+    for sv in value.get("sampledValue", []):
+        out: dict[str, Any] = {"value": float(sv["value"])}
+        for key in ("context", "measurand", "phase", "location"):
+            if key in sv:
+                out[key] = sv[key]
+        unit = sv.get("unit") or ("Hz" if sv.get("measurand") == "Frequency" else None)
+        if unit is not None:
+            out["unitOfMeasure"] = {"unit": unit}
+        sampled.append(out)
+    return {"timestamp": value["timestamp"], "sampledValue": sampled}
+
+
+def register_value(energy_Wh: float, stamp: str, context: str) -> dict[str, Any]:
+    """The energy register alone, as a 2.0.1 MeterValue (Transaction.Begin and .End)."""
+    return {
+        "timestamp": stamp,
+        "sampledValue": [
+            {
+                "value": float(register_Wh(energy_Wh)),
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+                "location": "Outlet",
+                "unitOfMeasure": {"unit": "Wh"},
+            }
+        ],
+    }
+
+
+class TransactionEvents:
+    """The 2.0.1 `TransactionMessages`: trackers per EVSE, TransactionEvent rows, answers."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        store: Store,
+        link: CsmsLink,
+        wall: Clock,
+        tasks: TaskSet,
+        *,
+        energy_Wh: Callable[[int], float],
+        points: Callable[[], TxPoints] = TxPoints,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        """``energy_Wh``: a connector's register now; ``points``: TxStartPoint/TxStopPoint
+        now (the device model's); ``tasks``: where events from the machines are written."""
+        self.store = store
+        self.link = link
+        self.wall = wall
+        self.tasks = tasks
+        self.energy_Wh = energy_Wh
+        self.points = points
+        self.new_id = new_id
+        self.outbox = outbox  # the outbox this dialect speaks for
+        self._trackers: dict[int, EvseTracker] = {}
+        self._local: dict[str, int] = {}  # tx_id -> local id
+        self._tx: dict[int, str] = {}  # local id -> tx_id
+        self._seen_tag: dict[int, str | None] = {}  # the machine's authorized idTag, last seen
+
+    # -- ids -----------------------------------------------------------------------------------
+
+    def transaction_id(self, local_id: int) -> int | None:
+        return local_id  # in 2.0.1 the services know a transaction by its local id
+
+    def local_id(self, transaction_id: int) -> int | None:
+        return transaction_id
+
+    def tx_id(self, local_id: int) -> str | None:
+        """The transactionId the CSMS knows a local transaction by."""
+        return self._tx.get(local_id)
+
+    def local_id_of(self, tx_id: str) -> int | None:
+        return self._local.get(tx_id)
+
+    def open_tx_id(self, evse_id: int) -> str | None:
+        """The EVSE's open 2.0.1 transaction (it may have begun before the machine's)."""
+        tracker = self._trackers.get(evse_id)
+        return None if tracker is None else tracker.tx_id
+
+    def tracker(self, evse_id: int) -> EvseTracker:
+        if evse_id not in self._trackers:
+            self._trackers[evse_id] = EvseTracker(evse_id, self.new_id)
+        return self._trackers[evse_id]
+
+    def adopt(self, row: TransactionRow) -> None:
+        if row.tx_id is not None:
+            self._local[row.tx_id] = row.local_id
+            self._tx[row.local_id] = row.tx_id
+
+    async def messages_queued(self, local_id: int) -> int:
+        return await self.store.transaction_log.outbox_count(local_id)
+
+    # -- the machines (a Charger.event_listeners entry) ----------------------------------------
+
+    def on_event(self, evse_id: int, event: events.Event, outcome: Outcome) -> None:
+        """Translate what a machine did into the tracker's terms; write what it answers."""
+        if not outcome.accepted:
+            return
+        tracker, points, state = self.tracker(evse_id), self.points(), outcome.state
+        drafts: list[Draft] = []
+        if isinstance(event, events.PlugIn):
+            drafts += tracker.ev_connected(points)
+        elif isinstance(event, events.Unplug):
+            drafts += tracker.ev_disconnected(points)
+        # The idTag cleared to charge: that of the machine's transaction, or a granted one.
+        auth = state.authorization
+        tag, remote = None, False
+        if state.transaction is not None:
+            tag, remote = state.transaction.id_tag, state.transaction.remote
+        elif auth is not None and not auth.pending:
+            tag, remote = auth.id_tag, auth.remote
+        seen = self._seen_tag.get(evse_id)
+        self._seen_tag[evse_id] = tag
+        if tag is not None and tag != seen:
+            drafts += tracker.authorized(self._token_for(tracker, tag), points, remote)
+        elif tag is None and seen is not None and tracker.machine_state is None:
+            if state.finishing or isinstance(event, (events.EndTransaction, events.RemoteStop)):
+                pass  # the machine's transaction ended: its stop says what follows
+            else:
+                drafts += tracker.deauthorized(isinstance(event, events.Tick), points)
+        drafts += tracker.machine_status(str(state.status))
+        for draft in drafts:
+            self._spawn(evse_id, draft)
+
+    def remote_start(self, evse_id: int, remote_start_id: int, token: dict[str, Any]) -> None:
+        """RequestStartTransaction accepted on this EVSE: its id and idToken as given go with
+        the next event (before the machine hears of the start)."""
+        self.tracker(evse_id).remote_start(remote_start_id, token)
+
+    def triggered(self, evse_id: int) -> bool:
+        """TriggerMessage TransactionEvent: an Updated (Trigger), if a transaction is open."""
+        drafts = self.tracker(evse_id).triggered()
+        for draft in drafts:
+            self._spawn(evse_id, draft)
+        return bool(drafts)
+
+    @staticmethod
+    def _token_for(tracker: EvseTracker, tag: str) -> dict[str, Any]:
+        if tracker.token is not None and tracker.token.get("idToken") == tag:
+            return tracker.token  # RequestStartTransaction's, as the CSMS gave it
+        return id_token(tag)
+
+    def _spawn(self, evse_id: int, draft: Draft) -> None:
+        payload = self._payload(evse_id, draft)
+        self.tasks.spawn(self._write(evse_id, draft, payload), f"transaction-event-E{evse_id}")
+
+    async def _write(self, evse_id: int, draft: Draft, payload: dict[str, Any]) -> None:
+        outbox = self.outbox
+        async with outbox.writes:
+            if draft.event_type == "Ended":
+                local_id = self._local.get(draft.tx_id)
+                if local_id is not None:
+                    data = [json.loads(t) for t in await self.store.transaction_data(local_id)]
+                    payload["meterValue"] = [*map(meter_value_201, data), *payload["meterValue"]]
+            await self._record(evse_id, draft, payload)
+        outbox.recorded("TransactionEvent")
+
+    # -- the services (TransactionMessages) ----------------------------------------------------
+
+    async def start(
+        self,
+        outbox: Outbox,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        timestamp: str,
+        reservation_id: int | None,
+    ) -> int:
+        tracker = self.tracker(connector_id)
+        self._seen_tag[connector_id] = id_tag
+        drafts = tracker.local_started(self._token_for(tracker, id_tag))
+        tx_id = tracker.tx_id
+        assert tx_id is not None
+        local_id = None
+        token_sent = False
+        async with outbox.writes:
+            for draft in drafts:
+                payload = self._payload(
+                    connector_id, draft, stamp=timestamp, energy_Wh=float(meter_start)
+                )
+                if reservation_id is not None and draft.event_type == "Started":
+                    payload["reservationId"] = reservation_id
+                token_sent = token_sent or draft.id_token is not None
+                local_id = await self._record(connector_id, draft, payload, id_tag=id_tag)
+            if local_id is None:
+                local_id = self._local[tx_id]
+        outbox.expect(local_id)
+        if drafts:
+            outbox.recorded("TransactionEvent")
+        if not token_sent:  # the CSMS heard of the idToken before: nothing more to wait for
+            outbox.confirm(local_id, local_id, {"status": "Accepted"})
+        return local_id
+
+    async def sample(
+        self,
+        outbox: Outbox,
+        connector_id: int,
+        energy_Wh: float,
+        timestamp: str,
+        local_id: int | None,
+        meter_value: list[dict[str, Any]] | None,
+        kept: dict[str, Any] | None,
+    ) -> str | None:
+        kept_json = None if local_id is None or kept is None else json.dumps(kept)
+        tracker = self.tracker(connector_id)
+        drafts: list[Draft] = []
+        if local_id is not None and meter_value is not None:
+            clock = meter_value[0]["sampledValue"][0].get("context") == "Sample.Clock"
+            drafts = tracker.sample(clock)
+        async with outbox.writes:
+            await self.store.record_sample(
+                connector_id, energy_Wh, timestamp, local_id, None, kept_json
+            )
+            for draft in drafts:
+                payload = self._payload(connector_id, draft, stamp=timestamp)
+                payload["meterValue"] = [meter_value_201(mv) for mv in meter_value or []]
+                await self._record(connector_id, draft, payload)
+        return "TransactionEvent" if drafts else None
+
+    async def stop(
+        self,
+        outbox: Outbox,
+        local_id: int,
+        connector_id: int,
+        meter_stop: int,
+        energy_Wh: float,
+        timestamp: str,
+        reason: str,
+        id_tag: str | None,
+        data: list[dict[str, Any]],
+    ) -> str | None:
+        """The machine's transaction stopped (the caller holds the write lock)."""
+        tracker = self.tracker(connector_id)
+        tx_id = self._tx.get(local_id)
+        if tx_id is None:  # recorded in 1.6 mode: it has no 2.0.1 id yet
+            tx_id = self.new_id()
+            self._local[tx_id], self._tx[local_id] = local_id, tx_id
+        if tracker.tx_id == tx_id:
+            token = None if id_tag is None else self._token_for(tracker, id_tag)
+            drafts = tracker.local_stopped(reason, token, self.points())
+        else:  # no tracker follows it: one a power cut left open
+            drafts = [ended(tx_id, reason)]
+        self._seen_tag[connector_id] = None
+        for draft in drafts:
+            payload = self._payload(connector_id, draft, stamp=timestamp, energy_Wh=energy_Wh)
+            if draft.event_type == "Ended":
+                payload["meterValue"] = [*map(meter_value_201, data), *payload["meterValue"]]
+            await self._record(connector_id, draft, payload, energy_Wh=energy_Wh)
+        return "TransactionEvent" if drafts else None
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _payload(
+        self,
+        evse_id: int,
+        draft: Draft,
+        *,
+        stamp: str | None = None,
+        energy_Wh: float | None = None,
+    ) -> dict[str, Any]:
+        """The event as it goes on the wire, without seqNo (given as it is written)."""
+        stamp = stamp or self.wall.iso()
+        info: dict[str, Any] = {"transactionId": draft.tx_id}
+        if draft.charging_state is not None:
+            info["chargingState"] = draft.charging_state
+        if draft.stopped_reason is not None:
+            info["stoppedReason"] = draft.stopped_reason
+        if draft.remote_start_id is not None:
+            info["remoteStartId"] = draft.remote_start_id
+        payload: dict[str, Any] = {
+            "eventType": draft.event_type,
+            "timestamp": stamp,
+            "triggerReason": draft.trigger_reason,
+            "transactionInfo": info,
+        }
+        if self.link.state != LinkState.CONNECTED:
+            payload["offline"] = True
+        if draft.id_token is not None:
+            payload["idToken"] = draft.id_token
+        if draft.evse_id is not None:
+            payload["evse"] = {"id": draft.evse_id, "connectorId": 1}
+        if draft.meter in ("Transaction.Begin", "Transaction.End"):
+            if energy_Wh is None:
+                energy_Wh = self.energy_Wh(evse_id)
+            payload["meterValue"] = [register_value(energy_Wh, stamp, draft.meter)]
+        return payload
+
+    async def _record(
+        self,
+        evse_id: int,
+        draft: Draft,
+        payload: dict[str, Any],
+        *,
+        id_tag: str | None = None,
+        energy_Wh: float | None = None,
+    ) -> int | None:
+        """Write one event (the write lock held); returns the transaction's local id.
+
+        ``energy_Wh``: the register an Ended leaves (else the meter's now)."""
+
+        def build(seq_no: int) -> str:
+            return json.dumps({**payload, "seqNo": seq_no})
+
+        log_ = self.store.transaction_log
+        if draft.event_type == "Started":
+            tag = id_tag or (draft.id_token or {}).get("idToken", "")
+            meter = payload.get("meterValue", [{}])[0].get("sampledValue", [{}])[0]
+            local_id = await log_.begin_transaction_event(
+                evse_id, tag, int(meter.get("value", 0)), payload["timestamp"], draft.tx_id, build
+            )
+            self._local[draft.tx_id], self._tx[local_id] = local_id, draft.tx_id
+            log.info("E%d transaction %s started (%s)", evse_id, draft.tx_id, draft.trigger_reason)
+            return local_id
+        local_id = self._local.get(draft.tx_id)
+        if local_id is None:
+            log.error("E%d %s of transaction %s not recorded: its start was not",
+                      evse_id, draft.event_type, draft.tx_id)  # fmt: skip
+            return None
+        stop = None
+        if draft.event_type == "Ended":
+            energy = self.energy_Wh(evse_id) if energy_Wh is None else energy_Wh
+            stop = (evse_id, energy, payload["timestamp"])
+            log.info("E%d transaction %s ended (%s)", evse_id, draft.tx_id, draft.stopped_reason)
+        await log_.transaction_event(local_id, build, id_tag=id_tag, stop=stop)
+        return local_id
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def prepare(self, entry: OutboxEntry, payload: dict[str, Any]) -> str | None:
+        if entry.action != "TransactionEvent":
+            return f"an OCPP 2.0.1 charge point cannot send {entry.action} (queued under 1.6)"
+        return None
+
+    def check(self, entry: OutboxEntry, result: dict[str, Any]) -> str | None:
+        return None
+
+    def announce(
+        self, outbox: Outbox, entry: OutboxEntry, payload: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        """An answer's idTokenInfo feeds the cache and tells the start (or the running
+        transaction, StopTxOnInvalidId) what the CSMS thinks of the idToken."""
+        token = payload.get("idToken")
+        answer = result.get("idTokenInfo")
+        if not isinstance(token, dict) or not isinstance(answer, dict):
+            return
+        info = id_tag_info(answer)
+        outbox.tell_id_tag_info(str(token.get("idToken", "")), info)
+        if payload.get("eventType") != "Ended":
+            outbox.confirm(entry.local_id, entry.local_id, info)
+
+    def learnt_id(self, entry: OutboxEntry, result: dict[str, Any]) -> int | None:
+        return None
