@@ -42,6 +42,9 @@ ERROR_CODES_201 = {
     "FormationViolation": "FormatViolation",
     "OccurenceConstraintViolation": "OccurrenceConstraintViolation",
 }
+#: OCPP-J 2.0.1 (4.3) no longer calls an incomplete payload a ProtocolError ("not conform the
+#: PDU structure" now): a missing required field violates an occurrence constraint.
+VIOLATION_CODES_201 = {"required": "OccurrenceConstraintViolation"}
 #: Schema violations whose CALLERROR carries the validator's message alone; for the others the
 #: payload is quoted too (as the library does).
 _PLAIN_MESSAGE_CODES = frozenset({"TypeConstraintViolation", "ProtocolError", "NotImplemented"})
@@ -86,6 +89,8 @@ class _Route:
 
     on: Callable[..., Any]
     on_wants_id: bool
+    #: called with the payload as it came (``@on(action, raw=True)``), not with snake_case fields
+    raw: bool = False
 
 
 def _routes(client: object) -> dict[str, _Route]:
@@ -95,7 +100,7 @@ def _routes(client: object) -> dict[str, _Route]:
         if (action := getattr(member, "__ocpp_on__", None)) is not None:
             handler = getattr(client, name)
             wants_id = "call_unique_id" in inspect.signature(handler).parameters
-            routes[action] = _Route(handler, wants_id)
+            routes[action] = _Route(handler, wants_id, getattr(member, "__ocpp_raw__", False))
     return routes
 
 
@@ -127,6 +132,9 @@ class OcppJClient:
 
     #: CALLERROR codes as this version spells them (code in either spelling -> this version's)
     error_codes: ClassVar[Mapping[str, str]] = ERROR_CODES_16
+    #: violated schema keyword -> CALLERROR code, where this version's OCPP-J differs from 1.6's
+    #: (`hilsim.ocpp.violations`)
+    violation_codes: ClassVar[Mapping[str, str]] = {}
     #: how log lines name the protocol ("OCPP 1.6", "OCPP 2.0.1")
     version_label: ClassVar[str] = "OCPP 1.6"
 
@@ -203,7 +211,7 @@ class OcppJClient:
             return
         except SchemaViolation as exc:
             log.warning("CSMS sent an invalid %s: %.300s", action, exc)
-            code = exc.error_code
+            code = self.violation_codes.get(exc.keyword) or exc.error_code
             if code in _PLAIN_MESSAGE_CODES or exc.keyword == "additionalProperties":
                 description = exc.message
             elif code in _FIELD_FIRST_CODES:
@@ -223,11 +231,13 @@ class OcppJClient:
             )
 
     async def _handle_call(self, unique_id: str, route: _Route, payload: dict[str, Any]) -> None:
-        kwargs = snake_case(payload)
-        if route.on_wants_id:
+        if route.raw:
+            result = route.on(payload)
+        elif route.on_wants_id:
+            kwargs = snake_case(payload)
             result = route.on(**kwargs, call_unique_id=unique_id)
         else:
-            result = route.on(**kwargs)
+            result = route.on(**snake_case(payload))
         if inspect.isawaitable(result):  # an async handler
             result = await result
         then = None
