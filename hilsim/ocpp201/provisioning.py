@@ -239,4 +239,3 @@ def local_list_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
             tag_info["parent_id_tag"] = group["id_token"]
         out["id_tag_info"] = tag_info
     return out
-
