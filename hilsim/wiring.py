@@ -41,6 +41,7 @@ from hilsim.outbox import Outbox
 from hilsim.security import ConnectionSecurity, key_file_for, security_settings
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
+from hilsim.transaction_messages import TransactionMessages
 from hilsim.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,18 @@ def protocol_options(ocpp_version: str) -> dict[str, Any]:
     from hilsim.ocpp201.client import link_options
 
     return link_options()
+
+
+def transaction_dialect(
+    ocpp_version: str, charger: Charger, store: Store, link: CsmsLink, tasks: TaskSet
+) -> Callable[[Outbox], TransactionMessages] | None:
+    """What the outbox's rows say: None for 1.6 (its default); OCPP 2.0.1's TransactionEvents,
+    imported here only in 2.0.1 mode."""
+    if ocpp_version != "2.0.1":
+        return None
+    from hilsim.ocpp201.transaction_events import dialect_for
+
+    return dialect_for(charger, store, link, tasks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +141,8 @@ async def build_charge_point(
         # Each from those before it, on the charger's connectors and its one dispatch.
         configuration = Configuration(keys, store, tasks)
         smart_charging = ChargingLimits(charger)
-        outbox = Outbox(store, link, keys)
+        dialect = transaction_dialect(cp.ocpp_version, charger, store, link, tasks)
+        outbox = Outbox(store, link, keys, dialect)
         local_list = LocalAuthList(store, keys)
         authorizer = Authorizer(store, keys, link, charger.wall, local_list)
         # StopTransaction's IdTagInfo feeds the authorization cache too.

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from hilsim.clock import Clock
+from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import Outcome, events
 from hilsim.meter import register_Wh
 from hilsim.ocpp.session import CsmsLink, LinkState
@@ -85,6 +86,42 @@ def register_value(energy_Wh: float, stamp: str, context: str) -> dict[str, Any]
     }
 
 
+class EventSource(Protocol):
+    """What the dialect observes of the charge point (`hilsim.charger.Charger`)."""
+
+    @property
+    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
+    @property
+    def wall(self) -> Clock: ...
+    @property
+    def event_listeners(self) -> list[Callable[[int, events.Event, Outcome], None]]: ...
+
+    def clock(self) -> float: ...
+
+
+def dialect_for(
+    charger: EventSource,
+    store: Store,
+    link: CsmsLink,
+    tasks: TaskSet,
+    points: Callable[[], TxPoints] = TxPoints,
+) -> Callable[[Outbox], TransactionEvents]:
+    """The outbox's 2.0.1 dialect for this charger (`hilsim.wiring`, in 2.0.1 mode): it follows
+    every connector's machine; ``points``: TxStartPoint/TxStopPoint now (the device model's)."""
+
+    def energy_Wh(connector_id: int) -> float:
+        return charger.connectors[connector_id].meter.read(charger.clock()).energy_Wh
+
+    def build(outbox: Outbox) -> TransactionEvents:
+        dialect = TransactionEvents(
+            outbox, store, link, charger.wall, tasks, energy_Wh=energy_Wh, points=points
+        )
+        charger.event_listeners.append(dialect.on_event)
+        return dialect
+
+    return build
+
+
 class TransactionEvents:
     """The 2.0.1 `TransactionMessages`: trackers per EVSE, TransactionEvent rows, answers."""
 
@@ -114,6 +151,10 @@ class TransactionEvents:
         self._local: dict[str, int] = {}  # tx_id -> local id
         self._tx: dict[int, str] = {}  # local id -> tx_id
         self._seen_tag: dict[int, str | None] = {}  # the machine's authorized idTag, last seen
+        #: RequestStartTransaction's (remoteStartId, idToken), until an EVSE's machine takes it
+        self._remote_start: tuple[int, dict[str, Any]] | None = None
+        #: the EVSE that took the last remote start
+        self.remote_started_on: int | None = None
 
     # -- ids -----------------------------------------------------------------------------------
 
@@ -170,6 +211,10 @@ class TransactionEvents:
         seen = self._seen_tag.get(evse_id)
         self._seen_tag[evse_id] = tag
         if tag is not None and tag != seen:
+            pending = self._remote_start
+            if remote and pending is not None and pending[1].get("idToken") == tag:
+                tracker.remote_start(*pending)
+                self._remote_start, self.remote_started_on = None, evse_id
             drafts += tracker.authorized(self._token_for(tracker, tag), points, remote)
         elif tag is None and seen is not None and tracker.machine_state is None:
             if state.finishing or isinstance(event, (events.EndTransaction, events.RemoteStop)):
@@ -180,10 +225,26 @@ class TransactionEvents:
         for draft in drafts:
             self._spawn(evse_id, draft)
 
-    def remote_start(self, evse_id: int, remote_start_id: int, token: dict[str, Any]) -> None:
-        """RequestStartTransaction accepted on this EVSE: its id and idToken as given go with
-        the next event (before the machine hears of the start)."""
-        self.tracker(evse_id).remote_start(remote_start_id, token)
+    def expect_remote_start(self, remote_start_id: int | None, token: dict[str, Any]) -> None:
+        """RequestStartTransaction is about to reach a machine: the EVSE whose machine takes
+        its idToken sends the remoteStartId and the idToken as given with its next event.
+        None: the request was not taken."""
+        self.remote_started_on = None
+        self._remote_start = None if remote_start_id is None else (remote_start_id, token)
+
+    def stop_open(self, evse_id: int, reason_16: str) -> bool:
+        """End the EVSE's open transaction that has no machine transaction (yet)."""
+        drafts = self.tracker(evse_id).ended_by(reason_16)
+        for draft in drafts:
+            self._spawn(evse_id, draft)
+        return bool(drafts)
+
+    def evse_of(self, tx_id: str) -> int | None:
+        """The EVSE whose open transaction this is."""
+        for evse_id, tracker in self._trackers.items():
+            if tracker.tx_id == tx_id:
+                return evse_id
+        return None
 
     def triggered(self, evse_id: int) -> bool:
         """TriggerMessage TransactionEvent: an Updated (Trigger), if a transaction is open."""
@@ -398,11 +459,16 @@ class TransactionEvents:
         """An answer's idTokenInfo feeds the cache and tells the start (or the running
         transaction, StopTxOnInvalidId) what the CSMS thinks of the idToken."""
         token = payload.get("idToken")
-        answer = result.get("idTokenInfo")
-        if not isinstance(token, dict) or not isinstance(answer, dict):
+        if not isinstance(token, dict):
             return
-        info = id_tag_info(answer)
-        outbox.tell_id_tag_info(str(token.get("idToken", "")), info)
+        answer = result.get("idTokenInfo")
+        if isinstance(answer, dict):
+            info = id_tag_info(answer)
+            outbox.tell_id_tag_info(str(token.get("idToken", "")), info)
+        else:  # required with an idToken; a CSMS that says nothing refuses nothing
+            log.warning("TransactionEvent with idToken %s answered without idTokenInfo",
+                        token.get("idToken"))  # fmt: skip
+            info = {"status": "Accepted"}
         if payload.get("eventType") != "Ended":
             outbox.confirm(entry.local_id, entry.local_id, info)
 

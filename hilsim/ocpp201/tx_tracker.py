@@ -190,6 +190,13 @@ class EvseTracker:
             return self._emit("Updated", trigger)
         return self._end(trigger, stopped)
 
+    def ended_by(self, reason_16: str) -> list[Draft]:
+        """End a transaction the machine has none for (RequestStopTransaction before the power
+        path closed): nothing else would end it before the EV leaves."""
+        if self.tx_id is None or self.machine_state is not None:
+            return []
+        return self._end(*stop_reasons(reason_16)[::-1])
+
     def sample(self, clock: bool) -> list[Draft]:
         if self.tx_id is None:
             return []
