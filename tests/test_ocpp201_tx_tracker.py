@@ -10,6 +10,7 @@ from hilsim.ocpp201.tx_tracker import (
     TxPoints,
     ended,
     parse_points,
+    points_from,
     stop_reasons,
 )
 
@@ -147,3 +148,9 @@ def test_stop_reasons_and_power_loss() -> None:
 def test_parse_points_ignores_unknown_names() -> None:
     assert parse_points(" EVConnected, Authorized ,Bogus") == {"EVConnected", "Authorized"}
     assert parse_points("") == frozenset()
+
+
+def test_points_from_the_device_model_keep_their_defaults_when_unset() -> None:
+    values = {("TxCtrlr", "TxStartPoint"): "EVConnected,Bogus"}
+    points = points_from(lambda component, name: values.get((component, name)))
+    assert points == TxPoints(frozenset({"EVConnected"}), TxPoints().stop)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def stop_reasons(reason_16: str) -> tuple[str, str]:
     return _STOPS.get(reason_16, ("Other", "AbnormalCondition"))
 
 
+@lru_cache(maxsize=16)  # read at every event; a changed value is parsed (and warned of) once
 def parse_points(text: str) -> frozenset[str]:
     """A TxStartPoint/TxStopPoint value ("EVConnected,Authorized") as a set; unknown names are
     kept out with a log line (a CSMS may name points the bench cannot observe)."""
@@ -69,6 +71,15 @@ class TxPoints:
 
     start: frozenset[str] = frozenset({"PowerPathClosed"})
     stop: frozenset[str] = frozenset({"EVConnected", "Authorized"})
+
+
+def points_from(text: Callable[[str, str], str | None]) -> TxPoints:
+    """TxCtrlr's TxStartPoint and TxStopPoint as ``text(component, variable)`` reads them (the
+    device model's Actual values); one that is unset or empty keeps its default."""
+    default = TxPoints()
+    start = parse_points(text("TxCtrlr", "TxStartPoint") or "") or default.start
+    stop = parse_points(text("TxCtrlr", "TxStopPoint") or "") or default.stop
+    return TxPoints(start, stop)
 
 
 @dataclass(frozen=True, slots=True)
