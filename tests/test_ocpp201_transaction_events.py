@@ -231,6 +231,7 @@ async def test_ev_connected_start_point_starts_at_plug_in(store: Store) -> None:
     rig.feed(events.PresentTag(TAG))
     rig.feed(events.AuthorizeResult(TAG, "Accepted"))
     local_id = await rig.local_start()
+    tx_id = rig.events.tx_id(local_id)
     effects = rig.feed(events.Unplug())
     await rig.local_stop(stop_effect(effects))
     sent = await link.wait_sent(4)
@@ -243,7 +244,9 @@ async def test_ev_connected_start_point_starts_at_plug_in(store: Store) -> None:
     ]
     assert sent[0]["transactionInfo"]["chargingState"] == "EVConnected"
     assert "idToken" not in sent[0] and sent[1]["idToken"]["idToken"] == TAG
-    assert rig.events.tx_id(local_id) == sent[0]["transactionInfo"]["transactionId"]
+    assert tx_id == sent[0]["transactionInfo"]["transactionId"]
+    await rig.outbox.drained()
+    assert rig.events.tx_id(local_id) is None  # forgotten once its Ended was confirmed
     await rig.close()
 
 

@@ -154,7 +154,7 @@ async def test_plug_tag_charge_remote_stop_unplug(csms: Csms201, short_dir: Path
         sent = events_of(csms, tx_id)
         assert_numbered(sent)
         await asyncio.wait_for(service.charger.outbox.drained(), 5)
-        assert service.charger.outbox.messages.local_id_of(tx_id) is not None  # type: ignore[attr-defined]
+        assert service.charger.outbox.messages.local_id_of(tx_id) is None  # type: ignore[attr-defined]
         assert await csms.result("GetTransactionStatus", {"transactionId": tx_id}) == {
             "ongoingIndicator": False, "messagesInQueue": False
         }  # fmt: skip
@@ -193,6 +193,23 @@ async def test_request_start_transaction_sends_remote_start_id(
         (ended,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
         assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
         assert ended["triggerReason"] == "EVCommunicationLost"
+
+
+async def test_a_blocked_id_token_ends_the_transaction(csms: Csms201, short_dir: Path) -> None:
+    """The Started's idTokenInfo is the verdict 1.6's StartTransaction answer was:
+    StopTxOnInvalidId ends the transaction (DeAuthorized)."""
+
+    def blocked(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"idTokenInfo": {"status": "Blocked"}} if "idToken" in payload else {}
+
+    csms.answers["TransactionEvent"] = blocked
+    async for _service, settings in running(csms, short_dir):
+        await ctl(settings, "plug", 1)
+        await ctl(settings, "tag", 1, id_tag=TAG)
+        (ended,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
+        assert ended["triggerReason"] == "Deauthorized"
+        assert ended["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+        assert_numbered(events_of(csms, ended["transactionInfo"]["transactionId"]))
 
 
 async def test_a_session_while_the_csms_is_down_arrives_later_marked_offline(

@@ -461,6 +461,10 @@ class TransactionEvents:
     ) -> None:
         """An answer's idTokenInfo feeds the cache and tells the start (or the running
         transaction, StopTxOnInvalidId) what the CSMS thinks of the idToken."""
+        if payload.get("eventType") == "Ended":  # its last message: the ids are not needed now
+            tx_id = self._tx.pop(entry.local_id, None)
+            if tx_id is not None:
+                self._local.pop(tx_id, None)
         token = payload.get("idToken")
         if not isinstance(token, dict):
             return
