@@ -243,6 +243,34 @@ async def test_a_session_while_the_csms_is_down_arrives_later_marked_offline(
         await stop_service(service, task)
 
 
+async def test_an_offline_start_the_csms_refuses_later_is_stopped(short_dir: Path) -> None:
+    port = free_port()
+    settings = settings_201(short_dir, f"ws://127.0.0.1:{port}")
+    await preset_keys(settings, AllowOfflineTxForUnknownId="true")
+    service, task = await start_service(settings)
+    try:
+        recorded = asyncio.Queue[str]()
+        service.charger.outbox.recorded_listeners.append(recorded.put_nowait)
+        await ctl(settings, "plug", 1)
+        await ctl(settings, "tag", 1, id_tag=TAG)
+        await asyncio.wait_for(recorded.get(), 5)  # the Started, offline
+        async with Csms201(port) as csms:
+            csms.answers["TransactionEvent"] = lambda p: (
+                {"idTokenInfo": {"status": "Invalid"}} if "idToken" in p else {}
+            )
+            (ended,) = await csms.wait_for(
+                "TransactionEvent", lambda p: p["eventType"] == "Ended", timeout=15
+            )
+            assert ended["transactionInfo"]["stoppedReason"] == "DeAuthorized"
+            assert "offline" not in ended  # it happened once the CSMS was back
+            sent = events_of(csms, ended["transactionInfo"]["transactionId"])
+            assert_numbered(sent)
+            assert sent[0]["offline"] is True
+            assert csms.violations() == []
+    finally:
+        await stop_service(service, task)
+
+
 async def run_hilsim(config: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hilsim", "--log-level", "WARNING", "run", "--config", config,
