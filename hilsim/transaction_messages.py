@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _INT64 = range(-(2**63), 2**63)
 
 
-class Outbox(Protocol):
+class OutboxPort(Protocol):
     """What a dialect uses of the outbox (`hilsim.outbox.Outbox`)."""
 
     @property
@@ -62,7 +62,7 @@ class TransactionMessages(Protocol):
 
     async def start(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         connector_id: int,
         id_tag: str,
         meter_start: int,
@@ -74,7 +74,7 @@ class TransactionMessages(Protocol):
 
     async def sample(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         connector_id: int,
         energy_Wh: float,
         timestamp: str,
@@ -87,7 +87,7 @@ class TransactionMessages(Protocol):
 
     async def stop(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         local_id: int,
         connector_id: int,
         meter_stop: int,
@@ -117,7 +117,11 @@ class TransactionMessages(Protocol):
         ...
 
     def announce(
-        self, outbox: Outbox, entry: OutboxEntry, payload: dict[str, Any], result: dict[str, Any]
+        self,
+        outbox: OutboxPort,
+        entry: OutboxEntry,
+        payload: dict[str, Any],
+        result: dict[str, Any],
     ) -> None:
         """Act on the CSMS's answer at once (once): ids, the waiting start, the cache."""
         ...
@@ -148,7 +152,7 @@ class Messages16:
 
     async def start(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         connector_id: int,
         id_tag: str,
         meter_start: int,
@@ -173,7 +177,7 @@ class Messages16:
 
     async def sample(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         connector_id: int,
         energy_Wh: float,
         timestamp: str,
@@ -194,7 +198,7 @@ class Messages16:
 
     async def stop(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         local_id: int,
         connector_id: int,
         meter_stop: int,
@@ -235,7 +239,11 @@ class Messages16:
         return None
 
     def announce(
-        self, outbox: Outbox, entry: OutboxEntry, payload: dict[str, Any], result: dict[str, Any]
+        self,
+        outbox: OutboxPort,
+        entry: OutboxEntry,
+        payload: dict[str, Any],
+        result: dict[str, Any],
     ) -> None:
         if entry.action == "StartTransaction":
             transaction_id = int(result["transactionId"])

@@ -30,7 +30,7 @@ from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended
 from hilsim.store import OutboxEntry, Store, TransactionRow
 from hilsim.tasks import TaskSet
-from hilsim.transaction_messages import Outbox
+from hilsim.transaction_messages import OutboxPort
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,14 @@ def dialect_for(
     link: CsmsLink,
     tasks: TaskSet,
     points: Callable[[], TxPoints] = TxPoints,
-) -> Callable[[Outbox], TransactionEvents]:
+) -> Callable[[OutboxPort], TransactionEvents]:
     """The outbox's 2.0.1 dialect for this charger (`hilsim.wiring`, in 2.0.1 mode): it follows
     every connector's machine; ``points``: TxStartPoint/TxStopPoint now (the device model's)."""
 
     def energy_Wh(connector_id: int) -> float:
         return charger.connectors[connector_id].meter.read(charger.clock()).energy_Wh
 
-    def build(outbox: Outbox) -> TransactionEvents:
+    def build(outbox: OutboxPort) -> TransactionEvents:
         dialect = TransactionEvents(
             outbox, store, link, charger.wall, tasks, energy_Wh=energy_Wh, points=points
         )
@@ -127,7 +127,7 @@ class TransactionEvents:
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         store: Store,
         link: CsmsLink,
         wall: Clock,
@@ -278,7 +278,7 @@ class TransactionEvents:
 
     async def start(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         connector_id: int,
         id_tag: str,
         meter_start: int,
@@ -315,7 +315,7 @@ class TransactionEvents:
 
     async def sample(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         connector_id: int,
         energy_Wh: float,
         timestamp: str,
@@ -341,7 +341,7 @@ class TransactionEvents:
 
     async def stop(
         self,
-        outbox: Outbox,
+        outbox: OutboxPort,
         local_id: int,
         connector_id: int,
         meter_stop: int,
@@ -457,7 +457,11 @@ class TransactionEvents:
         return None
 
     def announce(
-        self, outbox: Outbox, entry: OutboxEntry, payload: dict[str, Any], result: dict[str, Any]
+        self,
+        outbox: OutboxPort,
+        entry: OutboxEntry,
+        payload: dict[str, Any],
+        result: dict[str, Any],
     ) -> None:
         """An answer's idTokenInfo feeds the cache and tells the start (or the running
         transaction, StopTxOnInvalidId) what the CSMS thinks of the idToken."""
