@@ -25,6 +25,7 @@ from websockets.asyncio.server import serve
 
 from hilsim.config import Settings
 from hilsim.control import request
+from hilsim.ocpp201.tx_tracker import TxPoints
 from hilsim.service import Service
 
 from conftest import TAG, make_settings, start_service, stop_service
@@ -159,6 +160,33 @@ async def test_plug_tag_charge_remote_stop_unplug(csms: Csms201, short_dir: Path
             "ongoingIndicator": False, "messagesInQueue": False
         }  # fmt: skip
         assert await csms.result("GetTransactionStatus", {}) == {"messagesInQueue": False}
+
+
+async def test_tx_start_point_ev_connected_starts_at_plug_in(
+    csms: Csms201, short_dir: Path
+) -> None:
+    """TxStartPoint EVConnected (set here as the device model would): Started at plug-in, the
+    idToken in an Updated (Authorized), clock-aligned values in Updated (MeterValueClock)."""
+    async for service, settings in running(csms, short_dir, ClockAlignedDataInterval="1"):
+        dialect = service.charger.outbox.messages
+        dialect.points = lambda: TxPoints(frozenset({"EVConnected"}))  # type: ignore[attr-defined]
+        await ctl(settings, "plug", 1)
+        (started,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
+        assert started["triggerReason"] == "CablePluggedIn" and "idToken" not in started
+        assert started["transactionInfo"]["chargingState"] == "EVConnected"
+        await ctl(settings, "tag", 1, id_tag=TAG)
+        (authorized,) = await csms.wait_for(
+            "TransactionEvent", lambda p: p["triggerReason"] == "Authorized"
+        )
+        assert authorized["eventType"] == "Updated" and authorized["idToken"]["idToken"] == TAG
+        (clock,) = await csms.wait_for(
+            "TransactionEvent", lambda p: p["triggerReason"] == "MeterValueClock", timeout=5
+        )
+        assert clock["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+        await ctl(settings, "unplug", 1)
+        (ended,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
+        assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+        assert_numbered(events_of(csms, started["transactionInfo"]["transactionId"]))
 
 
 async def test_request_start_transaction_sends_remote_start_id(
