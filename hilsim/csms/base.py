@@ -23,8 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
@@ -33,6 +32,7 @@ from ocpp.messages import Call, CallError, CallResult
 from websockets.exceptions import ConnectionClosed
 
 from hilsim.csms.errors import CallTimeout, ChargePointCallError, ChargePointDisconnected
+from hilsim.csms.received import Message, ReceivedCalls
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT, QuietLibraryLog
 
 if TYPE_CHECKING:
@@ -55,21 +55,8 @@ class SchemaChecker(Protocol):
     def error_code(self, violations: Any) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One CALL received from the charge point."""
-
-    action: str
-    payload: dict[str, Any]  # camelCase, exactly as on the wire
-    at: float  # wall clock of arrival
-    unique_id: str = ""
-
-
-class SessionBase:
-    """The central system's side of one charge point connection, any OCPP version.
-
-    Must come before the ``ocpp`` library's ``ChargePoint`` class in the bases.
-    """
+class SessionBase(ReceivedCalls):
+    """One charge point connection, any OCPP version; a base before the library's ChargePoint."""
 
     #: "1.6" or "2.0.1": what `hilsim csms list` shows, what `hilsim csms send` checks against
     ocpp_version: ClassVar[str]
@@ -81,6 +68,9 @@ class SessionBase:
     unknown_type_code: ClassVar[str | None] = None
     #: how violations name a request: "BootNotification.req" (1.6), "BootNotificationRequest"
     request_suffix: ClassVar[str]
+    #: check the central system's own answers against the schemas too (a violation there is a
+    #: bug of this CSMS, recorded and logged as an error; crafted answers are not checked)
+    check_answers: ClassVar[bool] = False
 
     # provided by the library's ChargePoint
     id: str
@@ -102,13 +92,10 @@ class SessionBase:
         )
         self.central = central
         self.strict = central.strict
-        #: every CALL received, in arrival order (also the ones answered with a CALLERROR)
-        self.received: list[Message] = []
+        self.reset_received()
         #: every protocol violation seen on this connection, one readable line each
         self.violations: list[str] = []
         self.connected_at = time.time()
-        self._returned: set[int] = set()  # indexes into received already handed out by wait_for
-        self._arrived = asyncio.Condition()
         self._closed = asyncio.Event()
         self._current: Call | None = None
         self._expected: set[str] = set()  # unique ids of our own call()s awaiting an answer
@@ -116,6 +103,8 @@ class SessionBase:
         self._raw_waiters: dict[str, asyncio.Future[list[Any]]] = {}
         #: a TriggerMessage went out since the last BootNotification (Pending may then send)
         self.triggered = False
+        #: the actions the central system called since the last BootNotification (2.0.1)
+        self.asked: set[str] = set()
         # Strict mode replaces the library's validation (other schemas, other error codes).
         for handlers in self.route_map.values():
             if "_on_action" in handlers:
@@ -152,8 +141,7 @@ class SessionBase:
     async def mark_closed(self) -> None:
         """Called by the server once the connection is gone: wake everyone waiting on it."""
         self._closed.set()
-        async with self._arrived:
-            self._arrived.notify_all()
+        await self.note_arrival()
 
     async def close(self) -> None:
         """Close the websocket (normal closure) and wait until the session is torn down."""
@@ -249,6 +237,17 @@ class SessionBase:
         """Answer the CALL ``unique_id`` with this CALLRESULT payload, exactly as given."""
         await self._send(CallResult(unique_id, payload).to_json())
 
+    async def _send(self, message: str) -> None:
+        """Every frame this side sends goes out here (the library's own calls it too)."""
+        current = self._current
+        if self.check_answers and current is not None and message.startswith(f"[{CALLRESULT},"):
+            frame = json.loads(message)
+            if frame[1] == current.unique_id:
+                for violation in self.schemas.check(current.action, frame[2], response=True):
+                    logger.error("%s: this CSMS answered off the schema: %s", self.id, violation)
+                    self.violations.append(f"CSMS answer: {violation}")
+        await super()._send(message)  # type: ignore[misc]  # the library's ChargePoint
+
     async def _handle_call(self, msg: Call) -> None:
         at = time.time()
         self._current = msg
@@ -262,8 +261,7 @@ class SessionBase:
         finally:
             self._current = None
             self.received.append(Message(msg.action, msg.payload, at, msg.unique_id))
-            async with self._arrived:
-                self._arrived.notify_all()
+            await self.note_arrival()
 
     async def _answer(self, msg: Call) -> None:
         handlers = self.route_map.get(msg.action, {})
@@ -288,6 +286,7 @@ class SessionBase:
             return
         crafted = self.central.answer_next.get(msg.action)
         if crafted:
+            self._current = None  # sent as given, not judged by check_answers
             await self.send_call_result(msg.unique_id, crafted.pop(0))
             return
         if msg.action != "BootNotification" and (why := self.registration_problem(msg.action)):
@@ -303,66 +302,6 @@ class SessionBase:
         assert self._current is not None
         payload: dict[str, Any] = self._current.payload
         return payload
-
-    # ----------------------------------------------------------------------------- waiting
-
-    async def wait_for(
-        self,
-        action: str,
-        predicate: Callable[[dict[str, Any]], bool] | None = None,
-        timeout: float = 10,
-    ) -> dict[str, Any]:
-        """The payload of the first received, not yet returned CALL of ``action``.
-
-        Messages that arrived before this call count. A message is returned once: the next
-        ``wait_for`` of the same action returns a later one. Only messages matching
-        ``predicate`` (given the camelCase payload) qualify. A message counts as received once
-        the central system has answered it.
-
-        Raises :class:`TimeoutError` naming what was received instead, or
-        :class:`ChargePointDisconnected` when the connection closed without it.
-        """
-
-        def find() -> int | None:
-            for index, message in enumerate(self.received):
-                if (
-                    message.action == action
-                    and index not in self._returned
-                    and (predicate is None or predicate(message.payload))
-                ):
-                    return index
-            return None
-
-        async with self._arrived:
-            try:
-                async with asyncio.timeout(timeout):
-                    while (index := find()) is None:
-                        if self.closed:
-                            raise ChargePointDisconnected(
-                                self._describe_wait(action, predicate, "before it disconnected")
-                            )
-                        await self._arrived.wait()
-            except TimeoutError:
-                raise TimeoutError(
-                    self._describe_wait(action, predicate, f"within {timeout:g} s")
-                ) from None
-        self._returned.add(index)
-        return self.received[index].payload
-
-    def _describe_wait(self, action: str, predicate: object, when: str) -> str:
-        what = f"{action}" + (" matching the predicate" if predicate is not None else "")
-        if not self.received:
-            return f"{self.id}: no {what} {when}; received no CALL at all"
-        shown = list(enumerate(self.received))[-30:]
-        lines = [
-            f"#{index} {message.action} {json.dumps(message.payload)[:160]}"
-            + (" (already returned)" if index in self._returned else "")
-            for index, message in shown
-        ]
-        return (
-            f"{self.id}: no {what} {when}; received {len(self.received)} CALL(s):\n  "
-            + "\n  ".join(lines)
-        )
 
     # ----------------------------------------------------------------------------- calling
 
@@ -393,6 +332,7 @@ class SessionBase:
             raise ChargePointDisconnected(f"{self.id} is not connected")
         unique_id = str(uuid.uuid4())
         self._expected.add(unique_id)
+        self.asked.add(action)
         if action == "TriggerMessage":
             self.triggered = True
         error: Exception | None = None
@@ -453,8 +393,9 @@ class SessionBase:
         unique_id = frame[1] if isinstance(frame, list) and len(frame) > 1 else None
         if not isinstance(unique_id, str):
             raise ValueError(f"call_raw needs a string unique id at index 1: {frame_text[:100]!r}")
-        if len(frame) > 2 and frame[2] == "TriggerMessage":
-            self.triggered = True
+        if len(frame) > 2 and isinstance(frame[2], str):
+            self.asked.add(frame[2])
+            self.triggered = self.triggered or frame[2] == "TriggerMessage"
         if self.closed:
             raise ChargePointDisconnected(f"{self.id} is not connected")
         waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
