@@ -27,6 +27,7 @@ from ocpp.v201 import ChargePoint
 from ocpp.v201.enums import Action
 
 from hilsim.csms import strict201
+from hilsim.csms.actions201 import CSMS_ACTIONS_201
 from hilsim.csms.base import SessionBase
 from hilsim.csms.commands201 import CentralSystemCalls201
 from hilsim.csms.handlers201 import ChargePointHandlers201, Report
@@ -61,49 +62,6 @@ _ANSWERS = {
     "NotifyCustomerInformation": ("CustomerInformation",),
     "NotifyDisplayMessages": ("GetDisplayMessages",),
 }
-#: Every OCPP 2.0.1 request a CSMS sends to a charging station.
-CSMS_ACTIONS_201 = (
-    "CancelReservation",
-    "CertificateSigned",
-    "ChangeAvailability",
-    "ClearCache",
-    "ClearChargingProfile",
-    "ClearDisplayMessage",
-    "ClearVariableMonitoring",
-    "CostUpdated",
-    "CustomerInformation",
-    "DataTransfer",
-    "DeleteCertificate",
-    "GetBaseReport",
-    "GetChargingProfiles",
-    "GetCompositeSchedule",
-    "GetDisplayMessages",
-    "GetInstalledCertificateIds",
-    "GetLocalListVersion",
-    "GetLog",
-    "GetMonitoringReport",
-    "GetReport",
-    "GetTransactionStatus",
-    "GetVariables",
-    "InstallCertificate",
-    "PublishFirmware",
-    "RequestStartTransaction",
-    "RequestStopTransaction",
-    "ReserveNow",
-    "Reset",
-    "SendLocalList",
-    "SetChargingProfile",
-    "SetDisplayMessage",
-    "SetMonitoringBase",
-    "SetMonitoringLevel",
-    "SetNetworkProfile",
-    "SetVariableMonitoring",
-    "SetVariables",
-    "TriggerMessage",
-    "UnlockConnector",
-    "UnpublishFirmware",
-    "UpdateFirmware",
-)
 _CSMS_ONLY = frozenset(CSMS_ACTIONS_201) - {"DataTransfer"}
 
 
