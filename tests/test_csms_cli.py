@@ -297,6 +297,21 @@ async def test_the_readme_examples_run_as_shown(console: Console) -> None:
         json.loads(done.out)
 
 
+def test_the_readme_examples_for_2_0_1_are_valid_2_0_1_calls() -> None:
+    """The second ```sh block of "CSMS console": what `send` makes of each line passes the
+    official 2.0.1 schema (tests above send such calls to a 2.0.1 charge point for real)."""
+    from hilsim.csms.console import checked
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    body = text.split("## CSMS console\n", 1)[1].split("```sh\n", 3)[2].split("```", 1)[0]
+    lines = [shlex.split(line, comments=True) for line in body.replace("\\\n", " ").splitlines()]
+    assert len(lines) >= 5
+    for words in lines:
+        assert words[:4] == ["hilsim", "csms", "send", "CP201"], words
+        payload = parse_payload(words[4], words[5:], "2.0.1")
+        checked(words[4], payload, "2.0.1", "CP201")
+
+
 async def test_a_stopped_csms_starts_again_at_the_same_address() -> None:
     from hilsim.csms import CentralSystem
 
