@@ -404,7 +404,7 @@ async def _csms_console(args: argparse.Namespace) -> int:
 
     if args.csms_command == "list":
         return _print_answer(await request(args.socket, {"cmd": "list"}, service="hilsim csms"))
-    action = action_named(args.action)
+    action = action_named(args.action, None)  # of either version: the CSMS knows which
     sent: dict[str, Any] = {"arguments": args.arguments}
     if len(versions := versions_of(action)) == 1:
         payload = parse_payload(action, args.arguments, versions[0])

@@ -78,11 +78,11 @@ def default_socket() -> Path:
 ACTIONS_BY_VERSION = {"1.6": CSMS_ACTIONS, "2.0.1": CSMS_ACTIONS_201}
 
 
-def action_named(name: str, version: str | None = None, who: str = "") -> str:
+def action_named(name: str, version: str | None = "1.6", who: str = "") -> str:
     """The action spelled as OCPP spells it (case-insensitive on input), or BadCall.
 
     ``version``: the charge point's OCPP version ("1.6", "2.0.1"; ``who`` names it); None:
-    any version's action will do.
+    any version's action will do (`hilsim csms send`, before it knows the charge point).
     """
     versions = [version] if version is not None else list(ACTIONS_BY_VERSION)
     for candidate in versions:
@@ -275,7 +275,8 @@ def add_arguments(csms: argparse.ArgumentParser, actions: Callable[[], Any]) -> 
     subparsers, each with the command line's ``--config``); the options live here, next to what
     they drive."""
     csms.description = (
-        "Without ACTION: run the built-in central system, printing every frame. "
+        "Without ACTION: run the built-in central system (OCPP 1.6J and 2.0.1 charge points), "
+        "printing every frame. "
         "With send or list: drive the one running (README: CSMS console)."
     )
     csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
@@ -368,7 +369,7 @@ class Console:
         charge point's version) for ``action`` to ``charge_point``."""
         charge_point_id = str(request.get("charge_point", ""))
         try:
-            action_named(str(request.get("action", "")))
+            action_named(str(request.get("action", "")), None)
             timeout = float(request.get("timeout", 30))
         except (BadCall, TypeError, ValueError) as exc:
             return {"ok": False, "kind": "invalid", "error": str(exc)}
