@@ -611,3 +611,40 @@ async def test_console_words_are_parsed_by_the_charge_points_version(csms: Centr
         "evses": {"1": {"1": "Available"}},
         "transactions": [],
     }
+
+
+async def test_a_transaction_continues_across_a_reconnect(csms: CentralSystem) -> None:
+    tx = str(uuid.uuid4())
+
+    async def event(cp: Station, kind: str, seq_no: int, **extra: Any) -> None:
+        await cp.call(
+            call.TransactionEvent(
+                event_type=kind,
+                timestamp=utc_now(),
+                trigger_reason="Authorized" if kind == "Started" else "EVCommunicationLost",
+                seq_no=seq_no,
+                transaction_info={"transactionId": tx},
+                **extra,
+            ),
+            suppress=False,
+        )
+
+    async with station(csms) as (cp, _):
+        await event(cp, "Started", 0, evse={"id": 2, "connectorId": 1})
+    async with station(csms) as (cp, session):
+        # the outbox delivers the event that happened while the link was down, then the end
+        await event(cp, "Updated", 1, offline=True)
+        await event(cp, "Ended", 2)
+        await session.wait_for("TransactionEvent", lambda p: p["seqNo"] == 2)
+    record = csms.ledger201[tx]
+    assert (record.seq_nos, record.gaps, record.problems) == ([0, 1, 2], [], [])
+    assert record.offline_seq_nos == [1] and record.evse_id == 2 and not record.active
+
+
+async def test_failure_injection_works_for_2_0_1_too(csms: CentralSystem) -> None:
+    csms.refuse_next["Heartbeat"] = 1
+    async with station(csms) as (cp, session):
+        with pytest.raises(Exception, match="refused on purpose"):
+            await cp.call(call.Heartbeat(), suppress=False)
+        assert (await cp.call(call.Heartbeat(), suppress=False)).current_time
+    assert [m.action for m in session.received] == ["BootNotification", "Heartbeat", "Heartbeat"]
