@@ -327,7 +327,7 @@ async def test_a_stopped_csms_starts_again_at_the_same_address() -> None:
 
 
 @pytest.fixture
-async def console201(short_dir: Path) -> AsyncIterator[tuple[Path, Any]]:
+async def console201(short_dir: Path) -> AsyncIterator[tuple[Path, Any, Console]]:
     """A running `hilsim csms` with the `ocpp` library's 2.0.1 charge point "CP201" connected."""
     from ocpp.v201 import call
     from websockets.asyncio.client import connect
@@ -349,7 +349,8 @@ async def console201(short_dir: Path) -> AsyncIterator[tuple[Path, Any]]:
         url = re.search(r"(ws://[\d.]+:\d+)", listening)
         assert url is not None
         await asyncio.wait_for(_until_line(process.stdout, r"console on", trace), 10)
-        drain = asyncio.create_task(_drain(process.stdout, trace, asyncio.Condition()))
+        more = asyncio.Condition()
+        drain = asyncio.create_task(_drain(process.stdout, trace, more))
         offered = [Subprotocol("ocpp2.0.1")]
         async with connect(f"{url.group(1)}/CP201", subprotocols=offered) as ws:
             station = Station("CP201", ws)
@@ -359,9 +360,8 @@ async def console201(short_dir: Path) -> AsyncIterator[tuple[Path, Any]]:
                     call.BootNotification(charging_station=STATION, reason="PowerUp"),
                     suppress=False,
                 )
-                assert any("CP201 connected from" in line and "(OCPP 2.0.1)" in line
-                           for line in trace)  # fmt: skip
-                yield socket, station
+                watch = Console(socket, url.group(1), trace, [], None, more)  # type: ignore[arg-type]
+                yield socket, station, watch
             finally:
                 reader.cancel()
                 drain.cancel()
@@ -372,13 +372,13 @@ async def console201(short_dir: Path) -> AsyncIterator[tuple[Path, Any]]:
 
 
 async def test_a_2_0_1_charge_point_driven_from_the_command_line(
-    console201: tuple[Path, Any],
+    console201: tuple[Path, Any, Console],
 ) -> None:
     from ocpp.v201 import call
 
     from hilsim.csms.commands import utc_now
 
-    socket, station = console201
+    socket, station, watch = console201
 
     async def send(*words: str) -> Done:
         return await hilsim("csms", "send", "--socket", str(socket), "CP201", *words)
@@ -438,3 +438,7 @@ async def test_a_2_0_1_charge_point_driven_from_the_command_line(
     assert refused.status == 1
     assert refused.json()["errorCode"] in ("NotImplemented", "NotSupported")
     assert "CP201 answered Reset with CALLERROR" in refused.err
+    # the trace names the version and 2.0.1 results as 2.0.1 does
+    (connected,) = await watch.printed("CP201 connected from", 1)
+    assert connected.rstrip().endswith("(OCPP 2.0.1)")
+    await watch.printed("GetVariablesResponse", 1)

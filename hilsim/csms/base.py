@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hilsim.csms.errors import CallTimeout, ChargePointCallError, ChargePointDisconnected
 from hilsim.csms.received import Message, ReceivedCalls
-from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT, QuietLibraryLog
+from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT, ActionNamer, QuietLibraryLog
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,6 +71,8 @@ class SessionBase(ReceivedCalls):
     #: check the central system's own answers against the schemas too (a violation there is a
     #: bug of this CSMS, recorded and logged as an error; crafted answers are not checked)
     check_answers: ClassVar[bool] = False
+    #: names results in the trace ("Heartbeat.conf"; 2.0.1: "HeartbeatResponse")
+    trace_namer: ClassVar[type[ActionNamer]] = ActionNamer
 
     # provided by the library's ChargePoint
     id: str

@@ -359,8 +359,7 @@ class CentralSystem:
                 raise TimeoutError(f"no handshake refused within {timeout:g} s") from None
         return self.refusals[seen]
 
-    def _frame_listener(self, charge_point_id: str) -> Callable[[Frame], None]:
-        namer = ActionNamer()
+    def _frame_listener(self, charge_point_id: str, namer: ActionNamer) -> Callable[[Frame], None]:
 
         def listen(frame: Frame) -> None:
             frames_logger.log(  # a frame setting the AuthorizationKey is not written out
@@ -392,10 +391,11 @@ class CentralSystem:
             )
             await websocket.close(1008, "charge point id missing in the URL path")
             return
-        connection = TracedConnection(websocket, [self._frame_listener(charge_point_id)])
         kind: type[Session] = ChargePointSession
         if websocket.subprotocol == SUBPROTOCOL_201:
             from hilsim.csms.session201 import ChargePointSession201 as kind
+        listener = self._frame_listener(charge_point_id, kind.trace_namer())
+        connection = TracedConnection(websocket, [listener])
         session = kind(charge_point_id, connection, self, response_timeout=self.response_timeout)
         previous = self.sessions.get(charge_point_id)
         self.sessions[charge_point_id] = session

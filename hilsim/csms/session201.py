@@ -31,6 +31,7 @@ from hilsim.csms.actions201 import CSMS_ACTIONS_201
 from hilsim.csms.base import SessionBase
 from hilsim.csms.commands201 import CentralSystemCalls201
 from hilsim.csms.handlers201 import ChargePointHandlers201, Report
+from hilsim.ocpp.wire import ActionNamer
 
 if TYPE_CHECKING:
     from hilsim.csms.server import CentralSystem
@@ -65,6 +66,14 @@ _ANSWERS = {
 _CSMS_ONLY = frozenset(CSMS_ACTIONS_201) - {"DataTransfer"}
 
 
+class ResponseNamer(ActionNamer):
+    """Trace names as 2.0.1 says them: "HeartbeatResponse", not 1.6's "Heartbeat.conf"."""
+
+    def name(self, msg: list[Any]) -> str:
+        named = super().name(msg)
+        return named.removesuffix(".conf") + "Response" if named.endswith(".conf") else named
+
+
 class ChargePointSession201(
     ChargePointHandlers201, CentralSystemCalls201, SessionBase, ChargePoint
 ):
@@ -77,6 +86,7 @@ class ChargePointSession201(
     unknown_type_code = "MessageTypeNotSupported"
     request_suffix = "Request"
     check_answers = True
+    trace_namer = ResponseNamer
 
     def __init__(
         self,
