@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from hilsim.csms.console import BadCall, charge_points, checked, parse_payload
 from hilsim.csms.session import ChargePointSession
 from hilsim.csms.session201 import ChargePointSession201
 from hilsim.ocpp.wire import Frame
+from tests.conftest import CP_ID, make_settings, start_service, stop_service
 
 WAIT = 5
 TAG = "04A2B3C4"
@@ -153,8 +155,10 @@ async def csms() -> AsyncIterator[CentralSystem]:
 
     async with CentralSystem(on_frame=keep) as central:
         yield central
-    # The station of a normal session ("CP201") and the CSMS exchanged only valid frames.
-    assert violations201(frames.get("CP201", [])) == []
+    # The stations of normal sessions ("CP201"; hilsim's own, "CP-TEST") and the CSMS
+    # exchanged only valid frames.
+    for charge_point_id in ("CP201", CP_ID):
+        assert violations201(frames.get(charge_point_id, [])) == []
 
 
 def transaction_event(
@@ -648,3 +652,27 @@ async def test_failure_injection_works_for_2_0_1_too(csms: CentralSystem) -> Non
             await cp.call(call.Heartbeat(), suppress=False)
         assert (await cp.call(call.Heartbeat(), suppress=False)).current_time
     assert [m.action for m in session.received] == ["BootNotification", "Heartbeat", "Heartbeat"]
+
+
+async def test_hilsims_own_2_0_1_charge_point_boots_against_it(
+    csms: CentralSystem, short_dir: Path
+) -> None:
+    """The charge point side (hilsim.ocpp201) and this CSMS agree on the wire: boot, status of
+    each EVSE, a triggered Heartbeat, without a violation on either side (frames: the fixture)."""
+    settings = make_settings(short_dir, csms.url, extra_charge_point='ocpp_version = "2.0.1"')
+    service, task = await start_service(settings)
+    try:
+        session = await csms.wait_for_charge_point(CP_ID, timeout=WAIT)
+        assert isinstance(session, ChargePointSession201)
+        for evse in (1, 2):
+            await session.wait_for(
+                "StatusNotification",
+                lambda p, evse=evse: p["evseId"] == evse and p["connectorStatus"] == "Available",
+            )
+        assert await session.trigger_message("Heartbeat") == "Accepted"
+        await session.wait_for("Heartbeat")
+        assert session.boot is not None
+        assert session.boot["chargingStation"]["vendorName"] == "hilsim"
+        assert session.violations == []
+    finally:
+        await stop_service(service, task)
