@@ -25,10 +25,11 @@ from websockets.asyncio.server import serve
 
 from hilsim.config import Settings
 from hilsim.control import request
+from hilsim.csms import CentralSystem
 from hilsim.ocpp201.tx_tracker import TxPoints
 from hilsim.service import Service
 
-from conftest import TAG, make_settings, start_service, stop_service
+from conftest import CP_ID, TAG, make_settings, start_service, stop_service
 
 VERSION = 'ocpp_version = "2.0.1"'
 
@@ -338,3 +339,39 @@ async def test_a_power_cut_ends_the_transaction_with_power_loss_and_seq_no_going
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
+
+
+async def test_a_session_against_the_built_in_csms(short_dir: Path) -> None:
+    """The same session with `hilsim csms` as the CSMS: its ledger finds nothing wrong (no seqNo
+    missing or repeated, Started first, Ended last) and neither side breaks a schema."""
+    async with CentralSystem("127.0.0.1", 0) as central:
+        settings = settings_201(short_dir, central.url)
+        await preset_keys(settings, MeterValueSampleInterval="1")
+        service, task = await start_service(settings)
+        try:
+            session = await central.wait_for_charge_point(CP_ID, timeout=5)
+            await session.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+            await ctl(settings, "plug", 1)
+            await ctl(settings, "tag", 1, id_tag=TAG)
+            started = await session.wait_for(
+                "TransactionEvent", lambda p: p["eventType"] == "Started"
+            )
+            tx_id = started["transactionInfo"]["transactionId"]
+            await session.wait_for(
+                "TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic"
+            )
+            assert (await session.get_transaction_status(tx_id))["ongoingIndicator"] is True
+            assert await session.request_stop(tx_id) == "Accepted"
+            await session.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
+            await ctl(settings, "unplug", 1)
+            await session.wait_for(
+                "StatusNotification",
+                lambda p: p["evseId"] == 1 and p["connectorStatus"] == "Available",
+            )
+            record = central.ledger201[tx_id]
+            assert record.problems == [] and not record.active
+            assert record.id_token == {"idToken": TAG, "type": "ISO14443"}
+            assert record.stopped_reason == "Remote" and record.evse_id == 1
+            assert session.violations == []
+        finally:
+            await stop_service(service, task)
