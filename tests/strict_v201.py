@@ -51,3 +51,21 @@ def violations(action: str, payload: Any, *, response: bool) -> list[str]:
 def assert_valid(action: str, payload: Any, *, response: bool) -> None:
     found = violations(action, payload, response=response)
     assert not found, "not valid OCPP 2.0.1:\n  " + "\n  ".join(found)
+
+
+def frame_violations(frames: list[tuple[bool, str]]) -> list[str]:
+    """Every violation in recorded OCPP-J 2.0.1 frames (sent?, text), both directions: each
+    CALL by its action's request schema, each CALLRESULT by the response schema of the CALL of
+    the same unique id."""
+    actions: dict[str, str] = {}
+    found: list[str] = []
+    for _, text in frames:
+        msg = json.loads(text)
+        if msg[0] == 2:
+            actions[msg[1]] = msg[2]
+            found += violations(msg[2], msg[3], response=False)
+        elif msg[0] == 3:
+            found += violations(actions.pop(msg[1]), msg[2], response=True)
+        else:
+            found.append(f"CALLERROR: {text:.300}")
+    return found

@@ -74,6 +74,22 @@ def status_info(reason_code: str, info: str | None = None) -> dict[str, Any]:
     return data
 
 
+def camel_case(data: Any) -> Any:
+    """The wire's camelCase back from the router's snake_case (``charging_profile_id`` ->
+    ``chargingProfileId``): every key of a charging profile round-trips, since none has a run of
+    capitals. (Keys inside a vendor's customData that do, e.g. "ABC", come back as "abc".)"""
+    if isinstance(data, dict):
+        return {_camel_key(str(key)): camel_case(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [camel_case(value) for value in data]
+    return data
+
+
+def _camel_key(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
 # -- SetChargingProfile (and RequestStartTransaction's chargingProfile) -> the engine ----------
 
 
