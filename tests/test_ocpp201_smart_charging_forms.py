@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-from strict_v201 import assert_valid
+from scripted_csms201 import strict_violations
 
 from hilsim.charging_limits import AS_SENT
 from hilsim.ocpp201.smart_charging import (
@@ -23,6 +23,11 @@ from hilsim.ocpp201.smart_charging import (
 from hilsim.smart_charging import ConnectorContext, Profile, ProfileSet, parse_time
 
 from conftest import make_settings, start_service, stop_service
+
+
+def assert_valid(action: str, payload: Any, *, response: bool) -> None:
+    assert strict_violations(action, payload, response=response) == []
+
 
 T = parse_time("2026-03-02T10:00:00Z")
 TX = "5f3c0a4e-8a9b-4c55-9d3e-1f2a3b4c5d6e"
@@ -89,7 +94,7 @@ def test_a_tx_default_profile_becomes_the_engines_profile_and_carries_its_origin
         ],
         validFrom="2026-03-01T00:00:00Z",
         validTo="2026-04-01T00:00:00Z",
-        customData={"vendorId": "example.com", "note": "kept"},
+        customData={"vendorId": "example.com"},
     )
     sent["chargingSchedule"][0] |= {
         "duration": 7200,

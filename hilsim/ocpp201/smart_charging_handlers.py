@@ -73,11 +73,22 @@ class TransactionIds(Protocol):
     def tx_id(self, local_id: int) -> str | None: ...
 
 
+class _NoTransactionIds:
+    """Until the client knows 2.0.1 transactionIds: none (a TxProfile gets TxNotFound)."""
+
+    def local_id(self, tx_id: str) -> int | None:
+        return None
+
+    def tx_id(self, local_id: int) -> str | None:
+        return None
+
+
 class SmartChargingHandlers201:
     """SetChargingProfile, ClearChargingProfile, GetChargingProfiles, GetCompositeSchedule."""
 
     charger: SmartCharger  # provided by ChargePointClient201
-    transaction_ids: TransactionIds  # provided by ChargePointClient201
+    #: the transactions layer's mapping; the client (or its transactions mixin) sets its own
+    transaction_ids: TransactionIds = _NoTransactionIds()
 
     #: sends a CALL and returns its CALLRESULT payload; provided by ChargePointClient201
     call: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -91,14 +102,11 @@ class SmartChargingHandlers201:
             return None
         return Refused("UnknownEvse", f"this station has no EVSE {evse_id}")
 
-    @on("SetChargingProfile")
-    async def on_set_charging_profile(
-        self,
-        evse_id: int,
-        charging_profile: dict[str, Any],
-        custom_data: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        sent = camel_case(charging_profile)
+    @on("SetChargingProfile", raw=True)
+    async def on_set_charging_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Raw, as on the wire: the profile is kept as sent, customData's vendor keys too."""
+        evse_id = int(payload["evseId"])
+        sent: dict[str, Any] = payload["chargingProfile"]
         try:
             if (unknown := self._unknown_evse(evse_id)) is not None:
                 raise unknown
