@@ -452,3 +452,32 @@ async def test_e2e_a_station_maximum_survives_a_restart_as_sent(
         assert report["chargingProfile"] == [cap]  # its times and numbers as the CSMS wrote them
     finally:
         await stop_service(running.service, running.task)
+
+
+async def test_e2e_a_tx_profile_names_the_running_transaction(cp201: Running201) -> None:
+    """Needs the 2.0.1 transactionId the charge point chose (TransactionEvent Started)."""
+    csms, charger = cp201.csms, cp201.service.charger
+    measurands = "Energy.Active.Import.Register,Power.Active.Import,Power.Offered"
+    assert await charger.configuration.change_configuration(
+        "MeterValuesSampledData", measurands
+    ) == "Accepted"  # fmt: skip
+    await cp201.charging(1)
+    started = csms.calls("TransactionEvent")
+    if not started:
+        pytest.skip("no TransactionEvent on this branch yet: no 2.0.1 transactionId to name")
+    tx_id = started[0]["transactionInfo"]["transactionId"]
+    profile = tx_default(5, 2000.0, stack=2) | {"chargingProfilePurpose": "TxProfile",
+                                                "transactionId": tx_id}  # fmt: skip
+    answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile})
+    assert answer == {"status": "Accepted"}
+    values = await cp201.triggered_meter_values(1)
+    assert (values["Power.Offered"], values["Power.Active.Import"]) == (2000.0, 2000.0)
+    mark = csms.mark()
+    criteria = {"chargingProfilePurpose": "TxProfile"}
+    answer = await csms.result("GetChargingProfiles", {"requestId": 7, "chargingProfile": criteria})
+    assert answer == {"status": "Accepted"}
+    [report] = await csms.wait_for("ReportChargingProfiles", since=mark)
+    assert (report["evseId"], report["chargingProfile"]) == (1, [profile])
+    wrong = profile | {"id": 6, "stackLevel": 3, "transactionId": "not-this-one"}
+    answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": wrong})
+    assert (answer["status"], answer["statusInfo"]["reasonCode"]) == ("Rejected", "TxNotFound")

@@ -75,9 +75,10 @@ def status_info(reason_code: str, info: str | None = None) -> dict[str, Any]:
 
 
 def camel_case(data: Any) -> Any:
-    """The wire's camelCase back from the router's snake_case (``charging_profile_id`` ->
-    ``chargingProfileId``): every key of a charging profile round-trips, since none has a run of
-    capitals. (Keys inside a vendor's customData that do, e.g. "ABC", come back as "abc".)"""
+    """The wire's camelCase back from the router's snake_case (``charging_profile_purpose`` ->
+    ``chargingProfilePurpose``), for the criteria of ClearChargingProfile and
+    GetChargingProfiles: none of their keys has a run of capitals, so each round-trips.
+    (SetChargingProfile's profile, customData and all, is taken raw instead.)"""
     if isinstance(data, dict):
         return {_camel_key(str(key)): camel_case(value) for key, value in data.items()}
     if isinstance(data, list):
