@@ -1,180 +1,35 @@
-"""OCPP 2.0.1 smart charging over the wire: a real 2.0.1 CSMS (the `ocpp` library's
-``ocpp.v201.ChargePoint`` on a websockets server, subprotocol ocpp2.0.1) drives the handler mixin
-`SmartChargingHandlers201`, which works on a running hilsim's real charger and schedule engine.
+"""OCPP 2.0.1 smart charging end to end: a real hilsim with ``ocpp_version = "2.0.1"``
+(`ChargePointClient201` and its `SmartChargingHandlers201`, on the one schedule engine) against
+a real 2.0.1 CSMS over websockets (subprotocol ocpp2.0.1).
 
-The mixin is hosted by `StandIn`, the least a 2.0.1 client does (route CALLs by ``@on`` with
-snake_case keys, send CALLRESULTs, run a `Reply`'s after-step, send CALLs), since this test is
-about smart charging, not the client. The charger's meter values reach the hosting bench's CSMS,
-which shows the limits reflected in them. Every 2.0.1 frame, both ways, is checked against the
-official schemas, strictly.
+Two CSMSs: tests/scripted_csms201.py's, which answers the charge point's CALLs and checks every
+frame both ways strictly, and the `ocpp` library's ``ocpp.v201.ChargePoint`` (an independent
+implementation many central systems are built on), whose frames are recorded and checked the
+same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
-import itertools
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 from ocpp.routing import on as csms_on
-from ocpp.v201 import ChargePoint as CsmsSide
+from ocpp.v201 import ChargePoint as LibraryCsms
 from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action
 from scripted_csms201 import ScriptedCsms201, strict_violations
 
 from hilsim.control import request
 from hilsim.evse import events
-from hilsim.ocpp.routing import Reply
-from hilsim.ocpp.validation import snake_case
-from hilsim.ocpp201.smart_charging_handlers import SmartChargingHandlers201
 from hilsim.service import Service
 
-from conftest import FAST_BACKOFF, TAG, Bench, make_settings, stop_service
-
-
-def frame_violations(frames: list[tuple[bool, str]]) -> list[str]:
-    """Every violation of the 2.0.1 schemas in recorded frames: CALLs, and CALLRESULTs by the
-    action of the CALL they answer; a CALLERROR is one too (none is expected here)."""
-    actions: dict[str, str] = {}
-    found: list[str] = []
-    for _, text in frames:
-        msg = json.loads(text)
-        if msg[0] == 2:
-            actions[msg[1]] = msg[2]
-            found += strict_violations(msg[2], msg[3], response=False)
-        elif msg[0] == 3:
-            found += strict_violations(actions.pop(msg[1]), msg[2], response=True)
-        else:
-            found.append(f"CALLERROR: {text:.300}")
-    return found
-
-
-class Recorded:
-    """A websockets connection whose frames are kept, in order, with their direction."""
-
-    def __init__(self, ws: Any, frames: list[tuple[bool, str]]) -> None:
-        self.ws = ws
-        self.frames = frames
-
-    async def send(self, text: str) -> None:
-        self.frames.append((True, text))
-        await self.ws.send(text)
-
-    async def recv(self) -> str:
-        text = await self.ws.recv()
-        self.frames.append((False, text))
-        return str(text)
-
-
-class Csms201(CsmsSide):
-    """The CSMS: sends what the test asks, collects ReportChargingProfiles."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    @csms_on(Action.report_charging_profiles)
-    def on_report(self, **payload: Any) -> call_result.ReportChargingProfiles:
-        self.reports.put_nowait(payload)
-        return call_result.ReportChargingProfiles()
-
-
-@dataclass
-class Ids:
-    """TransactionIds: 2.0.1 transactionId <-> local id."""
-
-    by_tx: dict[str, int] = field(default_factory=dict)
-
-    def local_id(self, tx_id: str) -> int | None:
-        return self.by_tx.get(tx_id)
-
-    def tx_id(self, local_id: int) -> str | None:
-        return next((t for t, local in self.by_tx.items() if local == local_id), None)
-
-
-class StandIn(SmartChargingHandlers201):
-    """The smallest 2.0.1 charge point client that can host a handler mixin."""
-
-    def __init__(self, connection: Recorded, charger: Any) -> None:
-        self.connection = connection
-        self.charger = charger
-        self.transaction_ids = Ids()
-        self.pending: dict[str, asyncio.Future[Any]] = {}
-        self.ids = itertools.count(1)
-        self.after: set[asyncio.Task[Any]] = set()
-        self.routes: dict[str, tuple[Callable[..., Any], bool]] = {}
-        for name in dir(type(self)):
-            member = getattr(type(self), name)
-            action = getattr(member, "__ocpp_on__", None)
-            if action is not None:
-                self.routes[action] = (getattr(self, name), getattr(member, "__ocpp_raw__", False))
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        unique_id = f"cp-{next(self.ids)}"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending[unique_id] = future
-        await self.connection.send(json.dumps([2, unique_id, action, payload]))
-        return dict(await asyncio.wait_for(future, 5))
-
-    async def serve(self) -> None:
-        while True:
-            msg = json.loads(await self.connection.recv())
-            if msg[0] != 2:
-                self.pending.pop(msg[1]).set_result(msg[2])
-                continue
-            handler, raw = self.routes[msg[2]]
-            result = handler(msg[3]) if raw else handler(**snake_case(msg[3]))
-            if inspect.isawaitable(result):
-                result = await result
-            then = None
-            if isinstance(result, Reply):
-                result, then = result
-            await self.connection.send(json.dumps([3, msg[1], result]))
-            if then is not None and inspect.isawaitable(done := then()):
-                task = asyncio.ensure_future(done)
-                self.after.add(task)
-                task.add_done_callback(self.after.discard)
-
-
-@dataclass
-class Wire:
-    csms: Csms201
-    cp: StandIn
-    frames: list[tuple[bool, str]]
-
-
-@pytest.fixture
-async def wire(bench: Bench) -> AsyncIterator[Wire]:
-    frames: list[tuple[bool, str]] = []
-    connected: asyncio.Future[Csms201] = asyncio.get_running_loop().create_future()
-
-    async def accept(ws: Any) -> None:
-        assert ws.subprotocol == "ocpp2.0.1"
-        csms = Csms201("CP201", Recorded(ws, frames), response_timeout=5)
-        connected.set_result(csms)
-        await csms.start()
-
-    async with websockets.serve(accept, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"]) as server:
-        port = server.sockets[0].getsockname()[1]
-        async with websockets.connect(
-            f"ws://127.0.0.1:{port}/CP201", subprotocols=["ocpp2.0.1"]
-        ) as ws:
-            cp = StandIn(Recorded(ws, []), bench.service.charger)
-            serving = asyncio.create_task(cp.serve())
-            csms = await asyncio.wait_for(connected, 5)
-            yield Wire(csms, cp, frames)
-            serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
-                await serving
-    assert len(frames) >= 8  # the CALLs and CALLRESULTs of the test, both ways
-    assert frame_violations(frames) == []  # strictly, as tests/scripted_csms201.py checks
+from conftest import CP_ID, FAST_BACKOFF, TAG, make_settings, stop_service
 
 
 def tx_default(profile_id: int, watts: float, *, stack: int = 1) -> dict[str, Any]:
@@ -192,109 +47,6 @@ def tx_default(profile_id: int, watts: float, *, stack: int = 1) -> dict[str, An
         ],
         "customData": {"vendorId": "hilsim.test"},
     }
-
-
-def offered_and_drawn(payload: dict[str, Any]) -> tuple[float | None, float | None]:
-    values = {
-        v.get("measurand"): float(v["value"])
-        for mv in payload["meterValue"]
-        for v in mv["sampledValue"]
-    }
-    return values.get("Power.Offered"), values.get("Power.Active.Import")
-
-
-async def meter_values_show(bench: Bench, watts: float) -> None:
-    await bench.session.wait_for(
-        "MeterValues",
-        lambda p: p["connectorId"] == 1 and offered_and_drawn(p) == (watts, watts),
-        timeout=5,
-    )
-
-
-async def test_a_2_0_1_limit_is_followed_reported_and_cleared(bench: Bench, wire: Wire) -> None:
-    session = bench.session
-    await session.change_configuration("MeterValueSampleInterval", "1")
-    measurands = "Power.Active.Import,Power.Offered"
-    assert await session.change_configuration("MeterValuesSampledData", measurands) == "Accepted"
-    csms = wire.csms
-    profile = tx_default(7, 4000.0)
-
-    answer = await csms.call(call.SetChargingProfile(evse_id=0, charging_profile=profile))
-    assert answer.status == "Accepted"
-    composite = await csms.call(call.GetCompositeSchedule(duration=600, evse_id=1))
-    assert composite.status == "Accepted"
-    assert composite.schedule["evse_id"] == 1
-    assert composite.schedule["charging_schedule_period"] == [{"start_period": 0, "limit": 4000.0}]
-
-    await bench.start_local(1)
-    await meter_values_show(bench, 4000.0)  # offered and drawn: the 2.0.1 limit
-
-    answer = await csms.call(
-        call.GetChargingProfiles(request_id=42, charging_profile={"chargingLimitSource": ["CSO"]})
-    )
-    assert answer.status == "Accepted"
-    reported = await asyncio.wait_for(csms.reports.get(), 5)
-    assert (reported["request_id"], reported["evse_id"], reported["tbc"]) == (42, 0, False)
-    sent_back = [
-        json.loads(t)[3] for s, t in wire.frames if not s and '"ReportChargingProfiles"' in t
-    ]
-    assert sent_back[0]["chargingProfile"] == [profile]  # exactly as the CSMS sent it
-
-    answer = await csms.call(call.ClearChargingProfile(charging_profile_id=7))
-    assert answer.status == "Accepted"
-    await meter_values_show(bench, 11000.0)  # the connector's own maximum again
-    composite = await csms.call(
-        call.GetCompositeSchedule(duration=60, evse_id=1, charging_rate_unit="A")
-    )
-    assert composite.schedule["charging_schedule_period"] == [{"start_period": 0, "limit": 47.8}]
-    answer = await csms.call(call.GetChargingProfiles(request_id=43, charging_profile={}))
-    assert answer.status == "NoProfiles"
-
-
-async def test_what_2_0_1_forbids_is_refused_with_a_reason(bench: Bench, wire: Wire) -> None:
-    csms = wire.csms
-    external = tx_default(1, 1000) | {
-        "chargingProfilePurpose": "ChargingStationExternalConstraints"
-    }
-    answer = await csms.call(call.SetChargingProfile(evse_id=0, charging_profile=external))
-    assert (answer.status, answer.status_info["reason_code"]) == ("Rejected", "InvalidValue")
-    no_tx = tx_default(2, 1000) | {"chargingProfilePurpose": "TxProfile"}
-    answer = await csms.call(call.SetChargingProfile(evse_id=1, charging_profile=no_tx))
-    assert (answer.status, answer.status_info["reason_code"]) == ("Rejected", "MissingParam")
-    answer = await csms.call(
-        call.SetChargingProfile(evse_id=9, charging_profile=tx_default(3, 1000))
-    )
-    assert (answer.status, answer.status_info["reason_code"]) == ("Rejected", "UnknownEvse")
-
-    assert (
-        await csms.call(call.SetChargingProfile(evse_id=1, charging_profile=tx_default(4, 2000)))
-    ).status == "Accepted"
-    clash = await csms.call(
-        call.SetChargingProfile(evse_id=1, charging_profile=tx_default(5, 3000))
-    )
-    assert (clash.status, clash.status_info["reason_code"]) == ("Rejected", "DuplicateProfile")
-    same_id = await csms.call(
-        call.SetChargingProfile(evse_id=1, charging_profile=tx_default(4, 3000))
-    )
-    assert same_id.status == "Accepted"
-    assert [p.id for p in bench.service.charger.smart_charging.profiles.profiles] == [4]
-
-    answer = await csms.call(call.ClearChargingProfile(charging_profile_id=99))
-    assert answer.status == "Unknown"
-    answer = await csms.call(
-        call.ClearChargingProfile(
-            charging_profile_criteria={
-                "chargingProfilePurpose": "ChargingStationExternalConstraints"
-            }
-        )
-    )
-    assert answer.status == "Unknown"
-    answer = await csms.call(
-        call.ClearChargingProfile(charging_profile_criteria={"evseId": 1, "stackLevel": 1})
-    )
-    assert answer.status == "Accepted"
-    answer = await csms.call(call.GetCompositeSchedule(duration=60, evse_id=9))
-    assert (answer.status, answer.status_info["reason_code"]) == ("Rejected", "UnknownEvse")
 
 
 # -- end to end: a 2.0.1 hilsim (ChargePointClient201) and a 2.0.1 CSMS over the wire ----------
@@ -371,10 +123,6 @@ async def cp201(csms201: ScriptedCsms201, short_dir: Path) -> AsyncIterator[Runn
     running = await start_201(csms201, short_dir)
     yield running
     await stop_service(running.service, running.task)
-
-
-def reports(csms: ScriptedCsms201, since: int) -> list[dict[str, Any]]:
-    return csms.calls("ReportChargingProfiles", since)
 
 
 async def test_e2e_limit_in_composite_schedule_and_meter_values_then_cleared(
@@ -481,3 +229,160 @@ async def test_e2e_a_tx_profile_names_the_running_transaction(cp201: Running201)
     wrong = profile | {"id": 6, "stackLevel": 3, "transactionId": "not-this-one"}
     answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": wrong})
     assert (answer["status"], answer["statusInfo"]["reasonCode"]) == ("Rejected", "TxNotFound")
+
+
+async def test_e2e_what_2_0_1_forbids_is_refused_with_a_reason(cp201: Running201) -> None:
+    csms, charger = cp201.csms, cp201.service.charger
+
+    async def set_profile(evse_id: int, profile: dict[str, Any]) -> dict[str, Any]:
+        payload = {"evseId": evse_id, "chargingProfile": profile}
+        return await csms.result("SetChargingProfile", payload)
+
+    def refused(answer: dict[str, Any]) -> tuple[str, str]:
+        return answer["status"], answer["statusInfo"]["reasonCode"]
+
+    external = tx_default(1, 1000) | {
+        "chargingProfilePurpose": "ChargingStationExternalConstraints"
+    }
+    assert refused(await set_profile(0, external)) == ("Rejected", "InvalidValue")
+    no_tx = tx_default(2, 1000) | {"chargingProfilePurpose": "TxProfile"}
+    assert refused(await set_profile(1, no_tx)) == ("Rejected", "MissingParam")
+    assert refused(await set_profile(9, tx_default(3, 1000))) == ("Rejected", "UnknownEvse")
+    assert await set_profile(1, tx_default(4, 2000)) == {"status": "Accepted"}
+    assert refused(await set_profile(1, tx_default(5, 3000))) == ("Rejected", "DuplicateProfile")
+    assert await set_profile(1, tx_default(4, 3000)) == {"status": "Accepted"}  # same id replaces
+    assert [p.id for p in charger.smart_charging.profiles.profiles] == [4]
+
+    assert await csms.result("ClearChargingProfile", {"chargingProfileId": 99}) == {
+        "status": "Unknown"
+    }
+    criteria: dict[str, Any] = {"chargingProfilePurpose": "ChargingStationExternalConstraints"}
+    answer = await csms.result("ClearChargingProfile", {"chargingProfileCriteria": criteria})
+    assert answer == {"status": "Unknown"}
+    criteria = {"evseId": 1, "stackLevel": 1}
+    answer = await csms.result("ClearChargingProfile", {"chargingProfileCriteria": criteria})
+    assert answer == {"status": "Accepted"}
+    assert charger.smart_charging.profiles.profiles == []
+    answer = await csms.result("GetCompositeSchedule", {"duration": 60, "evseId": 9})
+    assert refused(answer) == ("Rejected", "UnknownEvse")
+
+
+# -- the `ocpp` library's 2.0.1 CSMS -------------------------------------------------------------
+
+
+class Recorded:
+    """A websockets connection whose frames are kept, in order."""
+
+    def __init__(self, ws: Any, frames: list[str]) -> None:
+        self.ws, self.frames = ws, frames
+
+    async def send(self, text: str) -> None:
+        self.frames.append(text)
+        await self.ws.send(text)
+
+    async def recv(self) -> str:
+        text = str(await self.ws.recv())
+        self.frames.append(text)
+        return text
+
+
+def frame_violations(frames: list[str]) -> list[str]:
+    """Every violation of the 2.0.1 schemas in recorded frames: CALLs, and CALLRESULTs by the
+    action of the CALL they answer; a CALLERROR is one too (none is expected here)."""
+    actions: dict[str, str] = {}
+    found: list[str] = []
+    for text in frames:
+        msg = json.loads(text)
+        if msg[0] == 2:
+            actions[msg[1]] = msg[2]
+            found += strict_violations(msg[2], msg[3], response=False)
+        elif msg[0] == 3:
+            found += strict_violations(actions.pop(msg[1]), msg[2], response=True)
+        else:
+            found.append(f"CALLERROR: {text:.300}")
+    return found
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Csms(LibraryCsms):
+    """What a 2.0.1 CSMS built on the `ocpp` library answers a charge point; keeps the reports."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.booted = asyncio.Event()
+
+    @csms_on(Action.boot_notification)
+    def on_boot(self, **_: Any) -> call_result.BootNotification:
+        self.booted.set()
+        return call_result.BootNotification(current_time=_now(), interval=300, status="Accepted")
+
+    @csms_on(Action.heartbeat)
+    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=_now())
+
+    @csms_on(Action.status_notification)
+    def on_status(self, **_: Any) -> call_result.StatusNotification:
+        return call_result.StatusNotification()
+
+    @csms_on(Action.security_event_notification)
+    def on_security_event(self, **_: Any) -> call_result.SecurityEventNotification:
+        return call_result.SecurityEventNotification()
+
+    @csms_on(Action.notify_event)
+    def on_notify_event(self, **_: Any) -> call_result.NotifyEvent:
+        return call_result.NotifyEvent()
+
+    @csms_on(Action.report_charging_profiles)
+    def on_report(self, **payload: Any) -> call_result.ReportChargingProfiles:
+        self.reports.put_nowait(payload)
+        return call_result.ReportChargingProfiles()
+
+
+async def test_e2e_against_the_ocpp_librarys_csms(short_dir: Path) -> None:
+    frames: list[str] = []
+    connected: asyncio.Future[Csms] = asyncio.get_running_loop().create_future()
+
+    async def accept(ws: Any) -> None:
+        assert ws.subprotocol == "ocpp2.0.1"
+        csms = Csms(CP_ID, Recorded(ws, frames), response_timeout=5)
+        connected.set_result(csms)
+        await csms.start()
+
+    async with websockets.serve(accept, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"]) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings = make_settings(short_dir, f"ws://127.0.0.1:{port}",
+                                 extra_charge_point='ocpp_version = "2.0.1"')  # fmt: skip
+        service = Service(settings, backoff=FAST_BACKOFF, response_timeout=5)
+        task = asyncio.create_task(service.run())
+        try:
+            csms = await asyncio.wait_for(connected, 5)
+            await asyncio.wait_for(csms.booted.wait(), 5)
+            profile = tx_default(7, 4000.0)
+            answer = await csms.call(call.SetChargingProfile(evse_id=0, charging_profile=profile))
+            assert answer.status == "Accepted"
+            composite = await csms.call(call.GetCompositeSchedule(duration=600, evse_id=2))
+            assert composite.status == "Accepted"
+            assert composite.schedule["charging_schedule_period"] == [
+                {"start_period": 0, "limit": 4000.0}
+            ]
+            criterion = {"chargingLimitSource": ["CSO"]}
+            answer = await csms.call(
+                call.GetChargingProfiles(request_id=42, charging_profile=criterion)
+            )
+            assert answer.status == "Accepted"
+            reported = await asyncio.wait_for(csms.reports.get(), 5)
+            assert (reported["request_id"], reported["evse_id"], reported["tbc"]) == (42, 0, False)
+            [sent_back] = [json.loads(t)[3] for t in frames if '"ReportChargingProfiles"' in t]
+            assert sent_back["chargingProfile"] == [profile]  # exactly as the CSMS sent it
+            answer = await csms.call(call.ClearChargingProfile(charging_profile_id=7))
+            assert answer.status == "Accepted"
+            answer = await csms.call(call.GetChargingProfiles(request_id=43, charging_profile={}))
+            assert answer.status == "NoProfiles"
+        finally:
+            await stop_service(service, task)
+    assert len(frames) > 10
+    assert frame_violations(frames) == []
