@@ -3,9 +3,9 @@ ClearChargingProfile, GetChargingProfiles (then ReportChargingProfiles) and GetC
 
 A mixin of `ChargePointClient201` (its router finds the ``@on`` methods of every base and calls
 them with the payload's keys in snake_case, SetChargingProfile with its payload raw). Each
-translates with
-`hilsim.ocpp201.smart_charging` and makes one call on the charger's `ChargingLimits`, the same
-schedule engine 1.6 uses; the 2.0.1 rules it adds are in that module's docstring.
+translates with `hilsim.ocpp201.smart_charging` and makes one call on the charger's
+`ChargingLimits`, the same schedule engine 1.6 uses; the 2.0.1 rules it adds are in that
+module's docstring.
 
 A TxProfile names its transaction by the 2.0.1 transactionId; the services know it by its local
 id. The client provides the mapping as ``transaction_ids`` (`TransactionIds`), so this module
