@@ -2,10 +2,10 @@
 (`ChargePointClient201` and its `SmartChargingHandlers201`, on the one schedule engine) against
 a real 2.0.1 CSMS over websockets (subprotocol ocpp2.0.1).
 
-Two CSMSs: tests/scripted_csms201.py's, which answers the charge point's CALLs and checks every
-frame both ways strictly, and the `ocpp` library's ``ocpp.v201.ChargePoint`` (an independent
-implementation many central systems are built on), whose frames are recorded and checked the
-same way.
+Three CSMSs: tests/scripted_csms201.py's, which answers the charge point's CALLs and checks
+every frame both ways strictly; the `ocpp` library's ``ocpp.v201.ChargePoint`` (an independent
+implementation many central systems are built on); and the built-in ``hilsim csms``. The frames
+of the last two are recorded and checked the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from ocpp.v201.enums import Action
 from scripted_csms201 import ScriptedCsms201, strict_violations
 
 from hilsim.control import request
+from hilsim.csms import CentralSystem
 from hilsim.evse import events
+from hilsim.ocpp.wire import Frame
 from hilsim.service import Service
 
-from conftest import CP_ID, FAST_BACKOFF, TAG, make_settings, stop_service
+from conftest import CP_ID, FAST_BACKOFF, TAG, make_settings, start_service, stop_service
 
 
 def tx_default(profile_id: int, watts: float, *, stack: int = 1) -> dict[str, Any]:
@@ -386,3 +388,36 @@ async def test_e2e_against_the_ocpp_librarys_csms(short_dir: Path) -> None:
             await stop_service(service, task)
     assert len(frames) > 10
     assert frame_violations(frames) == []
+
+
+# -- the built-in CSMS (`hilsim csms`), which speaks 2.0.1 too ---------------------------------
+
+
+async def test_e2e_against_the_built_in_csms(short_dir: Path) -> None:
+    frames: list[Frame] = []
+    async with CentralSystem(on_frame=lambda _cp, frame: frames.append(frame)) as central:
+        settings = make_settings(short_dir, central.url,
+                                 extra_charge_point='ocpp_version = "2.0.1"')  # fmt: skip
+        service, task = await start_service(settings)
+        try:
+            session = await central.wait_for_charge_point(CP_ID, timeout=5)
+            await session.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+            cap = tx_default(2, 7000.0) | {"chargingProfilePurpose": "ChargingStationMaxProfile",
+                                           "chargingProfileKind": "Absolute"}  # fmt: skip
+            cap["chargingSchedule"][0]["startSchedule"] = "2026-01-01T00:00:00Z"
+            assert await session.set_charging_profile(0, cap) == "Accepted"
+            composite = await session.get_composite_schedule(0, 300)
+            assert composite["schedule"]["chargingSchedulePeriod"] == [
+                {"startPeriod": 0, "limit": 7000.0}
+            ]  # the two EVSEs' 11 kW + 7.4 kW, capped by the station's maximum
+            criteria = {"chargingProfilePurpose": "ChargingStationMaxProfile"}
+            assert await session.get_charging_profiles(5, criteria) == "Accepted"
+            report = await session.wait_for_charging_profiles(5)
+            assert [part["chargingProfile"] for part in report.parts] == [[cap]]
+            assert await session.clear_charging_profile(criteria={"evseId": 0}) == "Accepted"
+            assert await session.get_charging_profiles(6, {}) == "NoProfiles"
+            assert session.violations == []
+        finally:
+            await stop_service(service, task)
+    assert len(frames) > 10
+    assert frame_violations([frame.text for frame in frames]) == []
