@@ -20,6 +20,7 @@ import pytest
 from scripted_csms201 import CALLERROR, CALLRESULT, ScriptedCsms201, now
 
 from hilsim.control import request
+from hilsim.errors import CsmsError
 from hilsim.evse import events
 from hilsim.service import Service
 
@@ -94,6 +95,8 @@ async def test_boot_pending_then_accepted_after_the_interval(
 
 async def test_heartbeat_and_a_status_on_plug(cp: Running) -> None:
     csms = cp.csms
+    status = (await cp.ctl("status"))["result"]
+    assert status["csms"]["ocpp_version"] == "2.0.1"
     assert (await csms.result("TriggerMessage", {"requestedMessage": "Heartbeat"})) == {
         "status": "Accepted"
     }
@@ -314,3 +317,58 @@ def test_a_1_6_charge_point_never_imports_the_2_0_1_package() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+async def test_reset_on_idle_without_a_transaction_is_at_once(cp: Running) -> None:
+    csms = cp.csms
+    mark = csms.mark()
+    assert await csms.result("Reset", {"type": "OnIdle"}) == {"status": "Accepted"}
+    [event] = await csms.wait_for("SecurityEventNotification", since=mark)
+    assert event["type"] == "ResetOrReboot"
+    async with asyncio.timeout(10):
+        await asyncio.shield(cp.task)
+    assert cp.service.restart_requested
+
+
+async def test_1_6_messages_the_services_hand_over_are_translated_or_refused(
+    cp: Running,
+) -> None:
+    charger = cp.service.charger
+    assert charger is not None
+    link = charger.link
+    stamp = now()
+    stored = {
+        "connectorId": 1,
+        "transactionId": 5,
+        "meterValue": [
+            {
+                "timestamp": stamp,
+                "sampledValue": [
+                    {"value": "1234", "context": "Sample.Periodic", "format": "Raw",
+                     "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                     "unit": "Wh"},
+                    {"value": "7.5", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    mark = cp.csms.mark()
+    await link.submit(lambda c: c.call("MeterValues", stored), "MeterValues")
+    [sent] = await cp.csms.wait_for("MeterValues", since=mark)
+    assert sent == {
+        "evseId": 1,
+        "meterValue": [
+            {
+                "timestamp": stamp,
+                "sampledValue": [
+                    {"value": 1234, "context": "Sample.Periodic",
+                     "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                     "unitOfMeasure": {"unit": "Wh"}},
+                    {"value": 7.5, "measurand": "Current.Import", "phase": "L1",
+                     "unitOfMeasure": {"unit": "A"}},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    with pytest.raises(CsmsError, match=r"not an OCPP 2\.0\.1 message"):
+        await link.submit(lambda c: c.call("StartTransaction", {}), "StartTransaction")
