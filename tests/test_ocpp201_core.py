@@ -294,6 +294,7 @@ async def test_reset_immediate_reports_then_restarts(cp: Running) -> None:
         ('[2, "bad-5", "FlyToTheMoon", {}]', "NotImplemented"),
         ('[2, "bad-6", "Reset"]', "ProtocolError"),
         ('[2, "bad-7", 17, {}]', "FormatViolation"),
+        ('[2, "bad-8", "CostUpdated", {"totalCost": 1.5, "transactionId": "t"}]', "NotSupported"),
     ],
 )
 async def test_bad_calls_get_the_2_0_1_callerror(cp: Running, frame: str, code: str) -> None:
@@ -372,3 +373,28 @@ async def test_1_6_messages_the_services_hand_over_are_translated_or_refused(
     }  # fmt: skip
     with pytest.raises(CsmsError, match=r"not an OCPP 2\.0\.1 message"):
         await link.submit(lambda c: c.call("StartTransaction", {}), "StartTransaction")
+
+
+CUSTOM = {"vendorId": "acme", "someVendorKey": {"deepKey": 1}}
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("Reset", {"type": "OnIdle", "evseId": 5}),
+        ("ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1,
+                                                                       "customData": CUSTOM}}),
+        ("UnlockConnector", {"evseId": 9, "connectorId": 1}),
+        ("TriggerMessage", {"requestedMessage": "Heartbeat"}),
+        ("ClearCache", {}),
+        ("SendLocalList", {"versionNumber": 1, "updateType": "Full"}),
+        ("GetLocalListVersion", {}),
+        ("DataTransfer", {"vendorId": "acme"}),
+    ],
+)  # fmt: skip
+async def test_every_handler_takes_custom_data(
+    cp: Running, action: str, payload: dict[str, Any]
+) -> None:
+    """Any 2.0.1 payload may carry customData: valid, so it is answered, never an error."""
+    answer = await cp.csms.call(action, {**payload, "customData": CUSTOM})
+    assert answer[0] == CALLRESULT, answer
