@@ -398,3 +398,37 @@ async def test_every_handler_takes_custom_data(
     """Any 2.0.1 payload may carry customData: valid, so it is answered, never an error."""
     answer = await cp.csms.call(action, {**payload, "customData": CUSTOM})
     assert answer[0] == CALLRESULT, answer
+
+
+async def test_a_new_security_profile_is_reported(cp: Running) -> None:
+    charger = cp.service.charger
+    assert charger is not None
+    mark = cp.csms.mark()
+    configure = charger.configuration.change_configuration
+    assert await configure("AuthorizationKey", "31" * 16) == "Accepted"
+    assert await configure("SecurityProfile", "1") == "Accepted"
+    [event] = await cp.csms.wait_for("SecurityEventNotification", since=mark)
+    assert event["type"] == "ReconfigurationOfSecurityParameters"
+    assert event["techInfo"] == "SecurityProfile set to 1"
+
+
+async def test_a_differential_local_list_removes_an_entry(cp: Running) -> None:
+    charger = cp.service.charger
+    assert charger is not None
+    assert await charger.configuration.change_configuration("LocalAuthListEnabled", "true") == (
+        "Accepted"
+    )
+    token = {"idToken": "CAFE0002", "type": "ISO14443"}
+    full = {
+        "versionNumber": 1,
+        "updateType": "Full",
+        "localAuthorizationList": [{"idToken": token, "idTokenInfo": {"status": "Accepted"}}],
+    }
+    assert await cp.csms.result("SendLocalList", full) == {"status": "Accepted"}
+    removal = {"versionNumber": 2, "updateType": "Differential",
+               "localAuthorizationList": [{"idToken": token}]}  # fmt: skip
+    assert await cp.csms.result("SendLocalList", removal) == {"status": "Accepted"}
+    _version, entries = await charger.store.local_list()
+    assert entries == []
+    # An empty list is reported as version 0, as in 1.6 (hilsim.local_list).
+    assert await cp.csms.result("GetLocalListVersion", {}) == {"versionNumber": 0}
