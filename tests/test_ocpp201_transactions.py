@@ -131,6 +131,9 @@ async def test_plug_tag_charge_remote_stop_unplug(csms: Csms201, short_dir: Path
             if v.get("measurand") == "Energy.Active.Import.Register"
         ]  # fmt: skip
         assert energy == sorted(energy) and energy[-1] > 0
+        limited = {**tx_profile(5000.0), "transactionId": tx_id}
+        answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": limited})
+        assert answer == {"status": "Accepted"}  # smart charging knows the transactionId
         status = await csms.result("GetTransactionStatus", {"transactionId": tx_id})
         assert status["ongoingIndicator"] is True  # a sample may be on its way: messagesInQueue
         triggered = await csms.result(
@@ -190,6 +193,41 @@ async def test_tx_start_point_ev_connected_starts_at_plug_in(
         assert_numbered(events_of(csms, started["transactionInfo"]["transactionId"]))
 
 
+def tx_profile(limit_W: float) -> dict[str, Any]:
+    period = {"startPeriod": 0, "limit": limit_W}
+    schedule = {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [period]}
+    return {"id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative", "chargingSchedule": [schedule]}  # fmt: skip
+
+
+async def test_request_start_with_a_charging_profile_limits_the_power(
+    csms: Csms201, short_dir: Path
+) -> None:
+    async for _service, settings in running(csms, short_dir, MeterValueSampleInterval="1"):
+        await ctl(settings, "plug", 1)
+        token = {"idToken": "APP-2", "type": "Central"}
+        request = {"idToken": token, "remoteStartId": 5, "evseId": 1}
+        answer = await csms.result(
+            "RequestStartTransaction", {**request, "chargingProfile": tx_profile(3000)}
+        )
+        assert answer == {"status": "Accepted"}
+        (sample,) = await csms.wait_for(
+            "TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic"
+        )
+        power = [
+            v["value"] for mv in sample["meterValue"] for v in mv["sampledValue"]
+            if v.get("measurand") == "Power.Active.Import" and "phase" not in v
+        ]  # fmt: skip
+        assert power and 0 < power[0] <= 3000.0  # 11 kW connector, 3 kW profile
+        started = csms.calls("TransactionEvent")[0]
+        assert started["transactionInfo"]["remoteStartId"] == 5
+        tx_id = started["transactionInfo"]["transactionId"]
+        assert await csms.result("RequestStopTransaction", {"transactionId": tx_id}) == {
+            "status": "Accepted"
+        }  # fmt: skip
+        await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
+
+
 async def test_request_start_transaction_sends_remote_start_id(
     csms: Csms201, short_dir: Path
 ) -> None:
@@ -204,15 +242,14 @@ async def test_request_start_transaction_sends_remote_start_id(
         assert started["triggerReason"] == "RemoteStart"
         assert started["transactionInfo"]["remoteStartId"] == 42
         assert started["idToken"] == token and started["evse"]["id"] == 2
-        period = {"startPeriod": 0, "limit": 3000.0}
-        schedule = {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [period]}
-        profile = {"id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
-                   "chargingProfileKind": "Relative", "chargingSchedule": [schedule]}  # fmt: skip
+        profile = tx_profile(3000.0)
+        profile["chargingProfilePurpose"] = "ChargingStationMaxProfile"
         refused = await csms.result(
             "RequestStartTransaction",
             {"idToken": token, "remoteStartId": 43, "evseId": 1, "chargingProfile": profile},
         )
-        assert refused == {"status": "Rejected"}
+        assert refused["status"] == "Rejected"
+        assert refused["statusInfo"]["reasonCode"] == "InvalidValue"
         busy = await csms.result(
             "RequestStartTransaction", {"idToken": token, "remoteStartId": 44, "evseId": 2}
         )

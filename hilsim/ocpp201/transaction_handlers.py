@@ -12,11 +12,13 @@ charge point's (a UUID); the charger knows the transaction by its local id (`loc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+from hilsim.clock import Clock
 from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.routing import Reply, on
+from hilsim.ocpp201.smart_charging import Refused, profile_to_16
 from hilsim.ocpp201.transaction_events import TransactionEvents
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class TransactionCharger(Protocol):
     def connectors(self) -> Mapping[int, Any]: ...
     @property
     def outbox(self) -> TransactionOutbox: ...
+    @property
+    def wall(self) -> Clock: ...
 
     def remote_start(
         self, id_tag: str, connector_id: int | None, profile: dict[str, Any] | None
@@ -49,9 +53,17 @@ class TransactionCharger(Protocol):
     def remote_stop(self, transaction_id: int) -> tuple[str, Release]: ...
 
 
-#: Converts a 2.0.1 ChargingProfile of a RequestStartTransaction for the charger, or None when
-#: no 2.0.1 smart charging is there to do it (the request is then Rejected).
-ProfileConversion = Callable[[dict[str, Any]], dict[str, Any]] | None
+class TransactionIds:
+    """2.0.1 transactionId <-> local id, as the smart charging handlers ask for it."""
+
+    def __init__(self, events: TransactionEvents) -> None:
+        self.events = events
+
+    def local_id(self, tx_id: str) -> int | None:
+        return self.events.local_id_of(tx_id)
+
+    def tx_id(self, local_id: int) -> str | None:
+        return self.events.tx_id(local_id)
 
 
 class TransactionHandlers:
@@ -60,8 +72,6 @@ class TransactionHandlers:
 
     # Provided by ChargePointClient201.
     charger: TransactionCharger
-    #: a RequestStartTransaction's chargingProfile as the charger takes it (smart charging's)
-    remote_start_profile: ProfileConversion = None
 
     @property
     def transaction_events(self) -> TransactionEvents:
@@ -69,6 +79,11 @@ class TransactionHandlers:
         if not isinstance(events, TransactionEvents):
             raise RuntimeError("the outbox does not speak OCPP 2.0.1")
         return events
+
+    @property
+    def transaction_ids(self) -> TransactionIds:
+        """For `hilsim.ocpp201.smart_charging_handlers` (a TxProfile names a transactionId)."""
+        return TransactionIds(self.transaction_events)
 
     @on("RequestStartTransaction", raw=True)
     def on_request_start_transaction(self, payload: dict[str, Any]) -> Reply:
@@ -79,13 +94,19 @@ class TransactionHandlers:
         charging_profile: dict[str, Any] | None = payload.get("chargingProfile")
         events = self.transaction_events
         profile = None
-        if charging_profile is not None:
-            convert = self.remote_start_profile
-            if convert is None:
-                log.warning("RequestStartTransaction with a chargingProfile: Rejected (no OCPP "
-                            "2.0.1 smart charging here to apply it)")  # fmt: skip
-                return Reply({"status": "Rejected"})
-            profile = convert(charging_profile)
+        if charging_profile is not None:  # a TxProfile for the transaction it starts
+            try:
+                profile = profile_to_16(
+                    evse_id or min(self.charger.connectors),  # a TxProfile needs an EVSE
+                    charging_profile,
+                    events.local_id_of,
+                    received_at=self.charger.wall.now().timestamp(),
+                    remote_start=True,
+                )
+            except Refused as refused:
+                log.warning("RequestStartTransaction %d: its chargingProfile is refused (%s)",
+                            remote_start_id, refused)  # fmt: skip
+                return Reply({"status": "Rejected", "statusInfo": refused.payload()["statusInfo"]})
         before = {cid: events.open_tx_id(cid) for cid in self.charger.connectors}
         events.expect_remote_start(remote_start_id, id_token)
         status, release = self.charger.remote_start(
