@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from hilsim.device_model.report import Limits, ReportBase, in_report, report_data
 from hilsim.device_model.variables import Attribute, Component, Mutability, Variable
+from hilsim.errors import HilsimError
 from hilsim.keys import Change, ChangeStatus, ConfigurationKeys, KeySpec, Value
 from hilsim.store import VariableAddress
 
@@ -92,6 +93,26 @@ class VariableChange:
 
 
 Listener = Callable[[VariableChange], None]
+
+
+def _names(
+    variable: Variable, component: Component, name: str | None, instance: str | None
+) -> bool:
+    """Whether a GetReport componentVariable names this variable (absent parts: any)."""
+    mine = variable.component
+    if mine.name.casefold() != component.name.casefold():
+        return False
+    if component.instance is not None and (mine.instance or "").casefold() != (
+        component.instance.casefold()
+    ):
+        return False
+    if component.evse is not None and mine.evse != component.evse:
+        return False
+    if component.connector is not None and mine.connector != component.connector:
+        return False
+    if name is not None and variable.name.casefold() != name.casefold():
+        return False
+    return instance is None or (variable.instance or "").casefold() == instance.casefold()
 
 
 def address_of(variable: Variable, attribute: Attribute = Attribute.actual) -> VariableAddress:
@@ -271,7 +292,7 @@ class DeviceModel:
         address = address_of(found)
         try:
             await self._store.save_variable(address, text)
-        except Exception as exc:
+        except (HilsimError, OSError) as exc:  # a value not saved is not in use
             log.error("SetVariables %s not saved (%s): Rejected", found.label(), exc)
             return Outcome(SetStatus.rejected, reason="InternalError", info=str(exc))
         self._values[address] = text
@@ -306,6 +327,32 @@ class DeviceModel:
         except ValueError:
             return None
         return [self.report_data(v) for v in self.catalogue if in_report(v, chosen)]
+
+    def custom_report(
+        self,
+        wanted: Sequence[tuple[Component, str | None, str | None]] = (),
+        criteria: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """GetReport's ReportData: the variables ``wanted`` names, as (component, variable name,
+        variable instance; None: any), of the components meeting every criterion (Active,
+        Available, Enabled, Problem: the component's variable of that name is true).
+
+        A component left without EVSE, connector or instance in ``wanted`` names all of them.
+        """
+        chosen = []
+        for variable in self.catalogue:
+            if wanted and not any(_names(variable, *item) for item in wanted):
+                continue
+            if criteria and not all(self._meets(variable.component, c) for c in criteria):
+                continue
+            chosen.append(self.report_data(variable))
+        return chosen
+
+    def _meets(self, component: Component, criterion: str) -> bool:
+        for variable in self.catalogue:
+            if variable.component == component and variable.name == criterion:
+                return self.value(variable) == "true"
+        return False
 
     def report_data(self, variable: Variable) -> dict[str, Any]:
         values = [(kind, self.value(variable, kind)) for kind in variable.attributes]

@@ -1,0 +1,184 @@
+"""The OCPP 2.0.1 device-model handler mixin on a stand-in client (real SQLite, real device model):
+what each handler answers, the DeviceDataCtrlr limits as CALLERRORs, the NotifyReport frames a
+base report sets off and NotifyEvent for changes; every payload strictly schema-valid."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hilsim.configuration import Configuration
+from hilsim.device_model import DeviceModel, build_catalogue, station_info
+from hilsim.ocpp.routing import Reply
+from hilsim.ocpp.validation import snake_case
+from hilsim.ocpp201.device_model_handlers import (
+    CallErrorReply,
+    DeviceModelHandlers,
+    forward_changes,
+)
+from hilsim.store import Store
+from hilsim.stored_keys import load_configuration
+from hilsim.tasks import TaskSet
+from tests.schemas201_dm import assert_valid
+
+NOW = "2026-12-04T10:00:00.000Z"
+
+
+class FixedWall:
+    def iso(self) -> str:
+        return NOW
+
+
+@dataclass
+class Host:
+    device_model: DeviceModel
+    wall: FixedWall = field(default_factory=FixedWall)
+
+
+class StandIn(DeviceModelHandlers):
+    """The part of ChargePointClient201 the mixin uses: ``charger`` and ``call``."""
+
+    def __init__(self, host: Host) -> None:
+        self.charger = host
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        assert_valid(f"{action}Request", payload)
+        self.sent.append((action, payload))
+        return {}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[StandIn]:
+    store = await Store.open(tmp_path / "hilsim.db")
+    keys = await load_configuration(store)
+    catalogue = build_catalogue(station_info("CP-DM", "hilsim", "bench", [(1, 1, 7400.0)]))
+    model = await DeviceModel.open(
+        catalogue, Configuration(keys, store, TaskSet("t")), store.variables
+    )
+    yield StandIn(Host(model))
+    model.close()
+    await store.close()
+
+
+async def _handle(
+    client: StandIn, handler: Callable[..., Any], action: str, payload: dict[str, Any]
+) -> Any:
+    """As the router does: the request validated, its fields in snake_case, the answer too."""
+    assert_valid(f"{action}Request", payload)
+    result = handler(**snake_case(payload))
+    if isinstance(result, Awaitable):
+        result = await result
+    answer = result.payload if isinstance(result, Reply) else result
+    assert_valid(f"{action}Response", answer)
+    return result
+
+
+def _get(name: str, component: str = "OCPPCommCtrlr", **extra: Any) -> dict[str, Any]:
+    return {"component": {"name": component}, "variable": {"name": name}, **extra}
+
+
+async def test_get_and_set_variables(client: StandIn) -> None:
+    answer = await _handle(client, client.on_set_variables, "SetVariables", {"setVariableData": [
+        {**_get("HeartbeatInterval"), "attributeValue": "33"},
+        {"component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
+         "variable": {"name": "ConnectorType"}, "attributeValue": "sType3"},
+    ]})  # fmt: skip
+    assert [r["attributeStatus"] for r in answer["setVariableResult"]] == ["Accepted", "Rejected"]
+    assert answer["setVariableResult"][1]["component"]["evse"] == {"id": 1, "connectorId": 1}
+    answer = await _handle(client, client.on_get_variables, "GetVariables", {
+        "getVariableData": [_get("HeartbeatInterval", attributeType="Actual")],
+    })  # fmt: skip
+    assert answer["getVariableResult"][0]["attributeValue"] == "33"
+    assert answer["getVariableResult"][0]["attributeType"] == "Actual"
+
+
+async def test_more_items_than_items_per_message_is_a_callerror(client: StandIn) -> None:
+    many = [_get("HeartbeatInterval")] * 51
+    with pytest.raises(CallErrorReply) as caught:
+        await _handle(client, client.on_get_variables, "GetVariables", {"getVariableData": many})
+    assert caught.value.code == "OccurrenceConstraintViolation"
+    items = [{**_get("HeartbeatInterval"), "attributeValue": "9"}] * 51
+    with pytest.raises(CallErrorReply) as caught:
+        await _handle(client, client.on_set_variables, "SetVariables", {"setVariableData": items})
+    assert caught.value.code == "OccurrenceConstraintViolation"
+    assert client.charger.device_model.text("OCPPCommCtrlr", "HeartbeatInterval") != "9"
+
+
+async def test_a_longer_message_than_bytes_per_message_is_a_callerror(client: StandIn) -> None:
+    bulky = {"vendorId": "x", "blob": "y" * 70000}
+    payload = {"getVariableData": [{**_get("HeartbeatInterval"), "customData": bulky}]}
+    with pytest.raises(CallErrorReply) as caught:
+        await _handle(client, client.on_get_variables, "GetVariables", payload)
+    assert caught.value.code == "FormatViolation"
+
+
+async def test_get_base_report_answers_then_sends_the_report(client: StandIn) -> None:
+    reply = await _handle(client, client.on_get_base_report, "GetBaseReport",
+                          {"requestId": 4, "reportBase": "FullInventory"})  # fmt: skip
+    assert isinstance(reply, Reply) and reply.payload == {"status": "Accepted"}
+    assert client.sent == []  # nothing before the answer is on the wire
+    assert reply.then is not None
+    await reply.then()  # type: ignore[misc]
+    frames = [payload for action, payload in client.sent if action == "NotifyReport"]
+    total = len(client.charger.device_model.catalogue)
+    assert [f["seqNo"] for f in frames] == list(range(len(frames)))
+    assert [len(f["reportData"]) for f in frames][:-1] == [50] * (len(frames) - 1)
+    assert sum(len(f["reportData"]) for f in frames) == total
+    assert [f.get("tbc", False) for f in frames] == [True] * (len(frames) - 1) + [False]
+    assert {f["requestId"] for f in frames} == {4}
+
+
+async def test_get_base_report_not_supported(client: StandIn) -> None:
+    # The schema holds reportBase to the three bases; an unknown one is refused all the same.
+    assert client.on_get_base_report(5, "Anything") == {"status": "NotSupported"}
+
+
+async def test_get_report_by_component_and_criteria(client: StandIn) -> None:
+    reply = await _handle(client, client.on_get_report, "GetReport", {
+        "requestId": 6,
+        "componentVariable": [{"component": {"name": "TxCtrlr"}},
+                              {"component": {"name": "EVSE"}, "variable": {"name": "Power"}}],
+    })  # fmt: skip
+    assert isinstance(reply, Reply) and reply.then is not None
+    await reply.then()  # type: ignore[misc]
+    names = [(d["component"]["name"], d["variable"]["name"])
+             for _, f in client.sent for d in f["reportData"]]  # fmt: skip
+    assert ("TxCtrlr", "TxStartPoint") in names and ("EVSE", "Power") in names
+    assert {component for component, _ in names} == {"TxCtrlr", "EVSE"}
+    client.sent.clear()
+    reply = await _handle(client, client.on_get_report, "GetReport",
+                          {"requestId": 7, "componentCriteria": ["Enabled"]})  # fmt: skip
+    assert isinstance(reply, Reply) and reply.then is not None
+    await reply.then()  # type: ignore[misc]
+    components = {d["component"]["name"] for _, f in client.sent for d in f["reportData"]}
+    assert "AuthCtrlr" in components and "ChargingStation" not in components
+    empty = await _handle(client, client.on_get_report, "GetReport", {
+        "requestId": 8, "componentVariable": [{"component": {"name": "Nothing"}}],
+    })  # fmt: skip
+    assert empty == {"status": "EmptyResultSet"}
+
+
+async def test_changes_not_made_by_set_variables_become_notify_event(client: StandIn) -> None:
+    model = client.charger.device_model
+    jobs: list[Callable[[Any], Awaitable[Any]]] = []
+    stop = forward_changes(model, lambda job, name: jobs.append(job), lambda: NOW)
+    await _handle(client, client.on_set_variables, "SetVariables", {
+        "setVariableData": [{**_get("HeartbeatInterval"), "attributeValue": "61"}],
+    })  # fmt: skip
+    assert jobs == []  # the CSMS knows what it set
+    await model.configuration.configure("HeartbeatInterval", "62")  # hilsim config set
+    assert len(jobs) == 1
+    await jobs[0](client)
+    action, payload = client.sent[-1]
+    assert action == "NotifyEvent"
+    event = payload["eventData"][0]
+    assert (event["actualValue"], event["trigger"]) == ("62", "Delta")
+    assert event["variable"] == {"name": "HeartbeatInterval"}
+    stop()
+    await model.configuration.configure("HeartbeatInterval", "63")
+    assert len(jobs) == 1
