@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hilsim.configuration import Configuration
-from hilsim.device_model import DeviceModel, build_catalogue, station_info
+from hilsim.device_model import Component, DeviceModel, build_catalogue, station_info
 from hilsim.ocpp.routing import Reply
 from hilsim.ocpp.validation import snake_case
 from hilsim.ocpp201.device_model_handlers import (
@@ -20,9 +20,11 @@ from hilsim.ocpp201.device_model_handlers import (
     DeviceModelHandlers,
     forward_changes,
 )
+from hilsim.ocpp201.device_model_setup import open_device_model
 from hilsim.store import Store
 from hilsim.stored_keys import load_configuration
 from hilsim.tasks import TaskSet
+from tests.conftest import CP_ID, make_settings
 from tests.schemas201_dm import assert_valid
 
 NOW = "2026-12-04T10:00:00.000Z"
@@ -182,3 +184,56 @@ async def test_changes_not_made_by_set_variables_become_notify_event(client: Sta
     stop()
     await model.configuration.configure("HeartbeatInterval", "63")
     assert len(jobs) == 1
+
+
+@dataclass
+class FakeConnector:
+    status: str = "Available"
+    power_W: float = 0.0
+
+    @property
+    def ocpp_status(self) -> tuple[str, str]:
+        return self.status, "NoError"
+
+    def offered_power_W(self) -> float:
+        return self.power_W
+
+
+@dataclass
+class FakeCharger:
+    connectors: dict[int, FakeConnector]
+    wall: FixedWall = field(default_factory=FixedWall)
+    status_listeners: list[Callable[[int, Any, Any], None]] = field(default_factory=list)
+
+
+async def test_the_built_model_reads_the_charger_live(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "ws://127.0.0.1:9/ocpp", connectors=2)
+    store = await Store.open(tmp_path / "hilsim.db")
+    keys = await load_configuration(store)
+    charger = FakeCharger({1: FakeConnector(), 2: FakeConnector()})
+    model = await open_device_model(
+        settings, Configuration(keys, store, TaskSet("t")), store.variables, charger,
+        local_list=["a", "b"], profiles=lambda: 3,
+    )  # fmt: skip
+    heard: list[tuple[str, int | None, str | None]] = []
+    model.subscribe(lambda c: heard.append((c.variable.component.name,
+                                            c.variable.component.evse, c.value)))  # fmt: skip
+    plug = Component("Connector", evse=1, connector=1)
+    assert model.get(plug, "AvailabilityState").value == "Available"
+    for status in ("Preparing", "Charging"):  # both Occupied: one change
+        charger.connectors[1].status = status
+        charger.connectors[1].power_W = 3680.0
+        for listener in charger.status_listeners:
+            listener(1, status, "NoError")
+    assert heard == [("EVSE", 1, "Occupied"), ("Connector", 1, "Occupied")]
+    assert model.get(Component("EVSE", evse=1), "Power").value == "3680"
+    assert model.get(Component("EVSE", evse=1), "Power", attribute="MaxSet").value == "11000"
+    assert model.text("LocalAuthListCtrlr", "Entries") == "2"
+    assert model.text("SmartChargingCtrlr", "Entries", "ChargingProfiles") == "3"
+    assert model.text("ClockCtrlr", "DateTime") == NOW
+    assert model.text("SecurityCtrlr", "Identity") == CP_ID
+    for rt in charger.connectors.values():
+        rt.status = "Unavailable"
+    assert model.text("ChargingStation", "AvailabilityState") == "Unavailable"
+    model.close()
+    await store.close()

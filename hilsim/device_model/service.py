@@ -141,6 +141,7 @@ class DeviceModel:
         self._own_change: str | None = None  # the 1.6 key a SetVariables is changing now
         self._by_key: dict[str, list[Variable]] = {}
         self._values: dict[VariableAddress, str] = {}
+        self._live_told: dict[VariableAddress, str | None] = {}  # live values last announced
         for variable in self.catalogue:
             if variable.key is not None:
                 spec = configuration.keys.spec(variable.key)
@@ -373,8 +374,15 @@ class DeviceModel:
     def live_changed(self, component: Component, name: str) -> None:
         """The charger says a live variable changed (a connector's AvailabilityState)."""
         found = self.find(component, name)
-        if isinstance(found, Variable):
-            self._notify(VariableChange(found, Attribute.actual, self.value(found), False))
+        if not isinstance(found, Variable):
+            return
+        value = self.value(found)
+        address = address_of(found)
+        # A status change that leaves the variable as it was (Preparing -> Charging: Occupied
+        # both) is no news.
+        if self._live_told.get(address) != value:
+            self._live_told[address] = value
+            self._notify(VariableChange(found, Attribute.actual, value, False))
 
     def _key_changed(self, spec: KeySpec, value: Value) -> None:
         variables = self._by_key.get(spec.name, ())
