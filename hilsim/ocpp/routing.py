@@ -24,14 +24,19 @@ class Reply(NamedTuple):
     then: Callable[[], object] | None = None
 
 
-def on(action: str) -> Callable[[F], F]:
+def on(action: str, *, raw: bool = False) -> Callable[[F], F]:
     """Mark a method as the handler of a CALL the CSMS sends.
 
-    It returns the CALLRESULT payload or a `Reply`; it may be a coroutine.
+    It returns the CALLRESULT payload or a `Reply`; it may be a coroutine. It is called with the
+    payload's fields as snake_case keyword arguments, or, ``raw``, with the payload itself as
+    one argument, as on the wire (OCPP 2.0.1 DataTransfer: its ``data`` is any JSON, whose keys
+    are the vendor's, not to be renamed).
     """
 
     def mark(method: F) -> F:
         method.__ocpp_on__ = action  # type: ignore[attr-defined]
+        if raw:
+            method.__ocpp_raw__ = True  # type: ignore[attr-defined]
         return method
 
     return mark
