@@ -33,6 +33,7 @@ from hilsim.ocpp.framing import (
     without_nones,
 )
 from hilsim.ocpp.validation import Schemas
+from hilsim.ocpp201.device_model_handlers import DeviceModelHandlers
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
 from hilsim.ocpp201.security_events import STARTUP, SecurityEvents
 from hilsim.tasks import TaskSet
@@ -118,7 +119,7 @@ class Memory201:
     event_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
-class ChargePointClient201(ProvisioningHandlers, OcppJClient):
+class ChargePointClient201(DeviceModelHandlers, ProvisioningHandlers, OcppJClient):
     """One connected OCPP 2.0.1 session. A new instance is made for every (re)connection."""
 
     error_codes = ERROR_CODES_201

@@ -2,9 +2,10 @@
 GetBaseReport and GetReport, with the NotifyReport frames they set off; and NotifyEvent for a
 variable that changed for another reason than a SetVariables.
 
-A mixin of `hilsim.ocpp201.client.ChargePointClient201`: each handler translates the wire form
-(the router hands it the payload's fields in snake_case) to one call of the charge point's
-`DeviceModel` and turns the answer into the CALLRESULT payload. The reports follow the answer as
+A mixin of `hilsim.ocpp201.client.ChargePointClient201`: each handler takes the payload as it
+came (``@on(action, raw=True)``: a result echoes the request's component and variable as sent,
+and the BytesPerMessage check measures what came) and makes one call of the charge point's
+`DeviceModel`, whose answer is the CALLRESULT payload. The reports follow the answer as
 its `Reply` after-step, so the CSMS sees Accepted before the first NotifyReport (B07.FR.01).
 
 DeviceDataCtrlr's limits are enforced as OCPP 2.0.1 says: more items than ItemsPerMessage is a
@@ -17,34 +18,33 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from hilsim.device_model import (
     Component,
     DeviceModel,
+    Variable,
     VariableChange,
     chunks,
     event_data,
     get_variables,
     set_variables,
 )
-from hilsim.ocpp.routing import Reply, on
+from hilsim.errors import CsmsError
+from hilsim.ocpp.routing import CallErrorReply, Reply, on
 
 log = logging.getLogger(__name__)
 
 
-class CallErrorReply(Exception):
-    """A CALL the handler answers with a CALLERROR (``code``, ``description``), not a result."""
-
-    def __init__(self, code: str, description: str) -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-
-
 class Wall(Protocol):
     def iso(self) -> str: ...
+
+
+class EventIds(Protocol):
+    """`hilsim.ocpp201.client.Memory201`: NotifyEvent's eventIds, unique for the process."""
+
+    event_ids: Iterator[int]
 
 
 class DeviceModelHost(Protocol):
@@ -55,24 +55,6 @@ class DeviceModelHost(Protocol):
 
     @property
     def wall(self) -> Wall: ...
-
-
-_CAMEL = {"connector_id": "connectorId", "attribute_type": "attributeType",
-          "attribute_value": "attributeValue"}  # fmt: skip
-
-
-def wire_form(data: Any) -> Any:
-    """A snake_case item of a request back in its wire (camelCase) form, without customData:
-    results echo the request's component and variable as sent."""
-    if isinstance(data, Mapping):
-        return {
-            _CAMEL.get(key, key): wire_form(value)
-            for key, value in data.items()
-            if key != "custom_data"
-        }
-    if isinstance(data, list):
-        return [wire_form(value) for value in data]
-    return data
 
 
 def _size(payload: Any) -> int:
@@ -86,6 +68,8 @@ class DeviceModelHandlers:
     # Provided by ChargePointClient201.
     charger: DeviceModelHost
     call: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+    after_configuration_change: Callable[[], None] | None
+    memory: EventIds
 
     def _limits(self, instance: str, items: list[Any], payload: Any) -> None:
         """``payload``: the request as received (its customData counts towards the bytes)."""
@@ -102,20 +86,26 @@ class DeviceModelHandlers:
                 "FormatViolation", f"longer than BytesPerMessage {instance} ({size} bytes)"
             )
 
-    @on("GetVariables")
-    def on_get_variables(self, get_variable_data: list[dict[str, Any]]) -> dict[str, Any]:
-        items = wire_form(get_variable_data)
-        self._limits("GetVariables", items, get_variable_data)
+    @on("GetVariables", raw=True)
+    def on_get_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
+        items = payload["getVariableData"]
+        self._limits("GetVariables", items, payload)
         return {"getVariableResult": get_variables(self.charger.device_model, items)}
 
-    @on("SetVariables")
-    async def on_set_variables(self, set_variable_data: list[dict[str, Any]]) -> dict[str, Any]:
-        items = wire_form(set_variable_data)
-        self._limits("SetVariables", items, set_variable_data)
-        return {"setVariableResult": await set_variables(self.charger.device_model, items)}
+    @on("SetVariables", raw=True)
+    async def on_set_variables(self, payload: dict[str, Any]) -> Reply:
+        """Each item validated, persisted and applied in order; a new SecurityProfile or
+        BasicAuthPassword connects again once the answer is on the wire (as ChangeConfiguration
+        does in 1.6)."""
+        items = payload["setVariableData"]
+        self._limits("SetVariables", items, payload)
+        results = await set_variables(self.charger.device_model, items)
+        return Reply({"setVariableResult": results}, self.after_configuration_change)
 
     @on("GetBaseReport")
-    def on_get_base_report(self, request_id: int, report_base: str) -> Reply | dict[str, Any]:
+    def on_get_base_report(
+        self, request_id: int, report_base: str, custom_data: Any = None
+    ) -> Reply | dict[str, Any]:
         data = self.charger.device_model.report(report_base)
         if data is None:
             return {"status": "NotSupported"}
@@ -123,15 +113,12 @@ class DeviceModelHandlers:
             return {"status": "EmptyResultSet"}
         return Reply({"status": "Accepted"}, lambda: self.notify_report(request_id, data))
 
-    @on("GetReport")
-    def on_get_report(
-        self,
-        request_id: int,
-        component_variable: list[dict[str, Any]] | None = None,
-        component_criteria: list[str] | None = None,
-    ) -> Reply | dict[str, Any]:
-        wanted = wire_form(component_variable or [])
-        self._limits("GetReport", wanted, component_variable)
+    @on("GetReport", raw=True)
+    def on_get_report(self, payload: dict[str, Any]) -> Reply | dict[str, Any]:
+        """The variables componentVariable names (all of a component without a variable), of
+        the components meeting every componentCriteria; EmptyResultSet when none."""
+        wanted = payload.get("componentVariable", [])
+        self._limits("GetReport", wanted, payload)
         chosen = [
             (
                 Component.from_wire(item["component"]),
@@ -140,9 +127,11 @@ class DeviceModelHandlers:
             )
             for item in wanted
         ]
-        data = self.charger.device_model.custom_report(chosen, component_criteria or ())
+        criteria = payload.get("componentCriteria", [])
+        data = self.charger.device_model.custom_report(chosen, criteria)
         if not data:
             return {"status": "EmptyResultSet"}
+        request_id = int(payload["requestId"])
         return Reply({"status": "Accepted"}, lambda: self.notify_report(request_id, data))
 
     async def notify_report(self, request_id: int, data: list[dict[str, Any]]) -> None:
@@ -164,14 +153,14 @@ class DeviceModelHandlers:
                 payload["tbc"] = True
             try:
                 await self.call("NotifyReport", payload)
-            except Exception as exc:  # the CSMS may ask again; nothing to undo
+            except (CsmsError, TimeoutError, OSError) as exc:  # the CSMS may ask again
                 log.warning("NotifyReport %d (part %d) not delivered: %s", request_id, seq_no, exc)
                 return
 
-    async def notify_event(self, events: list[dict[str, Any]]) -> dict[str, Any]:
-        """One NotifyEvent (seqNo 0, complete) for these EventData."""
-        payload = {"generatedAt": self.charger.wall.iso(), "seqNo": 0, "eventData": events}
-        return await self.call("NotifyEvent", payload)
+    async def notify_variable(self, variable: Variable, value: str, timestamp: str) -> None:
+        """NotifyEvent (seqNo 0, complete): a variable's Actual value changed."""
+        event = event_data(variable, value, next(self.memory.event_ids), timestamp)
+        await self.call("NotifyEvent", {"generatedAt": timestamp, "seqNo": 0, "eventData": [event]})
 
 
 def forward_changes(
@@ -184,13 +173,12 @@ def forward_changes(
     unsubscribe. ``submit(job, name)`` queues ``job(client)`` on the link (`CsmsLink.submit`
     with quiet=True: while the link is down an event is dropped, not queued), ``now()`` stamps
     the event."""
-    counter = iter(range(1, 2**31))
 
     def changed(change: VariableChange) -> None:
         if change.by_csms or change.value is None:
             return
-        event = event_data(change.variable, change.value, next(counter), now())
-        log.info("NotifyEvent %s = %s", change.variable.label(), change.value)
-        submit(lambda client: client.notify_event([event]), "NotifyEvent")
+        variable, value, timestamp = change.variable, change.value, now()
+        log.info("NotifyEvent %s = %s", variable.label(), value)
+        submit(lambda client: client.notify_variable(variable, value, timestamp), "NotifyEvent")
 
     return model.subscribe(changed)

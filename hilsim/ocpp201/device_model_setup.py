@@ -5,7 +5,6 @@ the charger, read when asked through small callables, so `hilsim.device_model` i
 the charger nor this layer: a connector's AvailabilityState is its 1.6 status mapped to 2.0.1
 (the design constants' table), the clock is the charger's wall clock (the one that stamps
 every message), Entries are the local list's and the installed profiles' counts.
-A connector's status change is passed on as a live change (for NotifyEvent).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from hilsim.config import Settings
 from hilsim.device_model import Component, DeviceModel, LiveSource, build_catalogue, station_info
 from hilsim.device_model.service import ConfigurationPort, VariableStore
+from hilsim.store import VariableAddress
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,6 @@ class ModelledCharger(Protocol):
 
     @property
     def wall(self) -> Wall: ...
-
-    @property
-    def status_listeners(self) -> list[Callable[[int, Any, Any], None]]: ...
 
 
 def availability_state(charger: ModelledCharger, component: Component) -> str | None:
@@ -103,30 +100,28 @@ def live_sources(
     return sources
 
 
-async def open_device_model(
+def build_device_model(
     settings: Settings,
     configuration: ConfigurationPort,
     store: VariableStore,
+    stored: Mapping[VariableAddress, str],
     charger: ModelledCharger,
     *,
     local_list: Sized | None = None,
     profiles: Callable[[], int] | None = None,
 ) -> DeviceModel:
-    """The device model of this charge point, its stored values loaded; it follows the
-    connectors' status changes (AvailabilityState, for NotifyEvent)."""
+    """The device model of this charge point over its ``stored`` values (read beforehand:
+    the charger builds its services synchronously).
+
+    A connector's status change is NOT announced as an AvailabilityState NotifyEvent: the
+    StatusNotification the client sends already says it (and a Faulted one its Problem event),
+    and a second message per status change would double the traffic a bench CSMS sees.
+    `DeviceModel.live_changed` is there for a live variable without a message of its own."""
     cp = settings.charge_point
     evses = [(c.id, c.phases, float(c.max_power_W)) for c in settings.connectors]
     catalogue = build_catalogue(station_info(cp.id, cp.vendor, cp.model, evses))
-    model = await DeviceModel.open(
-        catalogue, configuration, store, live_sources(charger, local_list, profiles)
+    model = DeviceModel(
+        catalogue, configuration, store, stored, live_sources(charger, local_list, profiles)
     )
 
-    def status_changed(connector_id: int, status: Any, error_code: Any) -> None:
-        if connector_id in charger.connectors:
-            model.live_changed(Component("EVSE", evse=connector_id), "AvailabilityState")
-            model.live_changed(
-                Component("Connector", evse=connector_id, connector=1), "AvailabilityState"
-            )
-
-    charger.status_listeners.append(status_changed)
     return model
