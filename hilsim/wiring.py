@@ -33,7 +33,7 @@ from hilsim.local_list import LocalAuthList
 from hilsim.meter import MeterSource
 from hilsim.metering import Metering
 from hilsim.ocpp.client import Identity
-from hilsim.ocpp.session import CsmsLink
+from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
 from hilsim.operations import Operations
@@ -205,5 +205,10 @@ def _device_model(
     from hilsim.ocpp201.device_model_setup import build_device_model
 
     model = build_device_model(settings, configuration, store.variables, stored, charger, **live)
-    forward_changes(model, lambda job, name: link.submit(job, name, quiet=True), charger.wall.iso)
+    forward_changes(
+        model,
+        lambda job, name: link.submit(job, name, quiet=True),
+        charger.wall.iso,
+        lambda: link.state == LinkState.CONNECTED,
+    )
     return model

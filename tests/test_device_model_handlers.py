@@ -173,7 +173,7 @@ async def test_get_report_by_component_and_criteria(client: StandIn) -> None:
 async def test_changes_not_made_by_set_variables_become_notify_event(client: StandIn) -> None:
     model = client.charger.device_model
     jobs: list[Callable[[Any], Awaitable[Any]]] = []
-    stop = forward_changes(model, lambda job, name: jobs.append(job), lambda: NOW)
+    stop = forward_changes(model, lambda job, name: jobs.append(job), lambda: NOW, lambda: True)
     await _handle(client, client.on_set_variables, "SetVariables", {
         "setVariableData": [{**_get("HeartbeatInterval"), "attributeValue": "61"}],
     })  # fmt: skip
@@ -188,6 +188,10 @@ async def test_changes_not_made_by_set_variables_become_notify_event(client: Sta
     assert event["variable"] == {"name": "HeartbeatInterval"}
     stop()
     await model.configuration.configure("HeartbeatInterval", "63")
+    assert len(jobs) == 1
+    # Offline: dropped, not queued.
+    forward_changes(model, lambda job, name: jobs.append(job), lambda: NOW, lambda: False)
+    await model.configuration.configure("HeartbeatInterval", "64")
     assert len(jobs) == 1
 
 

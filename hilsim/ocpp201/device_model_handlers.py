@@ -167,17 +167,25 @@ def forward_changes(
     model: DeviceModel,
     submit: Callable[[Callable[[Any], Awaitable[Any]], str], object],
     now: Callable[[], str],
+    connected: Callable[[], bool],
 ) -> Callable[[], None]:
     """Send a NotifyEvent for each variable that changed for another reason than a SetVariables
-    (the operator's `hilsim config set`, a connector's AvailabilityState); returns the
-    unsubscribe. ``submit(job, name)`` queues ``job(client)`` on the link (`CsmsLink.submit`
-    with quiet=True: while the link is down an event is dropped, not queued), ``now()`` stamps
-    the event."""
+    (the operator's `hilsim config set`); returns the unsubscribe.
+
+    ``submit(job, name)`` queues ``job(client)`` on the link (`CsmsLink.submit`, quiet), ``now()``
+    stamps the event. While not ``connected()`` an event is dropped, not queued: the CSMS reads
+    the variables again when it is back, and the HeartbeatInterval a BootNotification answer
+    sets (applied while booting) is the CSMS's own news.
+    """
 
     def changed(change: VariableChange) -> None:
         if change.by_csms or change.value is None:
             return
-        variable, value, timestamp = change.variable, change.value, now()
+        variable, value = change.variable, change.value
+        if not connected():
+            log.debug("%s = %s while not connected: no NotifyEvent", variable.label(), value)
+            return
+        timestamp = now()
         log.info("NotifyEvent %s = %s", variable.label(), value)
         submit(lambda client: client.notify_variable(variable, value, timestamp), "NotifyEvent")
 
