@@ -9,10 +9,11 @@ working); 2.0.1-only variables have a default and live in the device_variable ta
 Choices a reader may wonder about:
 
 - TxStartPoint "PowerPathClosed", TxStopPoint "EVConnected,Authorized": what the charger does
-  in 1.6 (a transaction begins once the EV is plugged in AND the driver authorized; it ends when
-  the cable is pulled or the driver stops by tag), and the pair the 2.0.1 specification gives as
-  its example for a charge point without a parking sensor. Only the points the EVSE machine
-  knows are offered: EVConnected, Authorized, PowerPathClosed, EnergyTransfer.
+  in 1.6, so a CSMS sees the same sessions in either version (a transaction begins once the EV
+  is plugged in AND the driver authorized, when the EVSE machine closes the power path; it ends
+  when the cable is pulled or the driver stops by tag). Only the points the EVSE machine can
+  tell are offered: EVConnected, Authorized, PowerPathClosed, EnergyTransfer (no parking bay
+  sensor, no signed data).
 - A setting hilsim has nothing to apply to is ReadOnly (TimeSource, MessageTimeout,
   ResetRetries as in 1.6): a CSMS is never told Accepted about a change that changes nothing.
 - SecurityProfile is ReadWrite through the 1.6 key and its guards (only upwards), as for 1.6
