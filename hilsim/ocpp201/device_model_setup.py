@@ -16,23 +16,10 @@ from typing import Any, Protocol
 from hilsim.config import Settings
 from hilsim.device_model import Component, DeviceModel, LiveSource, build_catalogue, station_info
 from hilsim.device_model.service import ConfigurationPort, VariableStore
+from hilsim.ocpp201.client import CONNECTOR_STATUS
 from hilsim.store import VariableAddress
 
 log = logging.getLogger(__name__)
-
-#: 1.6 ChargePointStatus -> 2.0.1 connectorStatus (and AvailabilityState).
-CONNECTOR_STATUS = {
-    "Available": "Available",
-    "Preparing": "Occupied",
-    "Charging": "Occupied",
-    "SuspendedEV": "Occupied",
-    "SuspendedEVSE": "Occupied",
-    "Finishing": "Occupied",
-    "Reserved": "Reserved",
-    "Unavailable": "Unavailable",
-    "Faulted": "Faulted",
-}
-
 
 class StatusSource(Protocol):
     """A connector as the device model reads it (`hilsim.connectors.ConnectorRuntime`)."""
