@@ -348,3 +348,22 @@ async def test_wire_forms_of_get_and_set_variables(bench: Bench) -> None:
     assert answers[1]["attributeStatusInfo"]["reasonCode"] == "InvalidValue"
     assert bench.keys.get("HeartbeatInterval") == 90
     assert bench.keys.get("TransactionMessageAttempts") == 4
+
+
+def test_the_readme_names_variables_that_exist() -> None:
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## OCPP 2.0.1 device model", 1)[1].split("\n## ", 1)[0]
+    known = {(v.component.name, v.name) for v in CATALOGUE}
+    named = 0
+    for row in section.splitlines():
+        if not row.startswith("| ") or row.startswith("| Variable") or row.startswith("|---"):
+            continue
+        first = row.split("|")[1].split("(")[0]
+        component, _, names = first.strip().partition(".")
+        for part in names.replace("/", ",").split(","):
+            name = part.strip()
+            if "." in name:  # another component's: "AuthCacheCtrlr.Enabled"
+                component, _, name = name.partition(".")
+            assert (component, name) in known, (component, name)
+            named += 1
+    assert named >= 10
