@@ -132,7 +132,8 @@ class DeviceModel:
         stored: Mapping[VariableAddress, str],
         live: Mapping[str, LiveSource] | None = None,
     ) -> None:
-        """Use `DeviceModel.open`, which reads the stored values first."""
+        """``stored``: the device_variable rows, read beforehand (`DeviceModel.open` reads them;
+        the charger's wiring, which builds its services synchronously, reads them first)."""
         self.catalogue = tuple(catalogue)
         self.configuration = configuration
         self._store = store
