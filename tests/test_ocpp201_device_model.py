@@ -249,3 +249,31 @@ async def test_basic_auth_password_and_security_profile_connect_again(cp: Runnin
         _item("SecurityCtrlr", "SecurityProfile", attributeValue="0"),
     ]})  # fmt: skip
     assert answer["setVariableResult"][0]["attributeStatus"] == "Rejected"
+
+
+async def test_against_the_built_in_csms(short_dir: Path) -> None:
+    """`hilsim csms` and hilsim's own 2.0.1 charge point agree on the device model's wire:
+    its strict checks find nothing either side sends."""
+    from hilsim.csms import CentralSystem
+    from hilsim.csms.commands201 import component_variable
+
+    async with CentralSystem("127.0.0.1", 0) as central:
+        settings = make_settings(short_dir, central.url, extra_charge_point=VERSION)
+        service, task = await start_service(settings)
+        try:
+            session = await central.wait_for_charge_point(CP_ID, timeout=5)
+            await session.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
+            assert await session.set_variable("TxCtrlr", "TxStopPoint", "Authorized") == (
+                "Accepted"
+            )
+            assert await session.get_variable("TxCtrlr", "TxStopPoint") == "Authorized"
+            item = component_variable("EVSE", "Power", evse_id=1, attribute="MaxSet")
+            [power] = await session.get_variables(item)
+            assert power["attributeValue"] == "11000"
+            assert await session.get_base_report(3, "ConfigurationInventory") == "Accepted"
+            report = await session.wait_for_report(3)
+            assert report.seq_nos == list(range(len(report.parts)))
+            assert ("TxCtrlr", "TxStopPoint") in report.variables()
+            assert session.violations == []
+        finally:
+            await stop_service(service, task)
