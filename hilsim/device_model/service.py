@@ -115,6 +115,11 @@ def _names(
     return instance is None or (variable.instance or "").casefold() == instance.casefold()
 
 
+def _component_key(component: Component) -> tuple[Any, ...]:
+    instance = None if component.instance is None else component.instance.casefold()
+    return (component.name.casefold(), instance, component.evse, component.connector)
+
+
 def address_of(variable: Variable, attribute: Attribute = Attribute.actual) -> VariableAddress:
     c = variable.component
     return VariableAddress(c.name, c.instance or "", c.evse or 0, c.connector or 0,
@@ -143,7 +148,12 @@ class DeviceModel:
         self._by_key: dict[str, list[Variable]] = {}
         self._values: dict[VariableAddress, str] = {}
         self._live_told: dict[VariableAddress, str | None] = {}  # live values last announced
+        #: component -> (variable name, instance) -> variable, all case-folded: GetVariables
+        #: looks up every item, and a bench CSMS polls
+        self._index: dict[tuple[Any, ...], dict[tuple[str, str], Variable]] = {}
         for variable in self.catalogue:
+            names = (variable.name.casefold(), (variable.instance or "").casefold())
+            self._index.setdefault(_component_key(variable.component), {})[names] = variable
             if variable.key is not None:
                 spec = configuration.keys.spec(variable.key)
                 if spec is None:
@@ -184,18 +194,11 @@ class DeviceModel:
         self, component: Component, name: str, instance: str | None = None
     ) -> Variable | GetStatus:
         """The variable, or UnknownComponent / UnknownVariable (names are case-insensitive)."""
-        known_component = False
-        folded = name.casefold()
-        wanted = None if instance is None else instance.casefold()
-        for variable in self.catalogue:
-            if not variable.component.matches(component):
-                continue
-            known_component = True
-            if variable.name.casefold() == folded and (
-                (variable.instance or "").casefold() == (wanted or "")
-            ):
-                return variable
-        return GetStatus.unknown_variable if known_component else GetStatus.unknown_component
+        variables = self._index.get(_component_key(component))
+        if variables is None:
+            return GetStatus.unknown_component
+        found = variables.get((name.casefold(), (instance or "").casefold()))
+        return GetStatus.unknown_variable if found is None else found
 
     def variable(self, component: str, name: str, instance: str | None = None) -> Variable:
         """A variable of a charge-point-wide component, for the 2.0.1 services (TxStartPoint)."""

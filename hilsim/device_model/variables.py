@@ -59,15 +59,6 @@ class Component:
     evse: int | None = None
     connector: int | None = None
 
-    def matches(self, other: Component) -> bool:
-        """Whether a request's component names this one (names are case-insensitive)."""
-        return (
-            self.name.casefold() == other.name.casefold()
-            and _folded(self.instance) == _folded(other.instance)
-            and self.evse == other.evse
-            and self.connector == other.connector
-        )
-
     @classmethod
     def from_wire(cls, data: Mapping[str, object]) -> Component:
         """From a ComponentType dict (schema-valid: name present, evse.id an integer)."""
@@ -92,10 +83,6 @@ class Component:
                 evse["connectorId"] = self.connector
             data["evse"] = evse
         return data
-
-
-def _folded(text: str | None) -> str | None:
-    return None if text is None else text.casefold()
 
 
 @dataclass(frozen=True, slots=True)
