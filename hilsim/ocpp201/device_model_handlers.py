@@ -71,7 +71,7 @@ class DeviceModelHandlers:
     after_configuration_change: Callable[[], None] | None
     memory: EventIds
 
-    def _limits(self, instance: str, items: list[Any], payload: Any) -> None:
+    def _device_data_limits(self, instance: str, items: list[Any], payload: Any) -> None:
         """``payload``: the request as received (its customData counts towards the bytes)."""
         model = self.charger.device_model
         most = int(model.text("DeviceDataCtrlr", "ItemsPerMessage", instance))
@@ -89,7 +89,7 @@ class DeviceModelHandlers:
     @on("GetVariables", raw=True)
     def on_get_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
         items = payload["getVariableData"]
-        self._limits("GetVariables", items, payload)
+        self._device_data_limits("GetVariables", items, payload)
         return {"getVariableResult": get_variables(self.charger.device_model, items)}
 
     @on("SetVariables", raw=True)
@@ -98,7 +98,7 @@ class DeviceModelHandlers:
         BasicAuthPassword connects again once the answer is on the wire (as ChangeConfiguration
         does in 1.6)."""
         items = payload["setVariableData"]
-        self._limits("SetVariables", items, payload)
+        self._device_data_limits("SetVariables", items, payload)
         results = await set_variables(self.charger.device_model, items)
         return Reply({"setVariableResult": results}, self.after_configuration_change)
 
@@ -118,7 +118,7 @@ class DeviceModelHandlers:
         """The variables componentVariable names (all of a component without a variable), of
         the components meeting every componentCriteria; EmptyResultSet when none."""
         wanted = payload.get("componentVariable", [])
-        self._limits("GetReport", wanted, payload)
+        self._device_data_limits("GetReport", wanted, payload)
         chosen = [
             (
                 Component.from_wire(item["component"]),
