@@ -245,3 +245,19 @@ async def test_the_built_model_reads_the_charger_live(tmp_path: Path) -> None:
     assert model.text("ChargingStation", "AvailabilityState") == "Unavailable"
     model.close()
     await store.close()
+
+
+def test_no_mixin_of_the_client_hides_another_ones_name() -> None:
+    """The handler mixins are bases of one class: a name two of them define (a method, a
+    property) silently resolves to the first, and the other mixin's handlers break."""
+    from hilsim.ocpp201.client import ChargePointClient201
+
+    mixins = [base for base in ChargePointClient201.__bases__ if base.__name__.endswith(
+        ("Handlers", "Handlers201"))]  # fmt: skip
+    assert DeviceModelHandlers in mixins
+    owners: dict[str, list[str]] = {}
+    for mixin in mixins:
+        for name in vars(mixin):
+            if not (name.startswith("__") and name.endswith("__")):
+                owners.setdefault(name, []).append(mixin.__name__)
+    assert {name: who for name, who in owners.items() if len(who) > 1} == {}
