@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from hilsim.availability import Availability
     from hilsim.charging_limits import ChargingLimits
     from hilsim.configuration import Configuration
+    from hilsim.device_model import DeviceModel
     from hilsim.firmware import Firmware
     from hilsim.metering import Metering
     from hilsim.operations import Operations
@@ -86,6 +87,8 @@ class ChargerServices:
     operations: Operations
     transactions: Transactions
     firmware: Firmware | None
+    #: OCPP 2.0.1's components and variables (None in 1.6 mode)
+    device_model: DeviceModel | None = None
 
 
 class Charger:
@@ -148,6 +151,7 @@ class Charger:
         self.transactions = built.transactions
         #: firmware version, UpdateFirmware and GetDiagnostics (None: no such profile)
         self.firmware = built.firmware
+        self.device_model = built.device_model  # GetVariables, SetVariables (2.0.1 only)
 
     def transaction_id(self, connector_id: int) -> int | None:
         """The CSMS's id of the connector's running transaction, once the CSMS gave one."""

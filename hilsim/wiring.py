@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilsim.authorization import Authorizer
 from hilsim.availability import Availability
@@ -33,7 +33,7 @@ from hilsim.local_list import LocalAuthList
 from hilsim.meter import MeterSource
 from hilsim.metering import Metering
 from hilsim.ocpp.client import Identity
-from hilsim.ocpp.session import CsmsLink
+from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.ocpp.transport import Backoff
 from hilsim.ocpp.wire import FrameListener
 from hilsim.operations import Operations
@@ -43,6 +43,9 @@ from hilsim.store import Store
 from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import TransactionMessages
 from hilsim.transactions import Transactions
+
+if TYPE_CHECKING:
+    from hilsim.device_model import DeviceModel
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,8 @@ async def build_charge_point(
     )
 
     tasks = TaskSet("charger")  # the charger's background tasks, shared with its services
+    # The 2.0.1 device model's stored values, read now: the services are built synchronously.
+    variables = await store.variables.load_variables() if cp.ocpp_version == "2.0.1" else None
 
     def services(charger: Charger) -> ChargerServices:
         # Each from those before it, on the charger's connectors and its one dispatch.
@@ -173,9 +178,15 @@ async def build_charge_point(
             installed=installed,
             restart=restart,
         )  # fmt: skip
+        device_model = None
+        if variables is not None:
+            device_model = _device_model(
+                settings, configuration, store, variables, charger, link,
+                local_list=local_list, profiles=lambda: len(smart_charging.profiles.profiles),
+            )  # fmt: skip
         return ChargerServices(
             configuration, smart_charging, outbox, authorizer, metering,
-            availability, operations, transactions, firmware,
+            availability, operations, transactions, firmware, device_model,
         )  # fmt: skip
 
     charger = Charger(
@@ -191,3 +202,27 @@ async def build_charge_point(
     )
     assert charger.firmware is not None
     return ChargePoint(security, link, charger, charger.firmware)
+
+
+def _device_model(
+    settings: Settings,
+    configuration: Configuration,
+    store: Store,
+    stored: Mapping[Any, str],
+    charger: Charger,
+    link: CsmsLink,
+    **live: Any,
+) -> DeviceModel:
+    """OCPP 2.0.1's device model on the charger's configuration, connectors and clock, its
+    changes not made by SetVariables sent as NotifyEvent. Imported here, in 2.0.1 mode only."""
+    from hilsim.ocpp201.device_model_handlers import forward_changes
+    from hilsim.ocpp201.device_model_setup import build_device_model
+
+    model = build_device_model(settings, configuration, store.variables, stored, charger, **live)
+    forward_changes(
+        model,
+        lambda job, name: link.submit(job, name, quiet=True),
+        charger.wall.iso,
+        lambda: link.state == LinkState.CONNECTED,
+    )
+    return model

@@ -26,7 +26,6 @@ from websockets.asyncio.server import serve
 from hilsim.config import Settings
 from hilsim.control import request
 from hilsim.csms import CentralSystem
-from hilsim.ocpp201.tx_tracker import TxPoints
 from hilsim.service import Service
 
 from conftest import CP_ID, TAG, make_settings, start_service, stop_service
@@ -169,11 +168,13 @@ async def test_plug_tag_charge_remote_stop_unplug(csms: Csms201, short_dir: Path
 async def test_tx_start_point_ev_connected_starts_at_plug_in(
     csms: Csms201, short_dir: Path
 ) -> None:
-    """TxStartPoint EVConnected (set here as the device model would): Started at plug-in, the
-    idToken in an Updated (Authorized), clock-aligned values in Updated (MeterValueClock)."""
-    async for service, settings in running(csms, short_dir, ClockAlignedDataInterval="1"):
-        dialect = service.charger.outbox.messages
-        dialect.points = lambda: TxPoints(frozenset({"EVConnected"}))  # type: ignore[attr-defined]
+    """TxStartPoint EVConnected (SetVariables): Started at plug-in, the idToken in an Updated
+    (Authorized), clock-aligned values in Updated (MeterValueClock)."""
+    async for _service, settings in running(csms, short_dir, ClockAlignedDataInterval="1"):
+        answer = await csms.result("SetVariables", {"setVariableData": [{
+            "component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"},
+            "attributeValue": "EVConnected"}]})  # fmt: skip
+        assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
         await ctl(settings, "plug", 1)
         (started,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
         assert started["triggerReason"] == "CablePluggedIn" and "idToken" not in started

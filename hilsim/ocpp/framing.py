@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from hilsim.errors import CsmsError
-from hilsim.ocpp.routing import Reply
+from hilsim.ocpp.routing import CallErrorReply, Reply
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
 from hilsim.security import redact
@@ -224,6 +224,9 @@ class OcppJClient:
             return
         try:
             await self._handle_call(unique_id, route, payload)
+        except CallErrorReply as exc:
+            log.warning("CSMS's %s answered with %s: %s", action, exc.code, exc.description)
+            await self._send_error(unique_id, exc.code, exc.description)
         except Exception:
             log.exception("handler for %s failed", action)
             await self._send_error(

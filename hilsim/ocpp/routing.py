@@ -6,7 +6,8 @@ them without importing one another. The client's router reads the attribute `on`
 A handler returns its CALLRESULT payload, or a `Reply`: the payload and the step to run once
 that payload is on the wire (the StatusNotification, StopTransaction or reconnection the answer
 sets in motion). The router hands each handler's result to that after-step itself, so nothing is
-parked between the two in a dict keyed by the CALL's unique id.
+parked between the two in a dict keyed by the CALL's unique id. A handler that must answer with
+a CALLERROR instead raises `CallErrorReply`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ class Reply(NamedTuple):
 
     payload: dict[str, Any]
     then: Callable[[], object] | None = None
+
+
+class CallErrorReply(Exception):
+    """Raised by a handler whose CALL is answered with a CALLERROR rather than a CALLRESULT
+    (OCPP 2.0.1 B06.FR.16: a GetVariables of more items than the charge point takes is an
+    OccurrenceConstraintViolation). ``code`` in either version's spelling: the router answers
+    in its own."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
 
 
 def on(action: str, *, raw: bool = False) -> Callable[[F], F]:

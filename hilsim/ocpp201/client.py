@@ -33,6 +33,7 @@ from hilsim.ocpp.framing import (
     without_nones,
 )
 from hilsim.ocpp.validation import Schemas
+from hilsim.ocpp201.device_model_handlers import DeviceModelHandlers
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
 from hilsim.ocpp201.security_events import Event, SecurityEvents
 from hilsim.ocpp201.smart_charging_handlers import SmartChargingHandlers201
@@ -123,7 +124,11 @@ class Memory201:
 
 
 class ChargePointClient201(
-    TransactionHandlers, SmartChargingHandlers201, ProvisioningHandlers, OcppJClient
+    TransactionHandlers,
+    DeviceModelHandlers,
+    SmartChargingHandlers201,
+    ProvisioningHandlers,
+    OcppJClient,
 ):
     """One connected OCPP 2.0.1 session. A new instance is made for every (re)connection."""
 

@@ -25,69 +25,28 @@ from typing import Any, Protocol
 from hilsim.clock import Clock
 from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import Outcome, events
-from hilsim.meter import register_Wh
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended
+from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended, points_from
+from hilsim.ocpp201.tx_wire import id_tag_info, id_token, meter_value_201, register_value
 from hilsim.store import OutboxEntry, Store, TransactionRow
 from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import OutboxPort
 
 log = logging.getLogger(__name__)
 
-#: idTokenInfo.status -> the 1.6 IdTagInfo status the services understand
-_STATUS_16 = {"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"}
+class DeviceVariables(Protocol):
+    """The device model (`hilsim.device_model.DeviceModel`), as TxCtrlr is read from it."""
 
-
-def id_token(tag: str) -> dict[str, Any]:
-    """A tag from the panel, `hilsim ctl` or the web page, as a 2.0.1 IdToken."""
-    return {"idToken": tag, "type": "ISO14443"}
-
-
-def id_tag_info(info: dict[str, Any]) -> dict[str, Any]:
-    """A 2.0.1 IdTokenInfo as a 1.6 IdTagInfo (snake_case), for the services and the cache."""
-    status = str(info.get("status", "Invalid"))
-    out: dict[str, Any] = {"status": status if status in _STATUS_16 else "Invalid"}
-    if info.get("cacheExpiryDateTime"):
-        out["expiry_date"] = info["cacheExpiryDateTime"]
-    group = info.get("groupIdToken")
-    if isinstance(group, dict) and group.get("idToken"):
-        out["parent_id_tag"] = group["idToken"]
-    return out
-
-
-def meter_value_201(value: dict[str, Any]) -> dict[str, Any]:
-    """A 1.6 MeterValue (`hilsim.metering`) as 2.0.1's: numbers, and units as UnitOfMeasure."""
-    sampled = []
-    for sv in value.get("sampledValue", []):
-        out: dict[str, Any] = {"value": float(sv["value"])}
-        for key in ("context", "measurand", "phase", "location"):
-            if key in sv:
-                out[key] = sv[key]
-        unit = sv.get("unit") or ("Hz" if sv.get("measurand") == "Frequency" else None)
-        if unit is not None:
-            out["unitOfMeasure"] = {"unit": unit}
-        sampled.append(out)
-    return {"timestamp": value["timestamp"], "sampledValue": sampled}
-
-
-def register_value(energy_Wh: float, stamp: str, context: str) -> dict[str, Any]:
-    """The energy register alone, as a 2.0.1 MeterValue (Transaction.Begin and .End)."""
-    return {
-        "timestamp": stamp,
-        "sampledValue": [
-            {
-                "value": float(register_Wh(energy_Wh)),
-                "context": context,
-                "measurand": "Energy.Active.Import.Register",
-                "location": "Outlet",
-                "unitOfMeasure": {"unit": "Wh"},
-            }
-        ],
-    }
+    def text(self, component: str, name: str) -> str:
+        """The Actual value of a charge-point-wide variable; KeyError if it has none."""
+        ...
 
 
 class EventSource(Protocol):
     """What the dialect observes of the charge point (`hilsim.charger.Charger`)."""
+
+    @property
+    def device_model(self) -> DeviceVariables | None: ...
 
     @property
     def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
@@ -104,13 +63,24 @@ def dialect_for(
     store: Store,
     link: CsmsLink,
     tasks: TaskSet,
-    points: Callable[[], TxPoints] = TxPoints,
 ) -> Callable[[OutboxPort], TransactionEvents]:
     """The outbox's 2.0.1 dialect for this charger (`hilsim.wiring`, in 2.0.1 mode): it follows
-    every connector's machine; ``points``: TxStartPoint/TxStopPoint now (the device model's)."""
+    every connector's machine, and TxStartPoint/TxStopPoint as the device model has them now."""
 
     def energy_Wh(connector_id: int) -> float:
         return charger.connectors[connector_id].meter.read(charger.clock()).energy_Wh
+
+    def text(component: str, name: str) -> str | None:
+        model = charger.device_model  # built after the outbox: read when an event comes
+        if model is None:
+            return None
+        try:
+            return model.text(component, name)
+        except KeyError:
+            return None
+
+    def points() -> TxPoints:
+        return points_from(text)
 
     def build(outbox: OutboxPort) -> TransactionEvents:
         dialect = TransactionEvents(

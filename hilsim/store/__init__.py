@@ -7,12 +7,14 @@ One module per table group, all on one connection behind one writer lock (hilsim
 - migrations: the schema, as ordered scripts;
 - keys: configuration keys; transactions: transactions, samples, transaction data, the outbox
   and what was set aside from it; authorization: the authorization cache and the local list;
-  charge_point: availability, reservations, charging profiles and firmware.
+  charge_point: availability, reservations, charging profiles and firmware; variables: the
+  OCPP 2.0.1 device-model values that are no 1.6 configuration key.
 
 `Store` is what the services hold: it opens the database and answers for every table group by
 handing each call to that group's repository (also reachable as `store.keys`,
-`store.transaction_log`, `store.authorizations`, `store.charge_point`). Storage depends on
-nothing but hilsim.errors: turning stored text into configuration keys is hilsim.stored_keys'.
+`store.transaction_log`, `store.authorizations`, `store.charge_point`, `store.variables`).
+Storage depends on nothing but hilsim.errors: turning stored text into configuration keys is
+hilsim.stored_keys'.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hilsim.store.transactions import (
     TransactionRepository,
     TransactionRow,
 )
+from hilsim.store.variables import VariableAddress, VariableRepository
 
 __all__ = [
     "MIGRATIONS",
@@ -51,6 +54,8 @@ __all__ = [
     "Store",
     "TransactionRepository",
     "TransactionRow",
+    "VariableAddress",
+    "VariableRepository",
     "lock_path_of",
 ]
 
@@ -68,6 +73,7 @@ class Store:
         self.transaction_log = TransactionRepository(database)
         self.authorizations = AuthorizationRepository(database)
         self.charge_point = ChargePointRepository(database)
+        self.variables = VariableRepository(database)
 
     @classmethod
     async def open(cls, path: str | Path, *, holder: str = "") -> Store:

@@ -1,0 +1,63 @@
+"""What a 2.0.1 TransactionEvent says, field by field, from what the 1.6 services hand over.
+
+The services speak 1.6 shapes (a tag string, a snake_case IdTagInfo, MeterValues with values as
+text and units as "unit"); the outbox's 2.0.1 dialect (`hilsim.ocpp201.transaction_events`)
+writes 2.0.1's with these. Pure functions, no IO.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hilsim.meter import register_Wh
+
+#: idTokenInfo.status -> the 1.6 IdTagInfo status the services understand
+_STATUS_16 = {"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"}
+
+
+def id_token(tag: str) -> dict[str, Any]:
+    """A tag from the panel, `hilsim ctl` or the web page, as a 2.0.1 IdToken."""
+    return {"idToken": tag, "type": "ISO14443"}
+
+
+def id_tag_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A 2.0.1 IdTokenInfo as a 1.6 IdTagInfo (snake_case), for the services and the cache."""
+    status = str(info.get("status", "Invalid"))
+    out: dict[str, Any] = {"status": status if status in _STATUS_16 else "Invalid"}
+    if info.get("cacheExpiryDateTime"):
+        out["expiry_date"] = info["cacheExpiryDateTime"]
+    group = info.get("groupIdToken")
+    if isinstance(group, dict) and group.get("idToken"):
+        out["parent_id_tag"] = group["idToken"]
+    return out
+
+
+def meter_value_201(value: dict[str, Any]) -> dict[str, Any]:
+    """A 1.6 MeterValue (`hilsim.metering`) as 2.0.1's: numbers, and units as UnitOfMeasure."""
+    sampled = []
+    for sv in value.get("sampledValue", []):
+        out: dict[str, Any] = {"value": float(sv["value"])}
+        for key in ("context", "measurand", "phase", "location"):
+            if key in sv:
+                out[key] = sv[key]
+        unit = sv.get("unit") or ("Hz" if sv.get("measurand") == "Frequency" else None)
+        if unit is not None:
+            out["unitOfMeasure"] = {"unit": unit}
+        sampled.append(out)
+    return {"timestamp": value["timestamp"], "sampledValue": sampled}
+
+
+def register_value(energy_Wh: float, stamp: str, context: str) -> dict[str, Any]:
+    """The energy register alone, as a 2.0.1 MeterValue (Transaction.Begin and .End)."""
+    return {
+        "timestamp": stamp,
+        "sampledValue": [
+            {
+                "value": float(register_Wh(energy_Wh)),
+                "context": context,
+                "measurand": "Energy.Active.Import.Register",
+                "location": "Outlet",
+                "unitOfMeasure": {"unit": "Wh"},
+            }
+        ],
+    }
