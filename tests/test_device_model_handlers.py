@@ -260,4 +260,11 @@ def test_no_mixin_of_the_client_hides_another_ones_name() -> None:
         for name in vars(mixin):
             if not (name.startswith("__") and name.endswith("__")):
                 owners.setdefault(name, []).append(mixin.__name__)
+    # Hooks a mixin defines for another one to override (placed before it): allowed once each.
+    hooks = {"trigger_other": "ProvisioningHandlers", "transaction_ids": "SmartChargingHandlers201"}
+    order = [base.__name__ for base in ChargePointClient201.__mro__]
+    for name, owner in hooks.items():
+        who = owners.pop(name, [])
+        assert len(who) <= 2 and (len(who) < 2 or who[1] == owner), (name, who)
+        assert all(order.index(w) <= order.index(owner) for w in who if w in order), (name, who)
     assert {name: who for name, who in owners.items() if len(who) > 1} == {}
