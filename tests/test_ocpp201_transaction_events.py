@@ -24,6 +24,7 @@ from hilsim.keys import ConfigurationKeys
 from hilsim.ocpp.session import LinkState
 from hilsim.ocpp201.transaction_events import TransactionEvents
 from hilsim.ocpp201.tx_tracker import TxPoints, parse_points
+from hilsim.ocpp201.tx_wire import ended_meter_values, meter_value_201, register_value
 from hilsim.outbox import Outbox
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
@@ -356,3 +357,15 @@ async def test_trigger_message_sends_an_updated_with_the_charging_state(store: S
     await rig.outbox.drained()
     assert await rig.events.messages_queued(local_id) == 0
     await rig.close()
+
+
+def test_an_ended_states_the_end_register_once() -> None:
+    end_16 = {"timestamp": STAMP, "sampledValue": [
+        {"value": "1500", "context": "Transaction.End", "measurand":
+         "Energy.Active.Import.Register", "location": "Outlet", "unit": "Wh"}]}  # fmt: skip
+    register = [register_value(1500.0, STAMP, "Transaction.End")]
+    assert ended_meter_values([end_16], register) == [meter_value_201(end_16)]
+    assert ended_meter_values([], register) == register
+    assert violations({"eventType": "Ended", "timestamp": STAMP, "triggerReason": "Trigger",
+                       "seqNo": 0, "transactionInfo": {"transactionId": "t"},
+                       "meterValue": ended_meter_values([end_16], register)}) == []  # fmt: skip

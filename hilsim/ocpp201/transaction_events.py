@@ -27,7 +27,13 @@ from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import Outcome, events
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended, points_from
-from hilsim.ocpp201.tx_wire import id_tag_info, id_token, meter_value_201, register_value
+from hilsim.ocpp201.tx_wire import (
+    ended_meter_values,
+    id_tag_info,
+    id_token,
+    meter_value_201,
+    register_value,
+)
 from hilsim.store import OutboxEntry, Store, TransactionRow
 from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import OutboxPort
@@ -240,7 +246,7 @@ class TransactionEvents:
                 local_id = self._local.get(draft.tx_id)
                 if local_id is not None:
                     data = [json.loads(t) for t in await self.store.transaction_data(local_id)]
-                    payload["meterValue"] = [*map(meter_value_201, data), *payload["meterValue"]]
+                    payload["meterValue"] = ended_meter_values(data, payload["meterValue"])
             await self._record(evse_id, draft, payload)
         outbox.recorded("TransactionEvent")
 
@@ -336,7 +342,7 @@ class TransactionEvents:
         for draft in drafts:
             payload = self._payload(connector_id, draft, stamp=timestamp, energy_Wh=energy_Wh)
             if draft.event_type == "Ended":
-                payload["meterValue"] = [*map(meter_value_201, data), *payload["meterValue"]]
+                payload["meterValue"] = ended_meter_values(data, payload["meterValue"])
             await self._record(connector_id, draft, payload, energy_Wh=energy_Wh)
         return "TransactionEvent" if drafts else None
 

@@ -61,3 +61,20 @@ def register_value(energy_Wh: float, stamp: str, context: str) -> dict[str, Any]
             }
         ],
     }
+
+
+def ended_meter_values(
+    kept: list[dict[str, Any]], register_end: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """An Ended's meterValue: what was kept for it (1.6 MeterValues: Transaction.Begin, samples
+    of StopTxnSampledData/StopTxnAlignedData, Transaction.End), then the register at the end
+    (``register_end``) unless the kept Transaction.End already states it."""
+    values = [meter_value_201(mv) for mv in kept]
+    stated = any(
+        sv.get("context") == "Transaction.End"
+        and sv.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+        and "phase" not in sv
+        for mv in values
+        for sv in mv["sampledValue"]
+    )
+    return values if stated else [*values, *register_end]
