@@ -41,7 +41,6 @@ from hilsim.meter import (
 )
 from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.smart_charging import ProfileRejected
 from hilsim.status import connector_snapshot, link_snapshot
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
@@ -347,6 +346,8 @@ class Charger:
             if transition(rt.machine.state, event, rt.machine.policy, now).accepted:
                 tx_profile = None
                 if profile is not None:
+                    from hilsim.smart_charging import ProfileRejected  # loaded on first use
+
                     try:
                         tx_profile = self.smart_charging.remote_start_profile(cid, profile)
                     except ProfileRejected as exc:
