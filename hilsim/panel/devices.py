@@ -19,8 +19,9 @@ from gpiozero import LED, PWMLED, RGBLED, DigitalInputDevice, DigitalOutputDevic
 from gpiozero.exc import GPIOPinInUse, PinFixedPull, PinInvalidPin, PinPWMUnsupported
 
 from hilsim.errors import PanelError
-from hilsim.panel.config import InputPin, OutputPin, PanelSettings
+from hilsim.panel.config import PanelSettings
 from hilsim.panel.lamps import OutputView, Relay, RgbLamp, SeparateLamp, SingleLed
+from hilsim.panel.pins import InputPin, OutputPin
 
 log = logging.getLogger(__name__)
 
