@@ -41,7 +41,6 @@ from hilsim.meter import (
 )
 from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.status import connector_snapshot, link_snapshot
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
 
@@ -466,6 +465,8 @@ class Charger:
 
     def snapshot(self) -> dict[str, Any]:
         """What `hilsim ctl status` prints."""
+        from hilsim.status import connector_snapshot, link_snapshot  # not needed to start
+
         link = self.link
         now = self.clock()
         connectors = [
