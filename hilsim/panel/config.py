@@ -51,6 +51,8 @@ PANEL_COMMANDS = ("pins", "press", "release")
 
 @dataclass(frozen=True, slots=True)
 class PanelSettings:
+    """The whole panel as configured: backend, debounce and every pin, checked."""
+
     source: str
     backend: str = "mock"
     debounce_s: float = DEFAULT_DEBOUNCE_MS / 1000
