@@ -22,7 +22,6 @@ frame we send against the official schemas, applied strictly, at the built-in CS
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import json
 import logging
@@ -35,7 +34,7 @@ from hilsim.errors import CsmsError
 from hilsim.ocpp.core_handlers import CoreProfileHandlers
 from hilsim.ocpp.firmware_handlers import FirmwareHandlers
 from hilsim.ocpp.ports import ChargerPort
-from hilsim.ocpp.routing import Reply, on
+from hilsim.ocpp.routing import Reply, handlers, on
 from hilsim.ocpp.smart_charging_handlers import SmartChargingHandlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
@@ -117,27 +116,9 @@ class _Route:
     on_wants_id: bool
 
 
-@functools.cache
-def _handlers(cls: type) -> tuple[tuple[str, str, bool], ...]:
-    """(action, method name, whether it takes the CALL's unique id) of each `@on` handler.
-
-    The same for every connection of a client class, so it is worked out once per class, and
-    only when the CSMS sends its first CALL: inspect.signature takes ~0.4 ms for the 1.6
-    client's handlers, which every connection spent before its BootNotification.
-    """
-    found = []
-    for name in dir(cls):
-        member = getattr(cls, name, None)
-        if (action := getattr(member, "__ocpp_on__", None)) is not None:
-            found.append((action, name, "call_unique_id" in inspect.signature(member).parameters))
-    return tuple(found)
-
-
 def _routes(client: object) -> dict[str, _Route]:
-    return {
-        action: _Route(getattr(client, name), wants_id)
-        for action, name, wants_id in _handlers(type(client))
-    }
+    marked = handlers(type(client))
+    return {action: _Route(getattr(client, name), wants_id) for action, name, wants_id in marked}
 
 
 def _expire(future: asyncio.Future[list[Any]], action: str, timeout: float) -> None:
@@ -180,7 +161,7 @@ class ChargePointClient(CoreProfileHandlers, SmartChargingHandlers, FirmwareHand
         self._connection = connection
         self._response_timeout = response_timeout
         self._schemas = schemas if schemas is not None else Schemas()
-        self._routes: dict[str, _Route] | None = None  # at the first CALL (see _handlers)
+        self._routes: dict[str, _Route] | None = None  # bound at the first CALL, not before boot
         self._pending: dict[str, asyncio.Future[list[Any]]] = {}
         self._call_lock = asyncio.Lock()
         self._after_tasks = TaskSet("ocpp-after")

@@ -11,6 +11,8 @@ parked between the two in a dict keyed by the CALL's unique id.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -35,3 +37,20 @@ def on(action: str) -> Callable[[F], F]:
         return method
 
     return mark
+
+
+@functools.cache
+def handlers(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(action, method name, whether it takes the CALL's unique id) of each `@on` method of
+    ``cls``.
+
+    The same for every instance, so it is read once per class: inspect.signature takes ~0.4 ms
+    for the 1.6 client's handlers, and a client is made for every connection (the client binds
+    its routes when the first CALL arrives, so none of it delays a BootNotification).
+    """
+    found = []
+    for name in dir(cls):
+        member = getattr(cls, name, None)
+        if (action := getattr(member, "__ocpp_on__", None)) is not None:
+            found.append((action, name, "call_unique_id" in inspect.signature(member).parameters))
+    return tuple(found)

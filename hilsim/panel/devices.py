@@ -49,6 +49,18 @@ class InputBinding:
         return f"GPIO{self.spec.pin} {what} ({where})"
 
 
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What one input edge did: the event it produced and how the connector took it (kept by
+    the panel for `hilsim ctl press`; here, with the inputs, since only they make one)."""
+
+    seq: int
+    pin: int
+    event: str | None
+    connector_id: int | None
+    result: str
+
+
 @dataclass
 class PanelHardware:
     """Every claimed device. `build` claims them all or none."""
