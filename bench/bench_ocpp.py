@@ -10,7 +10,14 @@ hilsim and the baseline are connected at the same time and measured in alternati
 change of CPU clock during the run hits both alike; each figure is the median of the
 repetitions.
 
-The hosted charge point: ``python -m bench.bench_ocpp --child ws://127.0.0.1:PORT``.
+In the same run a second hosted charge point speaks OCPP 2.0.1 (issue 18: within 1.5x of 1.6
+per call and in memory): its Heartbeat and MeterValues (the same four measurands, 2.0.1-shaped),
+and GetVariables of four variables for the incoming call, each beside the 1.6 charge point's
+figure, and both charge points' peak RSS at the end. A 2.0.1 charge point without a device model
+answers GetVariables with a CALLERROR; the row then says so (the figure is still a round trip).
+
+The hosted charge point: ``python -m bench.bench_ocpp --child ws://127.0.0.1:PORT [--ocpp
+2.0.1]``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from bench.harness import (
     CP_ID,
     Child,
     median,
+    peak_rss_mb,
     peer,
     peer_url,
     python_command,
@@ -38,6 +46,8 @@ from bench.harness import (
 )
 
 GOAL = 1.5
+CP_ID_201 = "BENCH-CP-201"
+HILSIM_16 = "hilsim, OCPP 1.6 (same run)"
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -52,30 +62,41 @@ async def _run(quick: bool) -> list[Row]:
         async with running(csms):
             url = await peer_url(csms)
             hilsim = Child("hilsim", python_command("-m", "bench.bench_ocpp", "--child", url), logs)
+            argv_201 = python_command("-m", "bench.bench_ocpp", "--child", url, "--ocpp", "2.0.1")
+            hilsim_201 = Child("hilsim-201", argv_201, logs)
             bare_argv = python_command("-m", "bench.bare", "rt", "--url", f"{url}/{BARE_ID}")
             bare = Child("bare", bare_argv, logs)
-            async with running(hilsim, bare):
-                await hilsim.expect("ready", timeout=30)
-                await bare.expect("ready", timeout=30)
+            async with running(hilsim, hilsim_201, bare):
+                for child in (hilsim, hilsim_201, bare):
+                    await child.expect("ready", timeout=30)
                 csms.send(cmd="call", cp=CP_ID, action="GetConfiguration", payload={}, id="answer")
                 answer = (await csms.expect("result"))["frame"][2]
                 await _command(bare, "answer", payload=answer)
+                sides = (
+                    (hilsim, CP_ID, "hilsim", "getconf"),
+                    (hilsim_201, CP_ID_201, "hilsim-201", "getvars"),
+                    (bare, BARE_ID, "bare", "getconf"),
+                )
+                errors: list[int] = []
                 # Warm up: caches, the allocator, the schema validators.
-                for child, cp in ((hilsim, CP_ID), (bare, BARE_ID)):
+                for child, cp, _, incoming in sides:
                     await _outgoing(child, "heartbeat", n // 4)
                     await _outgoing(child, "metervalues", n // 4)
-                    await _incoming(child, csms, cp, n // 4)
+                    await _incoming(child, csms, cp, n // 4, incoming, errors)
                 figures: dict[str, dict[str, list[float]]] = {
-                    what: {"hilsim": [], "bare": []}
+                    what: {side: [] for _, _, side, _ in sides}
                     for what in ("heartbeat", "metervalues", "getconf")
                 }
                 for _ in range(repetitions):
-                    for child, cp, side in ((hilsim, CP_ID, "hilsim"), (bare, BARE_ID, "bare")):
+                    for child, cp, side, incoming in sides:
                         figures["heartbeat"][side].append(await _outgoing(child, "heartbeat", n))
                         figures["metervalues"][side].append(
                             await _outgoing(child, "metervalues", n)
                         )
-                        figures["getconf"][side].append(await _incoming(child, csms, cp, n))
+                        figures["getconf"][side].append(
+                            await _incoming(child, csms, cp, n, incoming, errors)
+                        )
+                rss = {"hilsim": peak_rss_mb(hilsim.pid), "hilsim-201": peak_rss_mb(hilsim_201.pid)}
     names = {
         "heartbeat": "CPU per Heartbeat round trip (charge point)",
         "metervalues": "CPU per MeterValues round trip, 4 measurands",
@@ -96,7 +117,29 @@ async def _run(quick: bool) -> list[Row]:
                 value <= GOAL * baseline,
             )
         )
+    refused = " (answered CALLERROR: no device model)" if any(errors) else ""
+    names_201 = {
+        "heartbeat": "CPU per Heartbeat round trip, OCPP 2.0.1",
+        "metervalues": "CPU per MeterValues round trip, 4 measurands, OCPP 2.0.1",
+        "getconf": f"CPU per incoming GetVariables (4 variables), OCPP 2.0.1{refused}",
+    }
+    for what, sides_figures in figures.items():
+        value = median(sides_figures["hilsim-201"]) * 1e6
+        baseline = median(sides_figures["hilsim"]) * 1e6
+        rows.append(_versus_16(names_201[what], value, baseline, "µs"))
+    rows.append(
+        _versus_16("Peak RSS, hosted charge point, OCPP 2.0.1", rss["hilsim-201"],
+                   rss["hilsim"], "MB")
+    )  # fmt: skip
     return rows
+
+
+def _versus_16(figure: str, value: float, baseline: float, unit: str) -> Row:
+    """A 2.0.1 figure beside the same figure of the 1.6 charge point measured in the same run."""
+    return Row(
+        figure, round(value, 1), unit, round(baseline, 1), HILSIM_16, f"≤ {GOAL:g}x",
+        value <= GOAL * baseline,
+    )  # fmt: skip
 
 
 async def _command(child: Child, cmd: str, **args: Any) -> float:
@@ -112,11 +155,21 @@ async def _outgoing(child: Child, what: str, n: int) -> float:
     return (after - before) / n
 
 
-async def _incoming(child: Child, csms: Child, cp: str, n: int) -> float:
-    """CPU seconds per GetConfiguration the CSMS sends and the charge point answers."""
+async def _incoming(
+    child: Child,
+    csms: Child,
+    cp: str,
+    n: int,
+    cmd: str = "getconf",
+    errors: list[int] | None = None,
+) -> float:
+    """CPU seconds per GetConfiguration (``getvars``: GetVariables) the CSMS sends and the
+    charge point answers; the number answered with a CALLERROR goes to ``errors``."""
     before = await _command(child, "serve")
-    csms.send(cmd="getconf", cp=cp, n=n, id=cp)
-    await csms.expect("getconf-done", lambda e: e["id"] == cp, timeout=120)
+    csms.send(cmd=cmd, cp=cp, n=n, id=cp)
+    done = await csms.expect("getconf-done", lambda e: e["id"] == cp, timeout=120)
+    if errors is not None and cmd == "getvars":
+        errors.append(int(done.get("errors", 0)))
     after = await _command(child, "unserve")
     return (after - before) / n
 
@@ -124,7 +177,7 @@ async def _incoming(child: Child, csms: Child, cp: str, n: int) -> float:
 # -- the hosted charge point ----------------------------------------------------------------
 
 
-async def _child(url: str) -> None:
+async def _child(url: str, ocpp_version: str = "1.6") -> None:
     """hilsim's service in this process, driven by the same commands as the bare baseline."""
     import json
 
@@ -139,7 +192,9 @@ async def _child(url: str) -> None:
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with scratch_dir() as directory:
-        service = Service(load_settings(write_config(directory, url)))
+        cp_id = CP_ID_201 if ocpp_version == "2.0.1" else CP_ID
+        config = write_config(directory, url, ocpp_version=ocpp_version, charge_point_id=cp_id)
+        service = Service(load_settings(config))
         task = asyncio.get_running_loop().create_task(service.run())
         await service.ready.wait()
         # As `hilsim run` does once the service is ready (hilsim.cli): what start-up loaded
@@ -178,9 +233,10 @@ async def _child(url: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.bench_ocpp")
     parser.add_argument("--child", metavar="URL", help="host a hilsim charge point for the run")
+    parser.add_argument("--ocpp", default="1.6", help="the hosted charge point's OCPP version")
     args = parser.parse_args()
     if args.child:
-        asyncio.run(_child(args.child))
+        asyncio.run(_child(args.child, args.ocpp))
     else:
         for row in run():
             print(row)

@@ -119,7 +119,13 @@ def scratch_dir() -> Iterator[Path]:
 
 
 def write_config(
-    directory: Path, csms_url: str, *, connectors: int = 2, plug_pin: int | None = None
+    directory: Path,
+    csms_url: str,
+    *,
+    connectors: int = 2,
+    plug_pin: int | None = None,
+    ocpp_version: str = "1.6",
+    charge_point_id: str = CP_ID,
 ) -> Path:
     """A hilsim configuration file for the benchmarks: mock GPIO, files in ``directory``.
 
@@ -132,13 +138,14 @@ def write_config(
         for i in range(1, connectors + 1)
     )
     debounce = "debounce_ms = 0\n" if plug_pin is not None else ""
+    version_line = f'ocpp_version = "{ocpp_version}"\n' if ocpp_version != "1.6" else ""
     text = f"""\
 [charge_point]
-id = "{CP_ID}"
+id = "{charge_point_id}"
 csms_url = "{csms_url}"
 vendor = "hilsim"
 model = "bench"
-
+{version_line}
 {tables}
 [storage]
 database = "{directory / "hilsim.db"}"

@@ -1,4 +1,4 @@
-"""The benchmarks' CSMS: a lean OCPP-J 1.6 central system in its own process.
+"""The benchmarks' CSMS: a lean OCPP-J 1.6 and 2.0.1 central system in its own process.
 
 It answers every CALL of the charge point with a minimal valid CALLRESULT, reports the arrival
 time of the actions it is told to watch, and on command sends CALLs of its own: a serial burst of
@@ -14,6 +14,7 @@ Protocol: JSON lines. Commands on stdin, events on stdout::
     {"event": "connected", "cp": "BENCH-CP"}
     {"event": "call", "cp": "BENCH-CP", "action": "StatusNotification", "t": <ns>, "payload": {...}}
     {"cmd": "getconf", "cp": "BENCH-CP", "n": 1000, "id": 1}   -> {"event": "getconf-done", ...}
+    {"cmd": "getvars", ...}: the same with 2.0.1 GetVariables   -> {"event": "getconf-done", ...}
     {"cmd": "call", "cp": ..., "action": ..., "payload": {...}, "id": 2}   -> {"event": "result"}
     {"cmd": "flood", "cp": ..., "rate": 200, "seconds": 5, "id": 3}   -> {"event": "flood-done"}
     {"cmd": "stop-flood", "id": 3}
@@ -42,7 +43,23 @@ from websockets.typing import Subprotocol
 from bench.harness import leave_the_charge_points_core, percentile
 
 OCPP16 = Subprotocol("ocpp1.6")
+OCPP201 = Subprotocol("ocpp2.0.1")
 GETCONF = '[2,"{}","GetConfiguration",{{}}]'
+#: GetVariables of four variables a bench asks a 2.0.1 charge point for, as GetConfiguration is
+#: to a 1.6 one (a CSMS reading the configuration it cares about)
+GETVARS = (
+    '[2,"{}","GetVariables",{{"getVariableData":['
+    + ",".join(
+        f'{{{{"component":{{{{"name":"{component}"}}}},"variable":{{{{"name":"{variable}"}}}}}}}}'
+        for component, variable in (
+            ("OCPPCommCtrlr", "HeartbeatInterval"),
+            ("AuthCtrlr", "Enabled"),
+            ("SampledDataCtrlr", "TxUpdatedInterval"),
+            ("TxCtrlr", "EVConnectionTimeOut"),
+        )
+    )
+    + "]}}]"
+)
 
 
 def _now() -> str:
@@ -63,6 +80,7 @@ class Link:
 
     cp: str
     ws: ServerConnection
+    version: str = "1.6"  # the subprotocol's OCPP version
     pending: dict[str, Waiter] = field(default_factory=dict)
     counter: int = 0
 
@@ -82,7 +100,16 @@ class Peer:
 
     # -- answering the charge point ------------------------------------------------------------
 
-    def answer(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, action: str, payload: dict[str, Any], version: str) -> dict[str, Any]:
+        if version == "2.0.1":
+            if action == "Authorize":
+                return {"idTokenInfo": {"status": "Accepted"}}
+            if action == "TransactionEvent" and "idToken" in payload:
+                return {"idTokenInfo": {"status": "Accepted"}}
+            if action == "DataTransfer":
+                return {"status": "Accepted"}
+            if action not in ("BootNotification", "Heartbeat"):
+                return {}
         if action == "BootNotification":
             # A long interval: no Heartbeat falls into a measurement window.
             return {"status": "Accepted", "currentTime": _now(), "interval": 3600}
@@ -101,7 +128,7 @@ class Peer:
 
     async def serve_link(self, ws: ServerConnection) -> None:
         cp = ws.request.path.rstrip("/").rsplit("/", 1)[-1] if ws.request else "?"
-        link = Link(cp, ws)
+        link = Link(cp, ws, "2.0.1" if ws.subprotocol == OCPP201 else "1.6")
         async with self.connected:
             self.links[cp] = link
             self.connected.notify_all()
@@ -123,7 +150,8 @@ class Peer:
                 action, payload = msg[2], msg[3]
                 if action in self.report:
                     emit({"event": "call", "cp": cp, "action": action, "t": t, "payload": payload})
-                reply = json.dumps([3, msg[1], self.answer(action, payload)], separators=(",", ":"))
+                answer = self.answer(action, payload, link.version)
+                reply = json.dumps([3, msg[1], answer], separators=(",", ":"))
                 await ws.send(reply)
         except ConnectionClosed:
             pass
@@ -152,13 +180,18 @@ class Peer:
         return await asyncio.wait_for(done, 30)
 
     async def getconf(self, command: dict[str, Any]) -> None:
+        """``n`` GetConfiguration (``getvars``: GetVariables) one after the other."""
         link = await self.link(command["cp"])
+        template = GETVARS if command.get("cmd") == "getvars" else GETCONF
+        errors = 0
         started = time.monotonic_ns()
         for _ in range(int(command["n"])):
             uid = link.next_id("g")
-            await self.call(link, GETCONF.format(uid), uid)
+            _, text = await self.call(link, template.format(uid), uid)
+            errors += text.startswith("[4,")
         elapsed = (time.monotonic_ns() - started) / 1e9
-        emit({"event": "getconf-done", "id": command.get("id"), "seconds": elapsed})
+        done = {"event": "getconf-done", "id": command.get("id"), "seconds": elapsed}
+        emit({**done, "errors": errors})
 
     async def call_command(self, command: dict[str, Any]) -> None:
         link = await self.link(command["cp"])
@@ -242,7 +275,7 @@ class Peer:
     def command(self, command: dict[str, Any]) -> None:
         cmd = command.get("cmd")
         loop = asyncio.get_running_loop()
-        if cmd == "getconf":
+        if cmd in ("getconf", "getvars"):
             task = loop.create_task(self.getconf(command))
         elif cmd == "call":
             task = loop.create_task(self.call_command(command))
@@ -279,7 +312,7 @@ async def main(port: int, report: set[str]) -> None:
         peer.serve_link,
         "127.0.0.1",
         port,
-        subprotocols=[OCPP16],
+        subprotocols=[OCPP16, OCPP201],
         compression=None,
         ping_interval=None,
         max_size=2**20,

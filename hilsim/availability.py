@@ -9,6 +9,7 @@ and reports connector 0's status.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -43,6 +44,8 @@ class AvailabilityHost(ConnectorDispatcher, Protocol):
 
     @property
     def store(self) -> Store: ...
+    @property
+    def status_listeners(self) -> list[Callable[[int, Status, ErrorCode], None]]: ...
     async def end_all_transactions(self, reason: StopReason, timeout: float = 5.0) -> None: ...
 
 
@@ -154,6 +157,43 @@ class Availability:
         self.resetting = kind
         log.warning("Reset %s requested by the CSMS", kind)
         return "Accepted", lambda: self._spawn(self._reset(kind), f"reset-{kind}")
+
+    def reset_when_idle(self, reset_type: str) -> tuple[str, Release]:
+        """Reset once no transaction runs (OCPP 2.0.1 Reset OnIdle): as `reset` at once when
+        none does; otherwise "Scheduled", and the reset starts when the last transaction has
+        ended (the connectors' status changes say when). Rejected like `reset`.
+        """
+        kind = ResetType(reset_type)
+        if not self._transaction_running():
+            return self.reset(kind)
+        if self.resetting is not None:
+            log.info("Reset %s: Rejected (a %s reset is in progress)", kind, self.resetting)
+            return "Rejected", nothing
+        if kind == ResetType.HARD and self.hard_reset is None:
+            log.info("Reset Hard: Rejected (no service to restart)")
+            return "Rejected", nothing
+        self.resetting = kind
+        log.warning("Reset %s requested by the CSMS, once no transaction runs", kind)
+        return "Scheduled", lambda: self.charger.status_listeners.append(self._reset_if_idle)
+
+    def _reset_if_idle(self, connector_id: int, status: Status, error_code: ErrorCode) -> None:
+        # Told of every status change; the machine has taken the event in by now, but the
+        # transaction's end is carried out by the same dispatch: look once it is done.
+        asyncio.get_running_loop().call_soon(self._start_waiting_reset)
+
+    def _start_waiting_reset(self) -> None:
+        kind = self.resetting
+        if kind is None or self._transaction_running():
+            return
+        if self._reset_if_idle in self.charger.status_listeners:
+            self.charger.status_listeners.remove(self._reset_if_idle)
+            log.warning("Reset %s: no transaction runs any more, resetting", kind)
+            self._spawn(self._reset(kind), f"reset-{kind}")
+
+    def _transaction_running(self) -> bool:
+        return any(
+            rt.machine.state.transaction is not None for rt in self.charger.connectors.values()
+        )
 
     async def _reset(self, kind: ResetType) -> None:
         if kind == ResetType.HARD:

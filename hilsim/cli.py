@@ -396,22 +396,27 @@ async def _csms_console(args: argparse.Namespace) -> int:
     """`hilsim csms send|list`: one request to the running CSMS's socket, its answer as JSON.
 
     Exit 0 on a CALLRESULT, 1 on a CALLERROR, a timeout or no such charge point, 2 on input
-    that is not a valid CALL (checked here, before anything is sent).
+    that is not a valid CALL (nothing is sent). Only the running CSMS knows the charge point's
+    OCPP version, so it parses and checks the words; an action of one version only is checked
+    here already.
     """
     from hilsim.control import request
-    from hilsim.csms.console import action_named, checked, parse_payload
+    from hilsim.csms.console import action_named, checked, parse_payload, versions_of
 
     if args.csms_command == "list":
         return _print_answer(await request(args.socket, {"cmd": "list"}, service="hilsim csms"))
-    action = action_named(args.action)
-    payload = checked(action, parse_payload(action, args.arguments))
+    action = action_named(args.action, None)  # of either version: the CSMS knows which
+    sent: dict[str, Any] = {"arguments": args.arguments}
+    if len(versions := versions_of(action)) == 1:
+        payload = parse_payload(action, args.arguments, versions[0])
+        sent = {"payload": checked(action, payload, versions[0])}
     answer = await request(
         args.socket,
         {
             "cmd": "send",
             "charge_point": args.charge_point,
             "action": action,
-            "payload": payload,
+            **sent,
             "timeout": args.timeout,
         },
         timeout=args.timeout + 5,

@@ -45,7 +45,10 @@ _CHARGE_POINT_KEYS = (
     "charge_box_serial_number",
     "meter_serial_number",
     "meter_type",
+    "ocpp_version",
 )
+#: The OCPP versions the charge point speaks; the first is the default.
+OCPP_VERSIONS = ("1.6", "2.0.1")
 # Field lengths from the OCPP 1.6 BootNotification schema: longer values are rejected by the CSMS
 # at boot, which is far harder to diagnose than a config error.
 _CHARGE_POINT_MAX_LENGTH = {
@@ -78,6 +81,8 @@ class ChargePointSettings:
     charge_box_serial_number: str | None = None
     meter_serial_number: str | None = None
     meter_type: str | None = None
+    #: "1.6" (OCPP 1.6J) or "2.0.1" (OCPP 2.0.1, package hilsim.ocpp201, loaded only then)
+    ocpp_version: str = "1.6"
 
     @property
     def endpoint(self) -> str:
@@ -266,7 +271,8 @@ class _Parser(TableReader):
             value = self.optional_string(table, prefix, key, max_length=max_length)
             if value is not None:
                 optional[key] = value
-        return ChargePointSettings(id=cp_id, csms_url=url, **optional)
+        version = self.choice(table, prefix, "ocpp_version", OCPP_VERSIONS)
+        return ChargePointSettings(id=cp_id, csms_url=url, ocpp_version=version, **optional)
 
     def check_url(self, url: str) -> None:
         expected = "expected a ws:// or wss:// URL such as 'ws://127.0.0.1:9000'"

@@ -263,7 +263,7 @@ class Reservations:
                 for row in self.rows.values()
                 if row.connector_id == 0 and row.reservation_id not in self.placed
             ),
-            key=lambda r: r.expiry_date,
+            key=_expiry_order,
         )
         for index, row in enumerate(waiting):
             connectors = self.charger.connectors.values()
@@ -387,3 +387,12 @@ def _all(releases: list[Release]) -> Release:
             one()
 
     return release
+
+
+def _expiry_order(row: ReservationRow) -> tuple[int, float]:
+    """Soonest expiry first, by the instant: the CSMS may write each date with its own UTC
+    offset, so the text does not sort. One that cannot be read goes last (its timer ends it)."""
+    try:
+        return (0, parse_iso(row.expiry_date).timestamp())
+    except ValueError:
+        return (1, 0.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hilsim.authorization import Authorizer
 from hilsim.availability import Availability
@@ -57,6 +58,17 @@ def identity_of(settings: Settings) -> Identity:
         meter_serial_number=cp.meter_serial_number,
         meter_type=cp.meter_type,
     )
+
+
+def protocol_options(ocpp_version: str) -> dict[str, Any]:
+    """The link's client factory, subprotocol and schemas for ``ocpp_version``: none for 1.6
+    (the link's defaults). The 2.0.1 package is imported here, only in 2.0.1 mode, so a 1.6
+    charge point never pays for loading it."""
+    if ocpp_version != "2.0.1":
+        return {}
+    from hilsim.ocpp201.client import link_options
+
+    return link_options()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,7 @@ async def build_charge_point(
         frame_listeners=frame_listeners,
         response_timeout=response_timeout,
         security=security,
+        **protocol_options(cp.ocpp_version),
     )
 
     tasks = TaskSet("charger")  # the charger's background tasks, shared with its services

@@ -138,10 +138,11 @@ def _private(name: str) -> bool:
 #: Protected members of a third-party base class that a hilsim subclass extends: the subclass is
 #: the extension point those libraries document, so these are the only foreign names allowed.
 INHERITED: dict[str, set[str]] = {
-    # ChargePointSession subclasses ocpp.v16.ChargePoint and replaces its route_message: it feeds
-    # the base class's response queue and sends through its lock and `_send`, as the library's
-    # own `call()` does.
-    "hilsim.csms.session": {
+    # SessionBase (the base of ChargePointSession, which subclasses ocpp.v16.ChargePoint, and of
+    # ChargePointSession201, ocpp.v201's) replaces the library's route_message: it feeds the
+    # library's response queue and sends through its lock and `_send`, as the library's own
+    # `call()` does.
+    "hilsim.csms.base": {
         "_connection",
         "_send",
         "_call_lock",

@@ -678,8 +678,8 @@ async def test_a_connection_without_the_ocpp_subprotocol_is_refused(csms: Centra
         async with connect(f"{csms.url}/CP1"):
             pass
     assert caught.value.response.status_code == 400
-    with pytest.raises(InvalidStatus):
-        async with connect(f"{csms.url}/CP1", subprotocols=["ocpp2.0.1"]):
+    with pytest.raises(InvalidStatus):  # 2.0.1 is served (tests/test_csms201.py), 2.1 not
+        async with connect(f"{csms.url}/CP1", subprotocols=["ocpp2.1", "ocpp2.0"]):
             pass
     assert csms.sessions == {}
 

@@ -197,6 +197,13 @@ async def test_exit_status_says_what_came_back(console: Console) -> None:
     assert typo.status == 2 and "'connectorID' was unexpected" in typo.err
     not_an_action = await console.send("BootNotification")
     assert not_an_action.status == 2 and "RemoteStartTransaction" in not_an_action.err
+    other_version = await console.send(  # valid for 2.0.1, so the CSMS is asked
+        "GetBaseReport", "requestId=1", "reportBase=FullInventory"
+    )
+    assert other_version.status == 2
+    assert "not a CSMS-to-charge-point OCPP 1.6 action (CP-TEST speaks OCPP 1.6)" in (
+        other_version.err
+    )
 
     nobody = await hilsim(
         "csms", "send", "--socket", str(console.socket), "CP-NOBODY", "ClearCache"
@@ -290,6 +297,21 @@ async def test_the_readme_examples_run_as_shown(console: Console) -> None:
         json.loads(done.out)
 
 
+def test_the_readme_examples_for_2_0_1_are_valid_2_0_1_calls() -> None:
+    """The second ```sh block of "CSMS console": what `send` makes of each line passes the
+    official 2.0.1 schema (tests above send such calls to a 2.0.1 charge point for real)."""
+    from hilsim.csms.console import checked
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    body = text.split("## CSMS console\n", 1)[1].split("```sh\n", 3)[2].split("```", 1)[0]
+    lines = [shlex.split(line, comments=True) for line in body.replace("\\\n", " ").splitlines()]
+    assert len(lines) >= 5
+    for words in lines:
+        assert words[:4] == ["hilsim", "csms", "send", "CP201"], words
+        payload = parse_payload(words[4], words[5:], "2.0.1")
+        checked(words[4], payload, "2.0.1", "CP201")
+
+
 async def test_a_stopped_csms_starts_again_at_the_same_address() -> None:
     from hilsim.csms import CentralSystem
 
@@ -302,3 +324,121 @@ async def test_a_stopped_csms_starts_again_at_the_same_address() -> None:
         assert central.url == url
     finally:
         await central.stop()
+
+
+@pytest.fixture
+async def console201(short_dir: Path) -> AsyncIterator[tuple[Path, Any, Console]]:
+    """A running `hilsim csms` with the `ocpp` library's 2.0.1 charge point "CP201" connected."""
+    from ocpp.v201 import call
+    from websockets.asyncio.client import connect
+
+    from tests.test_csms201 import STATION, Station
+
+    socket = short_dir / "csms.sock"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hilsim", "csms", "--port", "0", "--socket", str(socket),
+        "--config", str(short_dir / "absent.toml"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    trace: list[str] = []
+    try:
+        listening = await asyncio.wait_for(_until_line(process.stdout, r"listening on", trace), 30)
+        assert "(OCPP 1.6J and 2.0.1)" in listening
+        url = re.search(r"(ws://[\d.]+:\d+)", listening)
+        assert url is not None
+        await asyncio.wait_for(_until_line(process.stdout, r"console on", trace), 10)
+        more = asyncio.Condition()
+        drain = asyncio.create_task(_drain(process.stdout, trace, more))
+        offered = [Subprotocol("ocpp2.0.1")]
+        async with connect(f"{url.group(1)}/CP201", subprotocols=offered) as ws:
+            station = Station("CP201", ws)
+            reader = asyncio.create_task(station.start())
+            try:
+                await station.call(
+                    call.BootNotification(charging_station=STATION, reason="PowerUp"),
+                    suppress=False,
+                )
+                watch = Console(socket, url.group(1), trace, [], None, more)  # type: ignore[arg-type]
+                yield socket, station, watch
+            finally:
+                reader.cancel()
+                drain.cancel()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_a_2_0_1_charge_point_driven_from_the_command_line(
+    console201: tuple[Path, Any, Console],
+) -> None:
+    from ocpp.v201 import call
+
+    from hilsim.csms.commands import utc_now
+
+    socket, station, watch = console201
+
+    async def send(*words: str) -> Done:
+        return await hilsim("csms", "send", "--socket", str(socket), "CP201", *words)
+
+    await station.call(
+        call.StatusNotification(
+            timestamp=utc_now(), connector_status="Occupied", evse_id=1, connector_id=1
+        ),
+        suppress=False,
+    )
+    await station.call(
+        call.TransactionEvent(
+            event_type="Started", timestamp=utc_now(), trigger_reason="Authorized", seq_no=0,
+            transaction_info={"transactionId": "tx-1", "chargingState": "Charging"},
+            id_token={"idToken": TAG, "type": "ISO14443"}, evse={"id": 1, "connectorId": 1},
+        ),
+        suppress=False,
+    )  # fmt: skip
+    listed = await hilsim("csms", "list", "--socket", str(socket))
+    assert listed.status == 0, listed.err
+    (charge_point,) = listed.json()
+    assert charge_point["ocppVersion"] == "2.0.1"
+    assert charge_point["evses"] == {"1": {"1": "Occupied"}}
+    assert charge_point["transactions"] == [
+        {
+            "transactionId": "tx-1", "evseId": 1, "connectorId": 1, "idToken": TAG,
+            "startTimestamp": charge_point["transactions"][0]["startTimestamp"],
+            "chargingState": "Charging", "seqNo": 0, "seqNoMissing": [],
+        }
+    ]  # fmt: skip
+
+    got = await send(
+        "GetVariables",
+        'getVariableData=[{"component": {"name": "OCPPCommCtrlr"}, '
+        '"variable": {"name": "HeartbeatInterval"}}]',
+    )
+    assert got.status == 0, got.err
+    (result,) = got.json()["getVariableResult"]
+    assert (result["attributeStatus"], result["attributeValue"]) == ("Accepted", "60")
+    started = await send(
+        "requeststarttransaction", "remoteStartId=3", "evseId=1",
+        f"idToken.idToken={TAG}", "idToken.type=ISO14443",
+    )  # fmt: skip
+    assert (started.status, started.json()) == (0, {"status": "Accepted"}), started.err
+
+    wrong = await send("Reset", "type=Soft")  # a 1.6 value, checked by the 2.0.1 schema
+    assert (wrong.status, wrong.out) == (2, "")
+    assert "ResetRequest: type: 'Soft' is not one of: Immediate, OnIdle" in wrong.err
+    missing = await send("GetVariables")
+    assert missing.status == 2
+    assert "GetVariablesRequest: payload: 'getVariableData' is a required property" in missing.err
+    old = await send("RemoteStartTransaction", f"idTag={TAG}")
+    assert old.status == 2
+    assert "not a CSMS-to-charge-point OCPP 2.0.1 action (CP201 speaks OCPP 2.0.1)" in old.err
+
+    refused = await send("Reset", "type=OnIdle")  # the library station has no Reset handler
+    assert refused.status == 1
+    assert refused.json()["errorCode"] in ("NotImplemented", "NotSupported")
+    assert "CP201 answered Reset with CALLERROR" in refused.err
+    # the trace names the version and 2.0.1 results as 2.0.1 does
+    (connected,) = await watch.printed("CP201 connected from", 1)
+    assert connected.rstrip().endswith("(OCPP 2.0.1)")
+    await watch.printed("GetVariablesResponse", 1)

@@ -147,7 +147,12 @@ def check_outcome(before: ConnectorState, event: object, o: Outcome) -> None:
         assert o.accepted
     elif isinstance(event, ev.ClearFault):
         sources = {source for source, _ in before.faults}
-        assert o.accepted == (bool(sources) if event.source is None else event.source in sources)
+        latched = {FaultSource.PANEL_ESTOP, FaultSource.WEB_ESTOP}
+        if event.source is None:  # a person clears all but an engaged emergency stop
+            assert o.accepted == bool(sources - latched)
+            assert {s for s, _ in o.state.faults} == sources & latched
+        else:
+            assert o.accepted == (event.source in sources)
     elif isinstance(event, ev.Fault) and event.error_code != ErrorCode.NO_ERROR:
         assert o.accepted == (event.source not in {source for source, _ in before.faults})
     # faults are raised and cleared by source: at most one per source, status Faulted while any
@@ -656,10 +661,21 @@ class TestFault:
         outcome = sim.connector.handle(again, sim.now)
         assert outcome.refused == "already faulted by meter (HighTemperature)"
 
+    def test_a_person_clears_every_fault_but_an_engaged_emergency_stop(self) -> None:
+        sim = Sim()
+        sim(ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER))
+        sim(ev.Fault(ErrorCode.GROUND_FAILURE))
+        sim(ev.Fault(ErrorCode.OTHER_ERROR, source=FaultSource.PANEL_ESTOP))
+        assert sim(ev.ClearFault()) == (status(Status.FAULTED, ErrorCode.OTHER_ERROR),)
+        assert sim.state.faults == ((FaultSource.PANEL_ESTOP, ErrorCode.OTHER_ERROR),)
+        outcome = sim.connector.handle(ev.ClearFault(), sim.now)
+        assert outcome.refused == "the emergency stop is engaged (panel-estop): release it to clear"
+        assert sim(ev.ClearFault(FaultSource.PANEL_ESTOP)) == (status(Status.AVAILABLE),)
+
     def test_a_person_clears_every_fault(self) -> None:
         sim = Sim()
         sim(ev.Fault(ErrorCode.POWER_METER_FAILURE, source=FaultSource.METER))
-        sim(ev.Fault(ErrorCode.OTHER_ERROR, source=FaultSource.PANEL_ESTOP))
+        sim(ev.Fault(ErrorCode.GROUND_FAILURE))
         assert sim(ev.ClearFault()) == (status(Status.AVAILABLE),)
         assert sim.state.faults == ()
 

@@ -622,6 +622,10 @@ async def test_emergency_stop_ends_everything_until_released(
     assert answer["result"]["result"] == "refused: the emergency stop is engaged"
     await bench.ctl("release", pin=FAULT[1])
     assert bench.machine_status(1) == Status.FAULTED
+    # Nor can `hilsim ctl clear`: power would come back with the stop still pressed.
+    cleared = await bench.ctl("clear", connector=1)
+    assert "the emergency stop is engaged (panel-estop)" in str(cleared), cleared
+    assert bench.machine_status(1) == Status.FAULTED
     pins = (await bench.ctl("pins"))["result"]
     assert pins["emergency_stop"] is True
     if mode == "toggle":

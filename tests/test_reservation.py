@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,18 @@ async def test_a_charge_point_reservation_keeps_the_last_free_connector(bench: B
     assert start["idTag"] == TAG and start["reservationId"] == 7
     await bench.status(2, "Charging")
     assert (await status_of(bench))["reservations"] == []
+
+
+async def test_charge_point_reservations_are_placed_soonest_expiry_first(bench: Bench) -> None:
+    """By the instant, not the text: +05:00 sorts after Z as text but expires first here."""
+    soon = (datetime.now(UTC) + timedelta(seconds=600)).astimezone(timezone(timedelta(hours=5)))
+    assert await bench.session.reserve_now(0, iso_in(900), TAG, 7) == "Accepted"
+    assert await bench.session.reserve_now(0, soon.isoformat(), OTHER, 8) == "Accepted"
+    # Two reservations, two free connectors: both are held, the soonest on the first.
+    await bench.status(1, "Reserved")
+    await bench.status(2, "Reserved")
+    placed = {r["reservation_id"]: r["placed_on"] for r in (await status_of(bench))["reservations"]}
+    assert placed == {8: 1, 7: 2}
 
 
 async def test_a_charge_point_reservation_is_used_on_any_connector(bench: Bench) -> None:

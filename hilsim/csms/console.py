@@ -5,8 +5,10 @@ SetChargingProfile...) in one line, without writing Python against :class:`Charg
 The socket is the charge point's control socket machinery (:mod:`hilsim.control`): one JSON
 request per line, one JSON answer per line, a Unix socket so only local users may drive it.
 
-Payloads are checked against the official schema on both sides: in the command (so a typo is
-named before anything is sent, exit 2) and again in the server (the socket is an interface too).
+Payloads are checked against the official schema of the charge point's OCPP version (1.6 or
+2.0.1). The command cannot know that version, so it sends the words typed and the server,
+which knows, turns them into the payload and checks it (a typo is named, nothing is sent, exit
+2); an action that exists in one version only is checked in the command already.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import json
 import logging
 import os
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hilsim.csms.actions201 import CSMS_ACTIONS_201
 from hilsim.csms.errors import CallTimeout, ChargePointCallError, ChargePointDisconnected
 from hilsim.errors import HilsimError
 
@@ -70,27 +74,57 @@ def default_socket() -> Path:
     return Path(tempfile.gettempdir()) / f"hilsim-csms-{os.getuid()}.sock"
 
 
-def action_named(name: str) -> str:
-    """The action spelled as OCPP spells it (case-insensitive on input), or BadCall."""
-    for action in CSMS_ACTIONS:
-        if action.casefold() == name.casefold():
-            return action
+#: OCPP version -> the CALLs a central system sends in it
+ACTIONS_BY_VERSION = {"1.6": CSMS_ACTIONS, "2.0.1": CSMS_ACTIONS_201}
+
+
+def action_named(name: str, version: str | None = "1.6", who: str = "") -> str:
+    """The action spelled as OCPP spells it (case-insensitive on input), or BadCall.
+
+    ``version``: the charge point's OCPP version ("1.6", "2.0.1"; ``who`` names it); None:
+    any version's action will do (`hilsim csms send`, before it knows the charge point).
+    """
+    versions = [version] if version is not None else list(ACTIONS_BY_VERSION)
+    for candidate in versions:
+        for action in ACTIONS_BY_VERSION[candidate]:
+            if action.casefold() == name.casefold():
+                return action
+    if version is None:
+        raise BadCall(
+            f"{name!r} is not a CSMS-to-charge-point OCPP 1.6 or 2.0.1 action; expected one "
+            f"of: {', '.join(CSMS_ACTIONS)} (1.6); {', '.join(CSMS_ACTIONS_201)} (2.0.1)"
+        )
+    speaks = f" ({who} speaks OCPP {version})" if who else ""
     raise BadCall(
-        f"{name!r} is not a CSMS-to-charge-point OCPP 1.6 action; expected one of: "
-        + ", ".join(CSMS_ACTIONS)
+        f"{name!r} is not a CSMS-to-charge-point OCPP {version} action{speaks}; expected one "
+        f"of: {', '.join(ACTIONS_BY_VERSION[version])}"
     )
 
 
-def parse_payload(action: str, words: Sequence[str]) -> dict[str, Any]:
+def versions_of(action: str) -> list[str]:
+    """The OCPP versions in which the central system sends ``action``."""
+    return [version for version, known in ACTIONS_BY_VERSION.items() if action in known]
+
+
+def _schemas(version: str) -> Any:
+    """The strict checker of a version: :mod:`hilsim.csms.strict` or ``strict201``."""
+    if version == "2.0.1":
+        from hilsim.csms import strict201
+
+        return strict201
+    from hilsim.csms import strict
+
+    return strict
+
+
+def parse_payload(action: str, words: Sequence[str], version: str = "1.6") -> dict[str, Any]:
     """The CALL payload from the command line words: JSON objects and ``key=value`` pairs.
 
     A value is JSON where it parses as JSON (numbers, booleans, objects, arrays), else a string;
     where the schema says the field is a string it stays the text typed (``idTag=1234``). Dotted
     keys nest: ``csChargingProfiles.stackLevel=0``. Later words override earlier ones.
     """
-    from hilsim.csms import strict
-
-    schema = strict.schema(action, response=False)
+    schema = _schemas(version).schema(action, response=False)
     payload: dict[str, Any] = {}
     for word in words:
         if word.lstrip().startswith("{"):
@@ -127,9 +161,18 @@ def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def _field_schema(schema: dict[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    """The schema of a dotted field; 2.0.1 schemas reach their types by "$ref"."""
+
+    def resolved(node: dict[str, Any]) -> dict[str, Any]:
+        reference = node.get("$ref", "")
+        if reference.startswith("#/definitions/"):
+            found: dict[str, Any] = schema.get("definitions", {}).get(reference[14:], {})
+            return found
+        return node
+
     node: dict[str, Any] = schema
     for part in path:
-        node = node.get("properties", {}).get(part, {})
+        node = resolved(resolved(node).get("properties", {}).get(part, {}))
     return node
 
 
@@ -142,17 +185,17 @@ def _value(text: str, field: dict[str, Any]) -> Any:
         return text
 
 
-def problems(action: str, payload: Any) -> list[str]:
+def problems(action: str, payload: Any, version: str = "1.6") -> list[str]:
     """Every way the payload breaks the official schema of ``action``'s CALL, field named."""
-    from hilsim.csms import strict
+    found = _schemas(version).check(action, payload, response=False)
+    return [str(violation) for violation in found]
 
-    return [str(violation) for violation in strict.check(action, payload, response=False)]
 
-
-def checked(action: str, payload: Any) -> dict[str, Any]:
-    """The payload, if valid for ``action`` (a CSMS-to-CP action); else BadCall saying why."""
-    action = action_named(action)
-    found = problems(action, payload)
+def checked(action: str, payload: Any, version: str = "1.6", who: str = "") -> dict[str, Any]:
+    """The payload, if valid for ``action`` (a CSMS-to-CP action of ``version``); else BadCall
+    saying why."""
+    action = action_named(action, version, who)
+    found = problems(action, payload, version)
     if found:
         raise BadCall("; ".join(found))
     assert isinstance(payload, dict)
@@ -163,10 +206,14 @@ def charge_points(central: CentralSystem) -> list[dict[str, Any]]:
     """`hilsim csms list`: each connected charge point, its connectors, its open transactions."""
     listed = []
     for charge_point_id, session in sorted(central.sessions.items()):
+        if session.ocpp_version == "2.0.1":
+            listed.append(_charging_station(central, charge_point_id, session))
+            continue
         boot = session.boot or {}
         listed.append(
             {
                 "id": charge_point_id,
+                "ocppVersion": session.ocpp_version,
                 "registration": central.registration_status(charge_point_id),
                 "vendor": boot.get("chargePointVendor"),
                 "model": boot.get("chargePointModel"),
@@ -193,12 +240,43 @@ def charge_points(central: CentralSystem) -> list[dict[str, Any]]:
     return listed
 
 
+def _charging_station(central: CentralSystem, charge_point_id: str, session: Any) -> dict[str, Any]:
+    """A 2.0.1 charge point in `hilsim csms list`: its EVSEs' connector statuses
+    (evseId -> connectorId -> connectorStatus) and its transactions not Ended."""
+    station = (session.boot or {}).get("chargingStation", {})
+    return {
+        "id": charge_point_id,
+        "ocppVersion": session.ocpp_version,
+        "registration": central.registration_status(charge_point_id),
+        "vendor": station.get("vendorName"),
+        "model": station.get("model"),
+        "evses": {
+            str(evse): {str(c): status["connectorStatus"] for c, status in sorted(found.items())}
+            for evse, found in sorted(session.evses.items())
+        },
+        "transactions": [
+            {
+                "transactionId": record.transaction_id,
+                "evseId": record.evse_id,
+                "connectorId": record.connector_id,
+                "idToken": (record.id_token or {}).get("idToken"),
+                "startTimestamp": record.start_timestamp,
+                "chargingState": record.charging_state,
+                "seqNo": record.seq_nos[-1],
+                "seqNoMissing": record.gaps,
+            }
+            for record in central.ledger201.open_for(charge_point_id)
+        ],
+    }
+
+
 def add_arguments(csms: argparse.ArgumentParser, actions: Callable[[], Any]) -> None:
     """`hilsim csms`'s options and its send/list actions (``actions()`` makes the ACTION
     subparsers, each with the command line's ``--config``); the options live here, next to what
     they drive."""
     csms.description = (
-        "Without ACTION: run the built-in central system, printing every frame. "
+        "Without ACTION: run the built-in central system (OCPP 1.6J and 2.0.1 charge points), "
+        "printing every frame. "
         "With send or list: drive the one running (README: CSMS console)."
     )
     csms.add_argument("--host", help="address to listen on (default from [csms], 127.0.0.1)")
@@ -228,16 +306,24 @@ def add_arguments(csms: argparse.ArgumentParser, actions: Callable[[], Any]) -> 
     send = csms_sub.add_parser(
         "send",
         help="send a CALL to a connected charge point, print the answer as JSON",
-        description="Send one OCPP 1.6 CALL from the running `hilsim csms` to a connected charge "
-        "point and print the CALLRESULT (exit 0) or CALLERROR (exit 1) as JSON. The payload is "
-        "checked against the official schema first (exit 2 naming the field).",
-        epilog="actions: " + ", ".join(CSMS_ACTIONS) + "\n\nexamples:\n"
+        description="Send one OCPP CALL from the running `hilsim csms` to a connected charge "
+        "point and print the CALLRESULT (exit 0) or CALLERROR (exit 1) as JSON. The action and "
+        "payload are checked against the official schema of the OCPP version the charge point "
+        "speaks, 1.6 or 2.0.1 (`hilsim csms list` shows it), first (exit 2 naming the field).",
+        epilog=textwrap.fill("OCPP 1.6 actions: " + ", ".join(CSMS_ACTIONS), 79)
+        + "\n\n"
+        + textwrap.fill("OCPP 2.0.1 actions: " + ", ".join(CSMS_ACTIONS_201), 79)
+        + "\n\nexamples:\n"
         "  hilsim csms send CP1 RemoteStartTransaction idTag=04A2B3C4 connectorId=1\n"
         "  hilsim csms send CP1 Reset type=Soft\n"
         "  hilsim csms send CP1 SetChargingProfile connectorId=1 "
         "csChargingProfiles='{...}'\n"
+        "  hilsim csms send CP201 RequestStartTransaction remoteStartId=1 evseId=1 \\\n"
+        '      \'idToken={"idToken": "04A2B3C4", "type": "ISO14443"}\'\n'
+        '  hilsim csms send CP201 GetVariables \'getVariableData=[{"component": '
+        '{"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]\'\n'
         "values are JSON where they parse (numbers, true, objects), else text; "
-        "dotted keys nest (csChargingProfiles.stackLevel=0)",
+        "dotted keys nest (csChargingProfiles.stackLevel=0, idToken.type=ISO14443)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     send.add_argument("charge_point", metavar="CP-ID", help="the charge point's id")
@@ -255,7 +341,9 @@ def add_arguments(csms: argparse.ArgumentParser, actions: Callable[[], Any]) -> 
         "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
     )
     listing = csms_sub.add_parser(
-        "list", help="print the connected charge points, their connectors and open transactions"
+        "list",
+        help="print the connected charge points (OCPP version, connector or EVSE statuses, open "
+        "transactions)",
     )
     listing.add_argument(
         "--socket", type=Path, default=argparse.SUPPRESS, metavar="PATH", help=socket_help
@@ -277,10 +365,11 @@ class Console:
         return {"ok": False, "kind": "invalid", "error": f"unknown command {cmd!r}"}
 
     async def _send(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` (a JSON object) or ``arguments`` (the words typed, parsed here by the
+        charge point's version) for ``action`` to ``charge_point``."""
         charge_point_id = str(request.get("charge_point", ""))
         try:
-            action = action_named(str(request.get("action", "")))
-            payload = checked(action, request.get("payload", {}))
+            action_named(str(request.get("action", "")), None)
             timeout = float(request.get("timeout", 30))
         except (BadCall, TypeError, ValueError) as exc:
             return {"ok": False, "kind": "invalid", "error": str(exc)}
@@ -293,6 +382,17 @@ class Console:
                 "error": f"charge point {charge_point_id!r} is not connected "
                 f"(connected: {connected})",
             }
+        version = session.ocpp_version
+        try:
+            action = action_named(str(request["action"]), version, charge_point_id)
+            if "arguments" in request:
+                words = [str(word) for word in request["arguments"]]
+                payload = parse_payload(action, words, version)
+            else:
+                payload = request.get("payload", {})
+            payload = checked(action, payload, version, charge_point_id)
+        except (BadCall, TypeError, ValueError) as exc:
+            return {"ok": False, "kind": "invalid", "error": str(exc)}
         try:
             answer = await session.call_action(action, payload, timeout=timeout)
         except ChargePointCallError as exc:

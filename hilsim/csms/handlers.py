@@ -34,9 +34,11 @@ class ChargePointHandlers:
     def charge_point_id(self) -> str:
         return str(self.id)
 
-    def current_payload(self) -> dict[str, Any]:
-        """The CALL being handled, camelCase as on the wire (the session knows which)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the session's (SessionBase), which must win in the MRO
+
+        def current_payload(self) -> dict[str, Any]:
+            """The CALL being handled, camelCase as on the wire (the session knows which)."""
+            ...
 
     @on(Action.boot_notification)
     def on_boot_notification(self, **_: Any) -> call_result.BootNotification:

@@ -1,7 +1,12 @@
-"""The built-in OCPP 1.6J central system: a websockets server with one session per charge point.
+"""The built-in OCPP central system: a websockets server with one session per charge point.
 
 Charge points connect to ``ws://<host>:<port>/<any path>/<charge point id>`` with the subprotocol
-``ocpp1.6``. Every frame in both directions goes to the log (``hilsim.csms.frames``, INFO), to the
+``ocpp1.6`` or ``ocpp2.0.1``. The charge point lists the ones it speaks in its order of
+preference (RFC 6455 4.1); the server takes the first one it serves, as CSMSs do, so a charge
+point offering both gets what it put first. A 1.6 connection gets a
+:class:`~hilsim.csms.session.ChargePointSession`, a 2.0.1 one a
+:class:`~hilsim.csms.session201.ChargePointSession201` (imported on the first such connection).
+Every frame in both directions goes to the log (``hilsim.csms.frames``, INFO), to the
 ``on_frame`` callback and, for :func:`serve`, to one readable trace line.
 """
 
@@ -17,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -30,6 +35,7 @@ from hilsim.csms.auth import credentials_problem
 from hilsim.csms.auth import security_options as security_options  # `hilsim csms` options
 from hilsim.csms.errors import ChargePointDisconnected
 from hilsim.csms.ledger import TransactionLedger
+from hilsim.csms.ledger201 import TransactionLedger201
 from hilsim.csms.session import ChargePointSession
 from hilsim.errors import CsmsError
 from hilsim.ocpp.wire import (
@@ -42,10 +48,19 @@ from hilsim.ocpp.wire import (
 from hilsim.security import redact
 from hilsim.tasks import TaskSet
 
+if TYPE_CHECKING:
+    from hilsim.csms.session201 import ChargePointSession201
+
+    #: a connected charge point's session, of either OCPP version
+    Session = ChargePointSession | ChargePointSession201
+
 logger = logging.getLogger(__name__)
 frames_logger = logging.getLogger("hilsim.csms.frames")
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
+SUBPROTOCOL_201 = Subprotocol("ocpp2.0.1")
+#: OCPP version -> its WebSocket subprotocol
+SUBPROTOCOLS = {"1.6": SUBPROTOCOL, "2.0.1": SUBPROTOCOL_201}
 BOOT_STATUSES = ("Accepted", "Pending", "Rejected")
 _KEEP_UNCLAIMED = 50  # closed sessions nobody asked for, kept for wait_for_charge_point
 
@@ -61,11 +76,12 @@ def _stamp(at: float | None = None) -> str:
 
 
 class CentralSystem:
-    """An OCPP 1.6J central system for demos and tests. ``async with`` starts and stops it.
+    """An OCPP 1.6J and 2.0.1 central system for demos and tests. ``async with`` starts and
+    stops it.
 
     ``boot_status``, ``heartbeat_interval`` and ``id_tags`` may be changed at any time; they
-    apply to the next BootNotification / Authorize. ``ledger`` and the transaction ids live
-    here, so they survive reconnects.
+    apply to the next BootNotification / Authorize, of either version. ``ledger`` (1.6, with
+    the transaction ids) and ``ledger201`` live here, so they survive reconnects.
     """
 
     def __init__(
@@ -82,12 +98,19 @@ class CentralSystem:
         response_timeout: float = 30,
         ssl_context: ssl.SSLContext | None = None,
         passwords: Mapping[str, bytes | str] | None = None,
+        ocpp_versions: Sequence[str] = ("1.6", "2.0.1"),
     ) -> None:
-        """``ssl_context``: serve wss:// with it (a server certificate; with verify_mode
-        CERT_REQUIRED also client certificates, whose common name must then be the charge
-        point's id). ``passwords``: require HTTP Basic auth, charge point id -> its password
-        (security profiles 1-2); a wrong or missing one is refused with HTTP 401.
+        """``ocpp_versions``: the OCPP versions served ("1.6", "2.0.1"); a charge point offering
+        none of them is refused at the handshake. ``ssl_context``: serve wss:// with it (a
+        server certificate; with verify_mode CERT_REQUIRED also client certificates, whose
+        common name must then be the charge point's id). ``passwords``: require HTTP Basic
+        auth, charge point id -> its password (security profiles 1-2); a wrong or missing one
+        is refused with HTTP 401.
         """
+        unknown = [v for v in ocpp_versions if v not in SUBPROTOCOLS]
+        if unknown or not ocpp_versions:
+            raise ValueError(f"ocpp_versions must be some of 1.6, 2.0.1: {list(ocpp_versions)}")
+        self.ocpp_versions = tuple(ocpp_versions)
         self.host = host
         self.ssl_context = ssl_context
         #: charge point id -> password; None: no Basic auth required. May change at any time.
@@ -104,9 +127,11 @@ class CentralSystem:
         self.on_frame = on_frame
         self.trace = trace
         self.response_timeout = response_timeout
-        #: currently connected charge points
-        self.sessions: dict[str, ChargePointSession] = {}
+        #: currently connected charge points, either version (``session.ocpp_version``)
+        self.sessions: dict[str, Session] = {}
         self.ledger = TransactionLedger()
+        #: OCPP 2.0.1 transactions by transactionId, with every TransactionEvent
+        self.ledger201 = TransactionLedger201()
         #: failure injection: answer the next N CALLs of an action with CALLERROR InternalError
         self.refuse_next: dict[str, int] = {}
         #: failure injection: answer the next CALLs of an action with these CALLRESULT payloads,
@@ -115,8 +140,11 @@ class CentralSystem:
         #: per idTag, IdTagInfo fields (camelCase) that override the default answer, e.g.
         #: {"status": "Blocked"} or {"parentIdTag": "FLEET", "expiryDate": "2030-01-01T00:00:00Z"}
         self.id_tag_details: dict[str, dict[str, Any]] = {}
+        #: per idToken, 2.0.1 IdTokenInfoType fields (camelCase) that override the answer
+        #: derived from the 1.6 rules, e.g. {"status": "NotAtThisTime"} or {"language1": "de"}
+        self.id_token_details: dict[str, dict[str, Any]] = {}
         self._registration: dict[str, str] = {}
-        self._history: list[ChargePointSession] = []  # connected sessions not yet handed out
+        self._history: list[Session] = []  # connected sessions not yet handed out
         self._connected = asyncio.Condition()
         self._server: Server | None = None
         self._tasks = TaskSet("csms")
@@ -188,7 +216,7 @@ class CentralSystem:
                 self._serve_connection,
                 self.host,
                 self._requested_port,
-                subprotocols=[SUBPROTOCOL],
+                subprotocols=[SUBPROTOCOLS[version] for version in self.ocpp_versions],
                 select_subprotocol=self._select_subprotocol,
                 ssl=self.ssl_context,
                 process_request=self._authenticate,
@@ -233,7 +261,7 @@ class CentralSystem:
 
     async def wait_for_charge_point(
         self, charge_point_id: str | None = None, timeout: float = 10
-    ) -> ChargePointSession:
+    ) -> Session:
         """The next connected session with that id (any id if None) not handed out before.
 
         Sessions are handed out in connection order, each once, so after a reconnect the next
@@ -241,7 +269,7 @@ class CentralSystem:
         of the same charge point is waiting.
         """
 
-        def pick() -> ChargePointSession | None:
+        def pick() -> Session | None:
             candidates = [
                 s for s in self._history if charge_point_id is None or s.id == charge_point_id
             ]
@@ -284,13 +312,16 @@ class CentralSystem:
     def _select_subprotocol(
         self, connection: ServerConnection, offered: Sequence[Subprotocol]
     ) -> Subprotocol:
-        if SUBPROTOCOL in offered:
-            return SUBPROTOCOL
+        """The first subprotocol in the charge point's list that this CSMS serves."""
+        served = [SUBPROTOCOLS[version] for version in self.ocpp_versions]
+        for subprotocol in offered:
+            if subprotocol in served:
+                return subprotocol
         request = getattr(connection, "request", None)
         path = request.path if request is not None else "?"
         text = (
-            f"refused {path} from {connection.remote_address}: subprotocol ocpp1.6 not offered "
-            f"(offered: {', '.join(offered) or 'none'})"
+            f"refused {path} from {connection.remote_address}: subprotocol "
+            f"{' or '.join(served)} not offered (offered: {', '.join(offered) or 'none'})"
         )
         logger.warning("%s", text)
         self._emit(f"{_stamp()}  {text}")
@@ -328,8 +359,7 @@ class CentralSystem:
                 raise TimeoutError(f"no handshake refused within {timeout:g} s") from None
         return self.refusals[seen]
 
-    def _frame_listener(self, charge_point_id: str) -> Callable[[Frame], None]:
-        namer = ActionNamer()
+    def _frame_listener(self, charge_point_id: str, namer: ActionNamer) -> Callable[[Frame], None]:
 
         def listen(frame: Frame) -> None:
             frames_logger.log(  # a frame setting the AuthorizationKey is not written out
@@ -361,14 +391,17 @@ class CentralSystem:
             )
             await websocket.close(1008, "charge point id missing in the URL path")
             return
-        connection = TracedConnection(websocket, [self._frame_listener(charge_point_id)])
-        session = ChargePointSession(
-            charge_point_id, connection, self, response_timeout=self.response_timeout
-        )
+        kind: type[Session] = ChargePointSession
+        if websocket.subprotocol == SUBPROTOCOL_201:
+            from hilsim.csms.session201 import ChargePointSession201 as kind
+        listener = self._frame_listener(charge_point_id, kind.trace_namer())
+        connection = TracedConnection(websocket, [listener])
+        session = kind(charge_point_id, connection, self, response_timeout=self.response_timeout)
         previous = self.sessions.get(charge_point_id)
         self.sessions[charge_point_id] = session
-        logger.log(self._traced_level, "%s connected from %s", charge_point_id, where)
-        self._emit(f"{_stamp()}  {charge_point_id} connected from {where}")
+        said = f"{charge_point_id} connected from {where} (OCPP {session.ocpp_version})"
+        logger.log(self._traced_level, "%s", said)
+        self._emit(f"{_stamp()}  {said}")
         async with self._connected:
             self._remember(session)
             self._connected.notify_all()
@@ -390,7 +423,7 @@ class CentralSystem:
             logger.log(self._traced_level, "%s disconnected (%s)", charge_point_id, reason)
             self._emit(f"{_stamp()}  {charge_point_id} disconnected ({reason})")
 
-    def _remember(self, session: ChargePointSession) -> None:
+    def _remember(self, session: Session) -> None:
         self._history.append(session)
         closed = [s for s in self._history if s.closed]
         for stale in closed[: max(0, len(closed) - _KEEP_UNCLAIMED)]:
@@ -420,6 +453,7 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     passwords: Mapping[str, bytes | str] | None = None,
     console_socket: Path | None = None,
+    ocpp_versions: Sequence[str] = ("1.6", "2.0.1"),
 ) -> None:
     """Run a central system until cancelled, tracing one line per frame and per (dis)connect.
 
@@ -438,9 +472,11 @@ async def serve(
         trace=trace,
         ssl_context=ssl_context,
         passwords=passwords,
+        ocpp_versions=ocpp_versions,
     )
     async with central, contextlib.AsyncExitStack() as stack:
-        trace(f"{_stamp()}  CSMS listening on {central.url}/<charge point id> (OCPP 1.6J)")
+        versions = " and ".join(v.replace("1.6", "1.6J") for v in central.ocpp_versions)
+        trace(f"{_stamp()}  CSMS listening on {central.url}/<charge point id> (OCPP {versions})")
         if console_socket is not None:
             await stack.enter_async_context(ControlServer(console_socket, Console(central)))
             trace(f"{_stamp()}  console on {console_socket} (hilsim csms send | list)")

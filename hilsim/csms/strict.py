@@ -27,9 +27,11 @@ from jsonschema.exceptions import ValidationError
 
 __all__ = [
     "ERROR_CODES",
+    "FORMATS",
     "Violation",
     "actions",
     "check",
+    "describe",
     "error_code",
     "schema",
     "validate",
@@ -59,6 +61,8 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
 )
 _FORMATS = FormatChecker(formats=())
+#: The formats strict peers check: RFC 3339 date-time with offset, absolute URI (both versions).
+FORMATS = _FORMATS
 
 
 @_FORMATS.checks("date-time")
@@ -151,7 +155,8 @@ def _as_on_the_wire(payload: Any) -> Any:
     return json.loads(json.dumps(payload, default=str), parse_float=Decimal)
 
 
-def _message(error: ValidationError) -> str:
+def describe(error: ValidationError) -> str:
+    """One readable line for a schema error (:mod:`hilsim.csms.strict201` words them alike)."""
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return f"{error.instance!r} is not one of: {allowed}"
@@ -176,7 +181,7 @@ def check(action: str, payload: Any, *, response: bool) -> list[Violation]:
     found = []
     for error in validator.iter_errors(instance):
         path = "/".join(str(part) for part in error.absolute_path)
-        found.append(Violation(action, response, path, str(error.validator), _message(error)))
+        found.append(Violation(action, response, path, str(error.validator), describe(error)))
     return found
 
 

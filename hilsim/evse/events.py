@@ -82,8 +82,9 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class ClearFault:
-    """``source``'s fault went away; None: a person clears every fault (a source whose cause
-    persists, such as a dead meter, raises its fault again)."""
+    """``source``'s fault went away; None: a person clears every fault but an engaged
+    emergency stop's (a source whose cause persists, such as a dead meter, raises its fault
+    again)."""
 
     source: FaultSource | None = None
 

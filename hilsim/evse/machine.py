@@ -25,6 +25,7 @@ from hilsim.evse.types import (
     Authorization,
     ConnectorState,
     ErrorCode,
+    FaultSource,
     Policy,
     Reservation,
     Status,
@@ -255,13 +256,26 @@ def _fault(s: _Step, e: ev.Fault) -> None:
     s.set(faults=(*faults, (e.source, e.error_code)))
 
 
+#: Faults that only their own source clears: a person's ClearFault leaves them.
+_LATCHED = frozenset({FaultSource.PANEL_ESTOP, FaultSource.WEB_ESTOP})
+
+
 def _clear_fault(s: _Step, e: ev.ClearFault) -> None:
     faults = s.state.faults
     if not faults:
         raise Refused("not faulted")
-    remaining = () if e.source is None else tuple(f for f in faults if f[0] != e.source)
-    if len(remaining) == len(faults):
-        raise Refused(f"no fault raised by {e.source}")
+    if e.source is None:
+        # A person clears what they can; an emergency stop stays latched until it is released
+        # (the button let go, the page's stop disengaged), or the clear would restore power
+        # while the stop is still pressed.
+        remaining = tuple(f for f in faults if f[0] in _LATCHED)
+        if len(remaining) == len(faults):
+            held = ", ".join(sorted(source for source, _ in remaining))
+            raise Refused(f"the emergency stop is engaged ({held}): release it to clear")
+    else:
+        remaining = tuple(f for f in faults if f[0] != e.source)
+        if len(remaining) == len(faults):
+            raise Refused(f"no fault raised by {e.source}")
     s.set(faults=remaining)
 
 

@@ -36,10 +36,6 @@ class MonotonicRegister:
         self._at: float | None = None
         self._reported: float | None = None
 
-    @property
-    def reported_Wh(self) -> float | None:
-        return self._reported
-
     def update(self, raw_Wh: float, now: float) -> float:
         if self._raw is None or self._at is None or self._reported is None:
             if raw_Wh < self.floor_Wh - JITTER_WH:

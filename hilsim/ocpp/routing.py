@@ -26,23 +26,36 @@ class Reply(NamedTuple):
     then: Callable[[], object] | None = None
 
 
-def on(action: str) -> Callable[[F], F]:
+def on(action: str, *, raw: bool = False) -> Callable[[F], F]:
     """Mark a method as the handler of a CALL the CSMS sends.
 
-    It returns the CALLRESULT payload or a `Reply`; it may be a coroutine.
+    It returns the CALLRESULT payload or a `Reply`; it may be a coroutine. It is called with the
+    payload's fields as snake_case keyword arguments, or, ``raw``, with the payload itself as
+    one argument, as on the wire (OCPP 2.0.1 DataTransfer: its ``data`` is any JSON, whose keys
+    are the vendor's, not to be renamed).
     """
 
     def mark(method: F) -> F:
         method.__ocpp_on__ = action  # type: ignore[attr-defined]
+        if raw:
+            method.__ocpp_raw__ = True  # type: ignore[attr-defined]
         return method
 
     return mark
 
 
+class Handler(NamedTuple):
+    """One `@on` method of a class: its action, its name, and how the router calls it."""
+
+    action: str
+    name: str
+    wants_id: bool  # takes the CALL's unique id as ``call_unique_id``
+    raw: bool  # takes the payload as it came (``@on(action, raw=True)``)
+
+
 @functools.cache
-def handlers(cls: type) -> tuple[tuple[str, str, bool], ...]:
-    """(action, method name, whether it takes the CALL's unique id) of each `@on` method of
-    ``cls``.
+def handlers(cls: type) -> tuple[Handler, ...]:
+    """Every `@on` method of ``cls``.
 
     The same for every instance, so it is read once per class: inspect.signature takes ~0.4 ms
     for the 1.6 client's handlers, and a client is made for every connection (the client binds
@@ -52,5 +65,6 @@ def handlers(cls: type) -> tuple[tuple[str, str, bool], ...]:
     for name in dir(cls):
         member = getattr(cls, name, None)
         if (action := getattr(member, "__ocpp_on__", None)) is not None:
-            found.append((action, name, "call_unique_id" in inspect.signature(member).parameters))
+            wants_id = "call_unique_id" in inspect.signature(member).parameters
+            found.append(Handler(action, name, wants_id, getattr(member, "__ocpp_raw__", False)))
     return tuple(found)

@@ -23,6 +23,8 @@ Check = Callable[[Any], None]
 #: as the library's validators have none).
 _ANNOTATIONS = frozenset(
     {"$schema", "id", "$id", "title", "description", "definitions", "javaType", "format"}
+    # and the 2.0.1 schemas' own annotations
+    | {"comment", "default"}
 )
 
 
@@ -267,6 +269,14 @@ class _Compiler:
                 raise SchemaViolation("minItems", f"{value!r} {message}")
 
         return long_enough
+
+    def _maxItems(self, limit: int, schema: Mapping[str, Any]) -> Check:
+        # Used by the OCPP 2.0.1 schemas only (the 1.6 ones have none).
+        def short_enough(value: Any) -> None:
+            if isinstance(value, list) and len(value) > limit:
+                raise SchemaViolation("maxItems", f"{value!r} is too long")
+
+        return short_enough
 
     def _items(self, items: Any, schema: Mapping[str, Any]) -> Check | None:
         if isinstance(items, dict):

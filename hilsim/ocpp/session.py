@@ -20,7 +20,7 @@ from hilsim.errors import CsmsError
 from hilsim.keys import ConfigurationKeys
 from hilsim.ocpp.client import ChargePointClient, Identity
 from hilsim.ocpp.ports import ChargerPort
-from hilsim.ocpp.transport import Backoff, ConnectionClosed, open_link
+from hilsim.ocpp.transport import SUBPROTOCOL, Backoff, ConnectionClosed, open_link
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp.wire import FrameListener, TracedConnection
 from hilsim.tasks import TaskSet
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 DEFAULT_BOOT_RETRY_S = 30.0
 
 Job = Callable[[ChargePointClient], Awaitable[Any]]
+#: Makes the client of one connection: `ChargePointClient` (1.6), or in 2.0.1 mode
+#: `hilsim.ocpp201.client.ChargePointClient201`, which has the same outgoing methods, so every
+#: job works on either. Called as ``factory(id, connection, owner, response_timeout=...,
+#: schemas=..., after_configuration_change=...)``.
+ClientFactory = Callable[..., ChargePointClient]
 
 
 class LinkState(StrEnum):
@@ -77,8 +82,15 @@ class CsmsLink:
         frame_listeners: list[FrameListener] | None = None,
         response_timeout: float = 30.0,
         security: ConnectionSecurity | None = None,
+        client_factory: ClientFactory = ChargePointClient,
+        subprotocol: str = SUBPROTOCOL,
+        schemas: Schemas | None = None,
     ) -> None:
-        """``security``: profile 1-3 (`hilsim.security`); None: plain, as the URL says."""
+        """``security``: profile 1-3 (`hilsim.security`); None: plain, as the URL says.
+
+        ``client_factory``, ``subprotocol`` and ``schemas`` choose the OCPP version (1.6 unless
+        given; `hilsim.wiring` gives the 2.0.1 ones in 2.0.1 mode).
+        """
         self.endpoint = endpoint
         self.charge_point_id = charge_point_id
         self.identity = identity
@@ -89,7 +101,10 @@ class CsmsLink:
         self.backoff = backoff or Backoff()
         self.frame_listeners = frame_listeners if frame_listeners is not None else []
         self.response_timeout = response_timeout
-        self.schemas = Schemas()  # compiled on first use, kept across reconnections
+        # compiled on first use, kept across reconnections
+        self.schemas = schemas if schemas is not None else Schemas()
+        self.client_factory = client_factory
+        self.subprotocol = subprotocol
         self.state = LinkState.DISCONNECTED
         self.connected = asyncio.Event()  # set exactly while state is CONNECTED
         self.disconnected = asyncio.Event()
@@ -157,6 +172,7 @@ class CsmsLink:
                     open_timeout=self.response_timeout,
                     ping_interval=ping,
                     ping_timeout=ping,
+                    subprotocol=self.subprotocol,
                     **options,
                 )
             except CsmsError as exc:
@@ -196,7 +212,7 @@ class CsmsLink:
 
     async def _serve(self, ws: Any, owner: LinkOwner) -> None:
         connection = TracedConnection(ws, [self._touch, *self.frame_listeners])
-        client = ChargePointClient(
+        client = self.client_factory(
             self.charge_point_id,
             connection,
             owner,

@@ -56,8 +56,9 @@ async def open_link(
     ping_timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
     ssl: ssl_module.SSLContext | None = None,
+    subprotocol: str = SUBPROTOCOL,
 ) -> ClientConnection:
-    """Open the OCPP-J WebSocket, insisting on the ocpp1.6 subprotocol.
+    """Open the OCPP-J WebSocket, insisting on ``subprotocol`` (ocpp1.6, or ocpp2.0.1).
 
     ``headers``: extra handshake headers (HTTP Basic auth, security profiles 1-2); ``ssl``: the
     TLS context for a wss:// URL (profiles 2-3: the CSMS's CA, the client certificate).
@@ -65,7 +66,7 @@ async def open_link(
     try:
         ws = await connect(
             url,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            subprotocols=[subprotocol],  # type: ignore[list-item]
             additional_headers=dict(headers) if headers else None,
             logger=_library_log,
             **({"ssl": ssl} if ssl is not None else {}),
@@ -92,7 +93,7 @@ async def open_link(
         raise CsmsError(f"{url}: TLS handshake failed ({why})") from None
     except OSError as exc:
         raise CsmsError(f"{url}: {exc.strerror or exc}") from None
-    if ws.subprotocol != SUBPROTOCOL:
+    if ws.subprotocol != subprotocol:
         await ws.close()
-        raise CsmsError(f"{url}: CSMS did not agree to the {SUBPROTOCOL} subprotocol")
+        raise CsmsError(f"{url}: CSMS did not agree to the {subprotocol} subprotocol")
     return ws

@@ -86,50 +86,82 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 
-def library_schema_dir() -> Path:
-    """Where the installed `ocpp` library keeps its OCPP 1.6 schemas, without importing it."""
+def library_schema_dir(version: str = "v16") -> Path:
+    """Where the installed `ocpp` library keeps the schemas of ``version`` ("v16", "v201"),
+    without importing it."""
     spec = find_spec("ocpp")
     locations = spec.submodule_search_locations if spec is not None else None
     if not locations:
-        raise RuntimeError("the ocpp library is not installed: it ships the OCPP 1.6 schemas")
-    return Path(next(iter(locations))) / "v16" / "schemas"
+        raise RuntimeError("the ocpp library is not installed: it ships the OCPP schemas")
+    return Path(next(iter(locations))) / version / "schemas"
+
+
+#: Per version: the file names of a CALL's and a CALLRESULT's schema (1.6: ``Reset.json`` and
+#: ``ResetResponse.json``; 2.0.1: ``ResetRequest.json`` and ``ResetResponse.json``), the label
+#: a clamped date is logged with, and the actions whose numbers are compared as exact decimals.
+_LAYOUTS: dict[str, tuple[str, str, str, frozenset[str], frozenset[str]]] = {
+    "v16": ("", "Response", ".conf", DECIMAL_CALLS, DECIMAL_RESULTS),
+    # The 2.0.1 schemas have no multipleOf: no payload needs decimals.
+    "v201": ("Request", "Response", "Response", frozenset(), frozenset()),
+}
 
 
 class Schemas:
-    """The OCPP 1.6 request and response validators, each compiled the first time it is used.
+    """One OCPP version's request and response validators, each compiled the first time it is
+    used. ``version``: "v16" (the default) or "v201", as the `ocpp` library names its folders.
 
     One instance is meant to live as long as the process (the CSMS link owns it), so a
     reconnection does not compile anything again.
     """
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory if directory is not None else library_schema_dir()
+    def __init__(self, directory: Path | None = None, *, version: str = "v16") -> None:
+        self.version = version
+        self.directory = directory if directory is not None else library_schema_dir(version)
+        (
+            self._call_suffix,
+            self._result_suffix,
+            self._result_label,
+            self._decimal_calls,
+            self._decimal_results,
+        ) = _LAYOUTS[version]
+        # Keyed by action: the hot path looks a CALL's validator up without building a name.
         self._compiled: dict[str, Check] = {}
+        self._results: dict[str, Check] = {}
         self._held: dict[str, Check] = {}
 
     def knows(self, action: str) -> bool:
-        """Whether OCPP 1.6 (with its security extension) defines ``action`` at all."""
-        return action.isidentifier() and (self.directory / f"{action}.json").is_file()
+        """Whether this OCPP version (1.6: with its security extension) defines ``action``."""
+        name = f"{action}{self._call_suffix}.json"
+        return action.isidentifier() and (self.directory / name).is_file()
 
     def check_call(self, action: str, payload: Any) -> None:
         """Raise SchemaViolation unless ``payload`` is a valid CALL payload of ``action``."""
-        self._validator(action, action, action in DECIMAL_CALLS)(payload)
+        check = self._compiled.get(action)
+        if check is None:
+            name = action + self._call_suffix
+            check = self._compile_file(name, action, action in self._decimal_calls)
+            self._compiled[action] = check
+        check(payload)
 
     def check_result(self, action: str, payload: Any) -> None:
         """Raise SchemaViolation unless ``payload`` is a valid CALLRESULT payload of ``action``."""
-        name = f"{action}Response"
-        self._validator(name, action, action in DECIMAL_RESULTS)(payload)
+        check = self._results.get(action)
+        if check is None:
+            name = action + self._result_suffix
+            check = self._compile_file(name, action, action in self._decimal_results)
+            self._results[action] = check
+        check(payload)
 
     def hold_dates_of_call(self, action: str, payload: Any) -> None:
         """Bring every date-time of a valid CALL payload within DATE_RANGE, in place.
 
         Raises SchemaViolation for a startSchedule outside it (see the module docstring).
         """
-        self._dates(action, action)(payload)
+        self._dates(action + self._call_suffix, action)(payload)
 
     def hold_dates_of_result(self, action: str, payload: Any) -> None:
         """The same for a valid CALLRESULT payload of ``action``."""
-        self._dates(f"{action}Response", f"{action}.conf")(payload)
+        self._dates(action + self._result_suffix, action + self._result_label)(payload)
 
     def _dates(self, name: str, label: str) -> Check:
         hold = self._held.get(name)
@@ -143,12 +175,6 @@ class Schemas:
 
     def _text(self, name: str) -> str:
         return (self.directory / f"{name}.json").read_text(encoding="utf-8-sig")
-
-    def _validator(self, name: str, action: str, exact_decimals: bool) -> Check:
-        check = self._compiled.get(name)
-        if check is None:
-            check = self._compiled[name] = self._compile_file(name, action, exact_decimals)
-        return check
 
     def _compile_file(self, name: str, action: str, exact_decimals: bool) -> Check:
         try:

@@ -26,6 +26,7 @@ CODES = {
     "minimum": "PropertyConstraintViolation",
     "maximum": "PropertyConstraintViolation",
     "minItems": "OccurenceConstraintViolation",
+    "maxItems": "OccurenceConstraintViolation",
     "dateRange": "PropertyConstraintViolation",
 }
 OTHER_CODE = "FormationViolation"

@@ -1,0 +1,271 @@
+"""The OCPP 2.0.1 charge point client: the 1.6 client's outgoing methods, spoken in 2.0.1.
+
+The services call the link's client by the 1.6 client's method names (``status_notification``,
+``authorize``, ``meter_values``, ...) with 1.6-shaped arguments; `ChargePointClient201` has the
+same methods and signatures and translates on the way out and back, so no service knows which
+version is spoken (the design constants are in the project brief: EVSE id = connector id, each
+EVSE's one connector is connectorId 1, the 1.6 -> 2.0.1 status and idTokenInfo mappings).
+
+Incoming CALLs are handled by the mixins it is composed of, one module per functional area
+(`hilsim.ocpp201.provisioning`, ...); the OCPP-J framing (validation against the 2.0.1 schemas,
+2.0.1's CALLERROR spelling, one CALL outstanding) is the shared `hilsim.ocpp.framing.OcppJClient`.
+
+What outlives one connection (whether this process has sent StartupOfTheDevice yet, which
+connectors the CSMS has been told have a Problem) is kept in a `Memory201` the link's client
+factory hands to every client it makes (`link_options`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hilsim.errors import CsmsError
+from hilsim.ocpp.client import BootResult, Identity
+from hilsim.ocpp.framing import (
+    ERROR_CODES_201,
+    VIOLATION_CODES_201,
+    Connection,
+    OcppJClient,
+    without_nones,
+)
+from hilsim.ocpp.validation import Schemas
+from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
+from hilsim.ocpp201.security_events import STARTUP, SecurityEvents
+from hilsim.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "ocpp2.0.1"
+
+#: OCPP 1.6 ChargePointStatus -> 2.0.1 ConnectorStatusEnumType.
+CONNECTOR_STATUS = {
+    "Available": "Available",
+    "Preparing": "Occupied",
+    "Charging": "Occupied",
+    "SuspendedEV": "Occupied",
+    "SuspendedEVSE": "Occupied",
+    "Finishing": "Occupied",
+    "Reserved": "Reserved",
+    "Unavailable": "Unavailable",
+    "Faulted": "Faulted",
+}
+#: idTokenInfo statuses that mean the same in 1.6; any other is Invalid to the services.
+SAME_ID_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
+#: 1.6 DiagnosticsStatus -> 2.0.1 UploadLogStatusEnumType (LogStatusNotification).
+LOG_STATUS = {"Idle": "Idle", "Uploading": "Uploading", "Uploaded": "Uploaded",
+              "UploadFailed": "UploadFailure"}  # fmt: skip
+#: Actions the 1.6 services may still hand to `call` that 2.0.1 does not have.
+ONLY_16 = frozenset({"StartTransaction", "StopTransaction", "DiagnosticsStatusNotification"})
+#: The type of every idToken from the panel, `hilsim ctl` and the web page (RFID cards).
+ID_TOKEN_TYPE = "ISO14443"
+
+
+def id_token(tag: str) -> dict[str, str]:
+    """The IdTokenType of a tag presented at the charge point."""
+    return {"idToken": tag, "type": ID_TOKEN_TYPE}
+
+
+def id_tag_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A 2.0.1 IdTokenInfoType as the 1.6 IdTagInfo (snake_case) the services take."""
+    status = info.get("status")
+    out: dict[str, Any] = {"status": status if status in SAME_ID_STATUSES else "Invalid"}
+    if (expiry := info.get("cacheExpiryDateTime")) is not None:
+        out["expiry_date"] = expiry
+    group = info.get("groupIdToken")
+    if isinstance(group, dict) and group.get("idToken") is not None:
+        out["parent_id_tag"] = group["idToken"]
+    return out
+
+
+def to_sampled_value(value: dict[str, Any]) -> dict[str, Any]:
+    """A 1.6 SampledValue (camelCase, value as text) as a 2.0.1 SampledValueType."""
+    out: dict[str, Any] = {"value": _number(value["value"])}
+    for key in ("context", "measurand", "phase", "location"):
+        if (field_value := value.get(key)) is not None:
+            out[key] = field_value
+    if (unit := value.get("unit")) is not None:
+        out["unitOfMeasure"] = {"unit": unit}
+    return out
+
+
+def to_meter_value(value: dict[str, Any]) -> dict[str, Any]:
+    """A 1.6 MeterValue as a 2.0.1 MeterValueType."""
+    return {
+        "timestamp": value["timestamp"],
+        "sampledValue": [to_sampled_value(sample) for sample in value["sampledValue"]],
+    }
+
+
+def _number(text: Any) -> float | int:
+    if isinstance(text, int | float):
+        return text
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in str(text) else number
+
+
+@dataclass(slots=True)
+class Memory201:
+    """What a 2.0.1 charge point remembers across its connections (one per process)."""
+
+    security: SecurityEvents = field(default_factory=SecurityEvents)
+    #: connector id -> whether the CSMS was last told (NotifyEvent) that it has a Problem
+    problems: dict[int, bool] = field(default_factory=dict)
+    #: NotifyEvent eventIds, unique for the process
+    event_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class ChargePointClient201(ProvisioningHandlers, OcppJClient):
+    """One connected OCPP 2.0.1 session. A new instance is made for every (re)connection."""
+
+    error_codes = ERROR_CODES_201
+    violation_codes = VIOLATION_CODES_201
+    version_label = "OCPP 2.0.1"
+
+    def __init__(
+        self,
+        charge_point_id: str,
+        connection: Connection,
+        charger: ProvisioningCharger,
+        *,
+        response_timeout: float = 30.0,
+        schemas: Schemas | None = None,
+        after_configuration_change: Callable[[], None] | None = None,
+        memory: Memory201 | None = None,
+    ) -> None:
+        """``after_configuration_change``: run once a SetVariables answer that may change the
+        security profile is sent (the device model's handlers use it)."""
+        self.charger = charger
+        self.after_configuration_change = after_configuration_change
+        self.memory = memory if memory is not None else Memory201()
+        self.tasks = TaskSet("ocpp201")
+        super().__init__(
+            charge_point_id,
+            connection,
+            response_timeout=response_timeout,
+            schemas=schemas if schemas is not None else Schemas(version="v201"),
+        )
+
+    # -- outgoing: the 1.6 client's methods, in 2.0.1 ------------------------------------------
+
+    async def boot_notification(self, identity: Identity, reason: str = "PowerUp") -> BootResult:
+        station = without_nones(
+            model=identity.model,
+            vendorName=identity.vendor,
+            firmwareVersion=identity.firmware_version,
+            serialNumber=identity.serial_number,
+        )
+        result = await self.call("BootNotification", {"reason": reason, "chargingStation": station})
+        boot = BootResult(result["status"], result["interval"], result["currentTime"])
+        if boot.status == "Accepted" and self.memory.security.first_boot_accepted():
+            self.tasks.spawn(self.security_event(STARTUP, "hilsim started"), "security-event")
+        return boot
+
+    async def heartbeat(self) -> str:
+        result = await self.call("Heartbeat", {})
+        return str(result["currentTime"])
+
+    async def status_notification(
+        self, connector_id: int, status: str, error_code: str, timestamp: str
+    ) -> None:
+        """StatusNotification of EVSE ``connector_id``'s connector 1; a Faulted one is also a
+        Problem of its Connector component (NotifyEvent), cleared when it is no longer faulted.
+        Connector 0 (the charge point as a whole) has no status in 2.0.1: not sent."""
+        if connector_id == 0:
+            log.debug("StatusNotification of connector 0 (%s): none in OCPP 2.0.1", status)
+            return
+        await self.call(
+            "StatusNotification",
+            {
+                "timestamp": timestamp,
+                "connectorStatus": CONNECTOR_STATUS[str(status)],
+                "evseId": connector_id,
+                "connectorId": 1,
+            },
+        )
+        problem = str(status) == "Faulted"
+        if self.memory.problems.get(connector_id, False) != problem:
+            await self.notify_problem(connector_id, problem, str(error_code), timestamp)
+            self.memory.problems[connector_id] = problem
+
+    async def notify_problem(
+        self, connector_id: int, problem: bool, error_code: str, timestamp: str
+    ) -> None:
+        """NotifyEvent: the Connector of EVSE ``connector_id`` has a Problem (or no more)."""
+        event: dict[str, Any] = {
+            "eventId": next(self.memory.event_ids),
+            "timestamp": timestamp,
+            "trigger": "Delta",
+            "actualValue": "true" if problem else "false",
+            "eventNotificationType": "HardWiredNotification",
+            "component": {"name": "Connector", "evse": {"id": connector_id, "connectorId": 1}},
+            "variable": {"name": "Problem"},
+        }
+        if problem:
+            event["techInfo"] = error_code
+        else:
+            event["cleared"] = True
+        await self.call("NotifyEvent", {"generatedAt": timestamp, "seqNo": 0, "eventData": [event]})
+
+    async def authorize(self, id_tag: str) -> dict[str, Any]:
+        """The idTokenInfo, as the 1.6 IdTagInfo the authorizer takes."""
+        result = await self.call("Authorize", {"idToken": id_token(id_tag)})
+        return id_tag_info(result["idTokenInfo"])
+
+    async def meter_values(
+        self, connector_id: int, transaction_id: int | None, meter_value: list[dict[str, Any]]
+    ) -> None:
+        """MeterValues outside a transaction; ``meter_value`` in the 1.6 shape, as on the 1.6
+        wire. ``transaction_id`` has no place in 2.0.1 MeterValues (a transaction's values go in
+        TransactionEvent): ignored."""
+        await self.call(
+            "MeterValues",
+            {"evseId": connector_id, "meterValue": [to_meter_value(v) for v in meter_value]},
+        )
+
+    async def firmware_status_notification(self, status: str) -> None:
+        await self.call("FirmwareStatusNotification", {"status": status})
+
+    async def diagnostics_status_notification(self, status: str) -> None:
+        """The 1.6 diagnostics upload's status, as 2.0.1 LogStatusNotification."""
+        await self.call("LogStatusNotification", {"status": LOG_STATUS.get(status, "Idle")})
+
+    async def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """SecurityEventNotification; a failure is logged, never raised (nothing waits on it)."""
+        payload = without_nones(type=kind, timestamp=self.charger.wall.iso(), techInfo=tech_info)
+        try:
+            await self.call("SecurityEventNotification", payload)
+        except (CsmsError, TimeoutError, OSError) as exc:
+            log.warning("SecurityEventNotification %s not delivered: %s", kind, exc)
+
+    async def start_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        raise CsmsError("StartTransaction does not exist in OCPP 2.0.1 (TransactionEvent does)")
+
+    async def stop_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        raise CsmsError("StopTransaction does not exist in OCPP 2.0.1 (TransactionEvent does)")
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one CALL; a 1.6-only action (a stored 1.6 transaction message) is refused with a
+        log line instead of being sent to a CSMS that cannot know it."""
+        if action in ONLY_16:
+            log.error("%s is an OCPP 1.6 message: not sent to the OCPP 2.0.1 CSMS", action)
+            raise CsmsError(f"{action}: not an OCPP 2.0.1 message")
+        return await super().call(action, payload)
+
+
+def link_options() -> dict[str, Any]:
+    """What `hilsim.ocpp.session.CsmsLink` needs to speak 2.0.1: the client factory (all its
+    clients sharing one `Memory201`), the subprotocol and the 2.0.1 schemas."""
+    memory = Memory201()
+
+    def factory(*args: Any, **kwargs: Any) -> ChargePointClient201:
+        return ChargePointClient201(*args, memory=memory, **kwargs)
+
+    return {
+        "client_factory": factory,
+        "subprotocol": SUBPROTOCOL,
+        "schemas": Schemas(version="v201"),
+    }
