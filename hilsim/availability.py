@@ -68,6 +68,8 @@ class Availability:
         self.hard_reset = hard_reset
         #: The reset in progress ("Soft" or "Hard"), if any; a second one is Rejected meanwhile.
         self.resetting: ResetType | None = None
+        #: awaited before the reset starts (set by `reset_when_idle`)
+        self._before_reset: Callable[[], Awaitable[None]] | None = None
         self._tasks = TaskSet("availability")
 
     async def restore(self) -> None:
@@ -158,12 +160,17 @@ class Availability:
         log.warning("Reset %s requested by the CSMS", kind)
         return "Accepted", lambda: self._spawn(self._reset(kind), f"reset-{kind}")
 
-    def reset_when_idle(self, reset_type: str) -> tuple[str, Release]:
+    def reset_when_idle(
+        self, reset_type: str, before: Callable[[], Awaitable[None]] | None = None
+    ) -> tuple[str, Release]:
         """Reset once no transaction runs (OCPP 2.0.1 Reset OnIdle): as `reset` at once when
         none does; otherwise "Scheduled", and the reset starts when the last transaction has
         ended (the connectors' status changes say when). Rejected like `reset`.
+        ``before``: awaited first, whenever the reset starts (the 2.0.1 layer's ResetOrReboot).
         """
         kind = ResetType(reset_type)
+        if self.resetting is None:
+            self._before_reset = before
         if not self._transaction_running():
             return self.reset(kind)
         if self.resetting is not None:
@@ -196,6 +203,12 @@ class Availability:
         )
 
     async def _reset(self, kind: ResetType) -> None:
+        before, self._before_reset = self._before_reset, None
+        if before is not None:
+            try:
+                await before()
+            except Exception:
+                log.exception("the step before Reset %s failed; resetting anyway", kind)
         if kind == ResetType.HARD:
             assert self.hard_reset is not None
             self.hard_reset()  # the service stops transactions with reason HardReset

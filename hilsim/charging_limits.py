@@ -11,6 +11,11 @@ brings. Either is dropped when that transaction ends (or the remote start never 
 They are kept in memory only, since no transaction outlives the process. ChargePointMaxProfiles
 and TxDefaultProfiles are stored before the CSMS hears Accepted and reloaded at start.
 
+A profile may come from a CSMS speaking another OCPP version than the engine's 1.6 form (OCPP
+2.0.1): its translation carries the profile exactly as that CSMS sent it under the key
+`AS_SENT`, which the engine ignores. It is kept beside the profile (and in the store's JSON), so
+GetChargingProfiles can answer with what was sent, not with a translation of a translation.
+
 The engine (`hilsim.smart_charging`, some 3 ms of dataclasses and enums) is imported on first
 use: with a stored profile, a SetChargingProfile, a RemoteStart's profile or GetCompositeSchedule.
 A charge point that never has a profile, the usual bench, never loads it; until then every
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
     from hilsim.store import Store
 
 log = logging.getLogger(__name__)
+
+#: The key under which a translated profile carries its original form (see the docstring).
+AS_SENT = "as_sent"
 
 #: ChargingScheduleAllowedChargingRateUnit members -> the unit (`RateUnit` value) they allow.
 _UNITS = {"Current": "A", "Power": "W"}
@@ -71,6 +79,8 @@ class ChargingLimits:
         self._pending_recompute = False
         self._closed = False
         self.last: dict[int, Limit] = {}
+        #: profile id -> (the profile, its original form), see `AS_SENT`
+        self._as_sent: dict[int, tuple[Profile, dict[str, Any]]] = {}
 
     @property
     def profiles(self) -> ProfileSet:
@@ -109,6 +119,7 @@ class ChargingLimits:
                 dropped.append(profile.id)
                 continue
             self.profiles.install(profile)
+            self._remember(profile, data)
         if dropped:
             await self.charger.store.replace_charging_profiles(dropped)
         if self.profiles.profiles:
@@ -155,7 +166,7 @@ class ChargingLimits:
                         profile.connector_id,
                         str(profile.purpose),
                         profile.stack_level,
-                        json.dumps(profile.to_wire()),
+                        json.dumps(profile.to_wire() | self._original(profile)),
                     ),
                 )
         except Exception:
@@ -367,6 +378,7 @@ class ChargingLimits:
         if connector_id != 0 and connector_id not in self.charger.connectors:
             raise ProfileRejected(f"no connector {connector_id}")
         profile = Profile.from_wire(connector_id, data, self._now())
+        self._remember(profile, data)
         max_stack = int(self._key("ChargeProfileMaxStackLevel", 10))
         if profile.stack_level > max_stack:
             raise ProfileRejected(
@@ -397,6 +409,33 @@ class ChargingLimits:
         if wanted is not None and self.charger.transaction_id(rt.id) != wanted:
             raise ProfileRejected(f"transaction {wanted} is not running on C{rt.id}")
         return local
+
+    # -- profiles as their CSMS sent them (AS_SENT) ----------------------------------------------
+
+    def as_sent(self, profile: Profile) -> dict[str, Any] | None:
+        """The form the CSMS sent this installed profile in, when it came translated."""
+        kept = self._as_sent.get(profile.id)
+        return kept[1] if kept is not None and kept[0] == profile else None
+
+    def _remember(self, profile: Profile, data: Mapping[str, Any]) -> None:
+        """Keep a translated profile's original (a profile without one forgets its id's), and
+        forget those of profiles no longer installed.
+
+        Kept when checked, before it is installed: an entry whose profile never was installed
+        (or was replaced) matches no installed profile, so `as_sent` never answers with it.
+        """
+        installed = {p.id for p in self._installed()}
+        self._as_sent = {i: kept for i, kept in self._as_sent.items() if i in installed}
+        original = data.get(AS_SENT)
+        if isinstance(original, Mapping):
+            self._as_sent[profile.id] = (profile, dict(original))
+        else:
+            self._as_sent.pop(profile.id, None)
+
+    def _original(self, profile: Profile) -> dict[str, Any]:
+        """What the store keeps beside the engine's form: the original, if there is one."""
+        original = self.as_sent(profile)
+        return {} if original is None else {AS_SENT: original}
 
     def snapshot(self) -> dict[str, Any]:
         """For `hilsim ctl status`: the installed profiles and when the limit next changes."""

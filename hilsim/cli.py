@@ -37,7 +37,8 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="hilsim",
-        description="An OCPP 1.6J charge point for hardware-in-the-loop testing.",
+        description="An OCPP 1.6J charge point for hardware-in-the-loop testing; OCPP 2.0.1 "
+        'with [charge_point] ocpp_version = "2.0.1" in the configuration file.',
     )
     parser.add_argument("--version", action="version", version=f"hilsim {__version__}")
     _with_config(parser)

@@ -104,6 +104,9 @@ class Clock:
         self._synchronized = synchronized or kernel_clock_synchronized
         self._system_now = system_now
         self._offset: timedelta | None = None  # CSMS time minus system time
+        #: told how far (seconds) the clock was set whenever the CSMS's time moves an unsynchronised
+        #: clock (the 2.0.1 layer reports SettingSystemTime); not told of a synchronised one
+        self.step_listeners: list[Callable[[float], None]] = []
         self._last = BUILD_DATE
         self._source = ""
 
@@ -124,9 +127,13 @@ class Clock:
                 latest.year - 1,
             )
             return
+        before = self._offset
         self._offset = csms - self._system_now()
         if self._synchronized() is not False:
             return  # the system clock stamps: nothing to step
+        step = self._offset - (before if before is not None else timedelta(0))
+        for listener in self.step_listeners:
+            listener(step.total_seconds())
         behind = self._last - csms
         if behind > BACKWARD_TOLERANCE:
             log.warning(

@@ -46,6 +46,8 @@ def link_snapshot(link: CsmsLink) -> dict[str, Any]:
     """The CSMS link: where, in what state, since when, with what security."""
     return {
         "url": link.endpoint,
+        # "1.6" or "2.0.1": what the link speaks (its subprotocol without "ocpp")
+        "ocpp_version": link.subprotocol.removeprefix("ocpp"),
         "state": str(link.state),
         "connected_since": _iso_or_none(link.connected_since),
         "last_message_at": _iso_or_none(link.last_message_at),

@@ -43,13 +43,14 @@ def _schema_dir() -> Path:
 
 
 def _closed(schema: Any) -> Any:
-    """Every object of the schema closed to properties it does not list."""
+    """Every object of the schema closed to properties it does not list (but customData)."""
     if isinstance(schema, list):
         return [_closed(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {key: _closed(value) for key, value in schema.items()}
-    if "properties" in out:
+    # CustomDataType is open on purpose: vendors extend it with their own properties.
+    if "properties" in out and schema.get("javaType") != "CustomData":
         out.setdefault("additionalProperties", False)
     return out
 

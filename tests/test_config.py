@@ -351,6 +351,24 @@ def test_charge_point_field_longer_than_ocpp_allows(tmp_path: Path) -> None:
     expect_error(write(tmp_path, text), "charge_point.vendor", "at most 20 characters")
 
 
+def test_ocpp_version_is_1_6_unless_set_to_2_0_1(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, MINIMAL)).charge_point.ocpp_version == "1.6"
+    text = MINIMAL.replace("[[connector]]", 'ocpp_version = "2.0.1"\n[[connector]]')
+    assert load_settings(write(tmp_path, text)).charge_point.ocpp_version == "2.0.1"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"2.0"', "expected one of '1.6', '2.0.1', got '2.0'"),
+        ("1.6", "expected one of '1.6', '2.0.1', got 1.6"),
+    ],
+)
+def test_ocpp_version_must_be_one_spoken(tmp_path: Path, value: str, expected: str) -> None:
+    text = MINIMAL.replace("[[connector]]", f"ocpp_version = {value}\n[[connector]]")
+    expect_error(write(tmp_path, text), "charge_point.ocpp_version", expected)
+
+
 @pytest.mark.parametrize(
     ("table", "line", "key"),
     [

@@ -20,6 +20,7 @@ import pytest
 from scripted_csms201 import CALLERROR, CALLRESULT, ScriptedCsms201, now
 
 from hilsim.control import request
+from hilsim.errors import CsmsError
 from hilsim.evse import events
 from hilsim.service import Service
 
@@ -94,6 +95,8 @@ async def test_boot_pending_then_accepted_after_the_interval(
 
 async def test_heartbeat_and_a_status_on_plug(cp: Running) -> None:
     csms = cp.csms
+    status = (await cp.ctl("status"))["result"]
+    assert status["csms"]["ocpp_version"] == "2.0.1"
     assert (await csms.result("TriggerMessage", {"requestedMessage": "Heartbeat"})) == {
         "status": "Accepted"
     }
@@ -291,6 +294,7 @@ async def test_reset_immediate_reports_then_restarts(cp: Running) -> None:
         ('[2, "bad-5", "FlyToTheMoon", {}]', "NotImplemented"),
         ('[2, "bad-6", "Reset"]', "ProtocolError"),
         ('[2, "bad-7", 17, {}]', "FormatViolation"),
+        ('[2, "bad-8", "CostUpdated", {"totalCost": 1.5, "transactionId": "t"}]', "NotSupported"),
     ],
 )
 async def test_bad_calls_get_the_2_0_1_callerror(cp: Running, frame: str, code: str) -> None:
@@ -314,3 +318,117 @@ def test_a_1_6_charge_point_never_imports_the_2_0_1_package() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+async def test_reset_on_idle_without_a_transaction_is_at_once(cp: Running) -> None:
+    csms = cp.csms
+    mark = csms.mark()
+    assert await csms.result("Reset", {"type": "OnIdle"}) == {"status": "Accepted"}
+    [event] = await csms.wait_for("SecurityEventNotification", since=mark)
+    assert event["type"] == "ResetOrReboot"
+    async with asyncio.timeout(10):
+        await asyncio.shield(cp.task)
+    assert cp.service.restart_requested
+
+
+async def test_1_6_messages_the_services_hand_over_are_translated_or_refused(
+    cp: Running,
+) -> None:
+    charger = cp.service.charger
+    assert charger is not None
+    link = charger.link
+    stamp = now()
+    stored = {
+        "connectorId": 1,
+        "transactionId": 5,
+        "meterValue": [
+            {
+                "timestamp": stamp,
+                "sampledValue": [
+                    {"value": "1234", "context": "Sample.Periodic", "format": "Raw",
+                     "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                     "unit": "Wh"},
+                    {"value": "7.5", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    mark = cp.csms.mark()
+    await link.submit(lambda c: c.call("MeterValues", stored), "MeterValues")
+    [sent] = await cp.csms.wait_for("MeterValues", since=mark)
+    assert sent == {
+        "evseId": 1,
+        "meterValue": [
+            {
+                "timestamp": stamp,
+                "sampledValue": [
+                    {"value": 1234, "context": "Sample.Periodic",
+                     "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                     "unitOfMeasure": {"unit": "Wh"}},
+                    {"value": 7.5, "measurand": "Current.Import", "phase": "L1",
+                     "unitOfMeasure": {"unit": "A"}},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    with pytest.raises(CsmsError, match=r"not an OCPP 2\.0\.1 message"):
+        await link.submit(lambda c: c.call("StartTransaction", {}), "StartTransaction")
+
+
+CUSTOM = {"vendorId": "acme", "someVendorKey": {"deepKey": 1}}
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("Reset", {"type": "OnIdle", "evseId": 5}),
+        ("ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1,
+                                                                       "customData": CUSTOM}}),
+        ("UnlockConnector", {"evseId": 9, "connectorId": 1}),
+        ("TriggerMessage", {"requestedMessage": "Heartbeat"}),
+        ("ClearCache", {}),
+        ("SendLocalList", {"versionNumber": 1, "updateType": "Full"}),
+        ("GetLocalListVersion", {}),
+        ("DataTransfer", {"vendorId": "acme"}),
+    ],
+)  # fmt: skip
+async def test_every_handler_takes_custom_data(
+    cp: Running, action: str, payload: dict[str, Any]
+) -> None:
+    """Any 2.0.1 payload may carry customData: valid, so it is answered, never an error."""
+    answer = await cp.csms.call(action, {**payload, "customData": CUSTOM})
+    assert answer[0] == CALLRESULT, answer
+
+
+async def test_a_new_security_profile_is_reported(cp: Running) -> None:
+    charger = cp.service.charger
+    assert charger is not None
+    mark = cp.csms.mark()
+    configure = charger.configuration.change_configuration
+    assert await configure("AuthorizationKey", "31" * 16) == "Accepted"
+    assert await configure("SecurityProfile", "1") == "Accepted"
+    [event] = await cp.csms.wait_for("SecurityEventNotification", since=mark)
+    assert event["type"] == "ReconfigurationOfSecurityParameters"
+    assert event["techInfo"] == "SecurityProfile set to 1"
+
+
+async def test_a_differential_local_list_removes_an_entry(cp: Running) -> None:
+    charger = cp.service.charger
+    assert charger is not None
+    assert await charger.configuration.change_configuration("LocalAuthListEnabled", "true") == (
+        "Accepted"
+    )
+    token = {"idToken": "CAFE0002", "type": "ISO14443"}
+    full = {
+        "versionNumber": 1,
+        "updateType": "Full",
+        "localAuthorizationList": [{"idToken": token, "idTokenInfo": {"status": "Accepted"}}],
+    }
+    assert await cp.csms.result("SendLocalList", full) == {"status": "Accepted"}
+    removal = {"versionNumber": 2, "updateType": "Differential",
+               "localAuthorizationList": [{"idToken": token}]}  # fmt: skip
+    assert await cp.csms.result("SendLocalList", removal) == {"status": "Accepted"}
+    _version, entries = await charger.store.local_list()
+    assert entries == []
+    # An empty list is reported as version 0, as in 1.6 (hilsim.local_list).
+    assert await cp.csms.result("GetLocalListVersion", {}) == {"versionNumber": 0}

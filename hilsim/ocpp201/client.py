@@ -34,7 +34,8 @@ from hilsim.ocpp.framing import (
 )
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
-from hilsim.ocpp201.security_events import STARTUP, SecurityEvents
+from hilsim.ocpp201.security_events import Event, SecurityEvents
+from hilsim.ocpp201.smart_charging_handlers import SmartChargingHandlers201
 from hilsim.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,11 @@ class Memory201:
     problems: dict[int, bool] = field(default_factory=dict)
     #: NotifyEvent eventIds, unique for the process
     event_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    #: the reason the next BootNotification gives (RemoteReset after a Soft reset)
+    boot_reason: str = "PowerUp"
 
 
-class ChargePointClient201(ProvisioningHandlers, OcppJClient):
+class ChargePointClient201(SmartChargingHandlers201, ProvisioningHandlers, OcppJClient):
     """One connected OCPP 2.0.1 session. A new instance is made for every (re)connection."""
 
     error_codes = ERROR_CODES_201
@@ -142,6 +145,7 @@ class ChargePointClient201(ProvisioningHandlers, OcppJClient):
         self.after_configuration_change = after_configuration_change
         self.memory = memory if memory is not None else Memory201()
         self.tasks = TaskSet("ocpp201")
+        self.memory.security.attach(charger.keys, charger.wall)
         super().__init__(
             charge_point_id,
             connection,
@@ -151,7 +155,17 @@ class ChargePointClient201(ProvisioningHandlers, OcppJClient):
 
     # -- outgoing: the 1.6 client's methods, in 2.0.1 ------------------------------------------
 
-    async def boot_notification(self, identity: Identity, reason: str = "PowerUp") -> BootResult:
+    async def start(self) -> None:
+        """Read and handle frames until the connection closes; then this client reports no
+        more security events (they wait for the next connection)."""
+        try:
+            await super().start()
+        finally:
+            self.memory.security.disconnected(self)
+
+    async def boot_notification(self, identity: Identity, reason: str | None = None) -> BootResult:
+        """``reason``: PowerUp, or RemoteReset after a Soft reset (Triggered for a trigger)."""
+        reason = reason or self.memory.boot_reason
         station = without_nones(
             model=identity.model,
             vendorName=identity.vendor,
@@ -160,8 +174,9 @@ class ChargePointClient201(ProvisioningHandlers, OcppJClient):
         )
         result = await self.call("BootNotification", {"reason": reason, "chargingStation": station})
         boot = BootResult(result["status"], result["interval"], result["currentTime"])
-        if boot.status == "Accepted" and self.memory.security.first_boot_accepted():
-            self.tasks.spawn(self.security_event(STARTUP, "hilsim started"), "security-event")
+        if boot.status == "Accepted":
+            self.memory.boot_reason = "PowerUp"
+            self.send_security_events(self.memory.security.connected(self))
         return boot
 
     async def heartbeat(self) -> str:
@@ -233,13 +248,26 @@ class ChargePointClient201(ProvisioningHandlers, OcppJClient):
         """The 1.6 diagnostics upload's status, as 2.0.1 LogStatusNotification."""
         await self.call("LogStatusNotification", {"status": LOG_STATUS.get(status, "Idle")})
 
-    async def security_event(self, kind: str, tech_info: str | None = None) -> None:
+    async def security_event(
+        self, kind: str, tech_info: str | None = None, timestamp: str | None = None
+    ) -> None:
         """SecurityEventNotification; a failure is logged, never raised (nothing waits on it)."""
-        payload = without_nones(type=kind, timestamp=self.charger.wall.iso(), techInfo=tech_info)
+        payload = without_nones(
+            type=kind, timestamp=timestamp or self.charger.wall.iso(), techInfo=tech_info
+        )
         try:
             await self.call("SecurityEventNotification", payload)
         except (CsmsError, TimeoutError, OSError) as exc:
             log.warning("SecurityEventNotification %s not delivered: %s", kind, exc)
+
+    def send_security_events(self, events: list[Event]) -> None:
+        """Send these events in order, in the background."""
+        if events:
+            self.tasks.spawn(self._send_all(events), "security-events")
+
+    async def _send_all(self, events: list[Event]) -> None:
+        for kind, tech_info, timestamp in events:
+            await self.security_event(kind, tech_info, timestamp)
 
     async def start_transaction(self, *args: Any, **kwargs: Any) -> Any:
         raise CsmsError("StartTransaction does not exist in OCPP 2.0.1 (TransactionEvent does)")
@@ -253,6 +281,13 @@ class ChargePointClient201(ProvisioningHandlers, OcppJClient):
         if action in ONLY_16:
             log.error("%s is an OCPP 1.6 message: not sent to the OCPP 2.0.1 CSMS", action)
             raise CsmsError(f"{action}: not an OCPP 2.0.1 message")
+        if action == "MeterValues" and "connectorId" in payload:
+            # A 1.6 MeterValues the outbox stored (a transaction's samples): the same values
+            # outside a transaction, until TransactionEvent carries them.
+            payload = {
+                "evseId": payload["connectorId"],
+                "meterValue": [to_meter_value(v) for v in payload["meterValue"]],
+            }
         return await super().call(action, payload)
 
 

@@ -10,14 +10,19 @@ applied here or by a method the service gained for it (`Availability.reset_when_
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.ocpp.ports import AvailabilityPort, OperationsPort, Release, TriggerSender
 from hilsim.ocpp.routing import Reply, on
 from hilsim.ocpp201.security_events import RESET
+
+if TYPE_CHECKING:
+    from hilsim.ocpp201.client import Memory201
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ UNLOCK_STATUS = {"Unlocked": "Unlocked", "UnlockFailed": "UnlockFailed",
                  "NotSupported": "UnlockFailed"}  # fmt: skip
 #: 2.0.1 idTokenInfo statuses the local list keeps as they are; any other is Invalid.
 SAME_ID_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
+#: How long a reset waits for the CSMS to take its ResetOrReboot event.
+REPORT_BEFORE_RESET_S = 5.0
 
 
 class AvailabilityPort201(AvailabilityPort, Protocol):
@@ -44,7 +51,9 @@ class AvailabilityPort201(AvailabilityPort, Protocol):
 
     hard_reset: Callable[[], None] | None
 
-    def reset_when_idle(self, reset_type: str) -> tuple[str, Release]: ...
+    def reset_when_idle(
+        self, reset_type: str, before: Callable[[], Awaitable[None]] | None = None
+    ) -> tuple[str, Release]: ...
 
 
 class Wall(Protocol):
@@ -62,6 +71,8 @@ class ProvisioningCharger(Protocol):
     def connectors(self) -> Mapping[int, Any]: ...
     @property
     def wall(self) -> Wall: ...
+    @property
+    def keys(self) -> Any: ...
 
 
 class _TriggeredBoot:
@@ -84,7 +95,7 @@ class ProvisioningHandlers:
     # Provided by ChargePointClient201.
     charger: ProvisioningCharger
     call: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-    security_event: Callable[[str, str | None], Awaitable[None]]
+    memory: Memory201
 
     @property
     def operations(self) -> OperationsPort:
@@ -99,22 +110,33 @@ class ProvisioningHandlers:
     def on_reset(self, type: str, evse_id: int | None = None, custom_data: Any = None) -> Reply:
         """Immediate: a 1.6 Hard reset (the program starts afresh) where the service can
         restart, else Soft; OnIdle: the same once no transaction runs (Scheduled meanwhile).
-        An EVSE on its own cannot be reset: Rejected. ResetOrReboot is reported before."""
+        An EVSE on its own cannot be reset: Rejected. ResetOrReboot is reported first."""
         if evse_id is not None:
             log.info("Reset %s of EVSE %d: Rejected (only the whole charge point resets)",
                      type, evse_id)  # fmt: skip
             return Reply({"status": "Rejected"})
         availability = self.charger.availability
         kind = "Hard" if availability.hard_reset is not None else "Soft"
+        memory = self.memory
+        why = f"Reset {type} requested by the CSMS"
+
+        async def report() -> None:
+            if kind == "Soft":
+                memory.boot_reason = "RemoteReset"
+            # A CSMS that does not answer must not hold the reset up for long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPORT_BEFORE_RESET_S):
+                    await memory.security.report_and_wait(RESET, why)
+
         if type == "OnIdle":
-            status, release = availability.reset_when_idle(kind)
+            status, release = availability.reset_when_idle(kind, before=report)
         else:
             status, release = availability.reset(kind)
-        if status != "Accepted":
+        if status != "Accepted" or type == "OnIdle":
             return Reply({"status": str(status)}, release)
 
         async def report_then_reset() -> None:
-            await self.security_event(RESET, f"Reset {type} requested by the CSMS")
+            await report()
             release()
 
         return Reply({"status": "Accepted"}, report_then_reset)
