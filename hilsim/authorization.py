@@ -27,6 +27,8 @@ ACCEPTED = "Accepted"
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The verdict on an idTag and who gave it."""
+
     status: str  # an IdTagInfo status, e.g. Accepted, Invalid, Blocked, Expired
     parent_id_tag: str | None
     source: str  # "CSMS", "cache (online)", "local list (offline)", "offline, unknown idTag"

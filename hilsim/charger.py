@@ -41,8 +41,6 @@ from hilsim.meter import (
 )
 from hilsim.ocpp.ports import Release, nothing
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.smart_charging import ProfileRejected
-from hilsim.status import connector_snapshot, link_snapshot
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
 
@@ -351,6 +349,8 @@ class Charger:
             if transition(rt.machine.state, event, rt.machine.policy, now).accepted:
                 tx_profile = None
                 if profile is not None:
+                    from hilsim.smart_charging import ProfileRejected  # loaded on first use
+
                     try:
                         tx_profile = self.smart_charging.remote_start_profile(cid, profile)
                     except ProfileRejected as exc:
@@ -469,6 +469,8 @@ class Charger:
 
     def snapshot(self) -> dict[str, Any]:
         """What `hilsim ctl status` prints."""
+        from hilsim.status import connector_snapshot, link_snapshot  # not needed to start
+
         link = self.link
         now = self.clock()
         connectors = [

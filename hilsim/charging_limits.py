@@ -15,6 +15,11 @@ A profile may come from a CSMS speaking another OCPP version than the engine's 1
 2.0.1): its translation carries the profile exactly as that CSMS sent it under the key
 `AS_SENT`, which the engine ignores. It is kept beside the profile (and in the store's JSON), so
 GetChargingProfiles can answer with what was sent, not with a translation of a translation.
+
+The engine (`hilsim.smart_charging`, some 3 ms of dataclasses and enums) is imported on first
+use: with a stored profile, a SetChargingProfile, a RemoteStart's profile or GetCompositeSchedule.
+A charge point that never has a profile, the usual bench, never loads it; until then every
+connector's limit is "none", which is what the engine would say of an empty set.
 """
 
 from __future__ import annotations
@@ -26,21 +31,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.evse import Status
-from hilsim.smart_charging import (
-    ConnectorContext,
-    Limit,
-    Profile,
-    ProfileRejected,
-    ProfileSet,
-    Purpose,
-    RateUnit,
-    iso,
-)
 
 if TYPE_CHECKING:
     from hilsim.clock import Clock
     from hilsim.connectors import ConnectorRuntime
     from hilsim.keys import ConfigurationKeys
+    from hilsim.smart_charging import ConnectorContext, Limit, Profile, ProfileSet, RateUnit
     from hilsim.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,8 +44,8 @@ log = logging.getLogger(__name__)
 #: The key under which a translated profile carries its original form (see the docstring).
 AS_SENT = "as_sent"
 
-#: ChargingScheduleAllowedChargingRateUnit members -> the unit they allow.
-_UNITS = {"Current": RateUnit.AMPERE, "Power": RateUnit.WATT}
+#: ChargingScheduleAllowedChargingRateUnit members -> the unit (`RateUnit` value) they allow.
+_UNITS = {"Current": "A", "Power": "W"}
 
 
 class LimitedCharger(Protocol):
@@ -73,7 +69,8 @@ class ChargingLimits:
 
     def __init__(self, charger: LimitedCharger) -> None:
         self.charger = charger
-        self.profiles = ProfileSet()
+        #: the installed profiles; None until the engine is first needed (see the module doc)
+        self._profiles: ProfileSet | None = None
         #: TxProfile id -> local id of the transaction it belongs to (None: a RemoteStart's,
         #: waiting for its transaction)
         self._bound: dict[int, int | None] = {}
@@ -85,13 +82,31 @@ class ChargingLimits:
         #: profile id -> (the profile, its original form), see `AS_SENT`
         self._as_sent: dict[int, tuple[Profile, dict[str, Any]]] = {}
 
+    @property
+    def profiles(self) -> ProfileSet:
+        """The installed profiles; asking for them loads the engine."""
+        if self._profiles is None:
+            from hilsim.smart_charging import ProfileSet
+
+            self._profiles = ProfileSet()
+        return self._profiles
+
+    def _installed(self) -> list[Profile]:
+        """The installed profiles, without loading the engine for none."""
+        return [] if self._profiles is None else self._profiles.profiles
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Reload the stored profiles (those the store cannot parse are dropped and logged)."""
+        stored = await self.charger.store.charging_profiles()
+        if not stored and self._profiles is None:
+            return  # nothing to follow: every limit stays none, and the engine unloaded
+        from hilsim.smart_charging import Profile, ProfileRejected, Purpose
+
         received = self._now()
         dropped: list[int] = []
-        for connector_id, payload in await self.charger.store.charging_profiles():
+        for connector_id, payload in stored:
             try:
                 data = json.loads(payload)
                 profile = Profile.from_wire(connector_id, data, received)
@@ -124,6 +139,8 @@ class ChargingLimits:
 
     async def set(self, connector_id: int, data: Mapping[str, Any]) -> str:
         """SetChargingProfile; returns Accepted or Rejected (the log says why)."""
+        from hilsim.smart_charging import ProfileRejected, Purpose
+
         try:
             profile = self._check(connector_id, data)
             bound: int | None = None
@@ -165,6 +182,8 @@ class ChargingLimits:
 
     def remote_start_profile(self, connector_id: int, data: Mapping[str, Any]) -> Profile:
         """Check the chargingProfile of a RemoteStartTransaction (ProfileRejected if bad)."""
+        from hilsim.smart_charging import ProfileRejected, Purpose
+
         profile = self._check(connector_id, data)
         if profile.purpose != Purpose.TX:
             raise ProfileRejected("a RemoteStartTransaction's profile must be a TxProfile")
@@ -188,7 +207,9 @@ class ChargingLimits:
         stack_level: int | None,
     ) -> str:
         """ClearChargingProfile: Accepted when something was cleared, else Unknown."""
-        removed = self.profiles.clear(profile_id, connector_id, purpose, stack_level)
+        if self._profiles is None:
+            return "Unknown"  # none was ever installed
+        removed = self._profiles.clear(profile_id, connector_id, purpose, stack_level)
         if not removed:
             return "Unknown"
         for profile in removed:
@@ -200,6 +221,8 @@ class ChargingLimits:
 
     def composite(self, connector_id: int, duration: int, unit: str | None) -> dict[str, Any]:
         """GetCompositeSchedule.conf."""
+        from hilsim.smart_charging import RateUnit, iso
+
         if connector_id != 0 and connector_id not in self.charger.connectors:
             return {"status": "Rejected"}
         allowed = self._allowed_units()
@@ -233,6 +256,18 @@ class ChargingLimits:
 
     def connector_changed(self, rt: ConnectorRuntime) -> None:
         """A status changed: bind or drop TxProfiles, and recompute once the change settled."""
+        if self._profiles is not None:
+            self._follow_transaction(rt)
+        if not self._pending_recompute:
+            # Not now: a status change happens inside dispatch(), and recomputing may dispatch.
+            self._pending_recompute = True
+            asyncio.get_running_loop().call_soon(self._deferred_recompute)
+
+    def _follow_transaction(self, rt: ConnectorRuntime) -> None:
+        """Bind a RemoteStart's TxProfile to the transaction it began; drop those whose
+        transaction ended (or never began)."""
+        from hilsim.smart_charging import Purpose
+
         state = rt.machine.state
         local = state.local_id
         doomed: list[int] = []
@@ -250,10 +285,6 @@ class ChargingLimits:
             for profile in self.profiles.clear(profile_id=profile_id):
                 log.info("C%d TxProfile %d dropped: its transaction ended", rt.id, profile.id)
             self._bound.pop(profile_id, None)
-        if not self._pending_recompute:
-            # Not now: a status change happens inside dispatch(), and recomputing may dispatch.
-            self._pending_recompute = True
-            asyncio.get_running_loop().call_soon(self._deferred_recompute)
 
     def _deferred_recompute(self) -> None:
         self._pending_recompute = False
@@ -261,8 +292,8 @@ class ChargingLimits:
 
     def recompute(self, at: float | None = None) -> None:
         """Apply every connector's limit at ``at`` (now) and sleep until the next change."""
-        if self._closed:
-            return
+        if self._closed or self._profiles is None:
+            return  # without the engine no profile was ever installed: no limit to apply
         now = self._now() if at is None else max(self._now(), at)
         contexts = self._contexts(now)
         limits = self.profiles.limits(
@@ -286,6 +317,8 @@ class ChargingLimits:
         self._timer = asyncio.get_running_loop().call_later(delay, self._boundary, due)
 
     def _boundary(self, due: float) -> None:
+        from hilsim.smart_charging import iso
+
         self._timer = None
         log.debug("charging schedule boundary at %s", iso(due))
         self.recompute(at=due)
@@ -296,6 +329,8 @@ class ChargingLimits:
         return self.charger.wall.now().timestamp()
 
     def _contexts(self, now: float) -> list[ConnectorContext]:
+        from hilsim.smart_charging import ConnectorContext
+
         mono = self.charger.clock()
         contexts = []
         for rt in self.charger.connectors.values():
@@ -331,11 +366,15 @@ class ChargingLimits:
         return int(self._key("MaxChargingProfilesInstalled", 20))
 
     def _allowed_units(self) -> list[RateUnit]:
+        from hilsim.smart_charging import RateUnit
+
         text = str(self._key("ChargingScheduleAllowedChargingRateUnit", "Current,Power"))
-        return [_UNITS[m] for m in text.split(",") if m in _UNITS]
+        return [RateUnit(_UNITS[m]) for m in text.split(",") if m in _UNITS]
 
     def _check(self, connector_id: int, data: Mapping[str, Any]) -> Profile:
         """Everything a SetChargingProfile must pass besides installing it."""
+        from hilsim.smart_charging import Profile, ProfileRejected
+
         if connector_id != 0 and connector_id not in self.charger.connectors:
             raise ProfileRejected(f"no connector {connector_id}")
         profile = Profile.from_wire(connector_id, data, self._now())
@@ -360,6 +399,8 @@ class ChargingLimits:
 
     def _transaction_for(self, profile: Profile) -> int:
         """The local id of the transaction a SetChargingProfile TxProfile belongs to."""
+        from hilsim.smart_charging import ProfileRejected
+
         rt = self.charger.connectors[profile.connector_id]
         local = rt.machine.state.local_id
         if local is None:
@@ -383,7 +424,7 @@ class ChargingLimits:
         Kept when checked, before it is installed: an entry whose profile never was installed
         (or was replaced) matches no installed profile, so `as_sent` never answers with it.
         """
-        installed = {p.id for p in self.profiles.profiles}
+        installed = {p.id for p in self._installed()}
         self._as_sent = {i: kept for i, kept in self._as_sent.items() if i in installed}
         original = data.get(AS_SENT)
         if isinstance(original, Mapping):
@@ -398,6 +439,11 @@ class ChargingLimits:
 
     def snapshot(self) -> dict[str, Any]:
         """For `hilsim ctl status`: the installed profiles and when the limit next changes."""
+        next_change = None
+        if self._due is not None:  # a timer is set: the engine is loaded
+            from hilsim.smart_charging import iso
+
+            next_change = iso(self._due)
         return {
             "profiles": [
                 {
@@ -407,9 +453,9 @@ class ChargingLimits:
                     "stack_level": p.stack_level,
                     "kind": str(p.kind),
                 }
-                for p in self.profiles.profiles
+                for p in self._installed()
             ],
-            "next_change": None if self._due is None else iso(self._due),
+            "next_change": next_change,
         }
 
 

@@ -23,7 +23,7 @@ from hilsim.errors import ControlError, HilsimError
 # the charger), and the console script imports this module before main() runs.
 if TYPE_CHECKING:
     from hilsim.config import Settings
-    from hilsim.daemon import SystemdBindings
+    from hilsim.daemon.bindings import SystemdBindings
     from hilsim.service import Service
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
         args.config = None if args.command == "meter" else DEFAULT_CONFIG_PATH
     # Under systemd: the journal with structured fields (hilsim.daemon.logs); else stderr.
-    from hilsim.daemon import bindings_for, configure_logging
+    from hilsim.daemon.bindings import bindings_for
+    from hilsim.daemon.logs import configure_logging
 
     bindings = bindings_for(os.environ)
     # A scenario's charge point warns as it should (CSMS gone...); its steps say what matters.
@@ -302,7 +303,7 @@ async def _run(
 ) -> int:
     import asyncio
 
-    from hilsim.daemon import Supervision
+    from hilsim.daemon.supervision import Supervision
     from hilsim.service import Service
 
     # Says once here when systemd-python is missing; `--log-level` beats `[log] level`.

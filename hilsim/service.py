@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hilsim.charger import Charger
 from hilsim.config import Settings, load_settings
 from hilsim.control import ControlServer, check_socket_path
-from hilsim.daemon import Supervision, describe, plan_reload, status_line
+from hilsim.daemon.supervision import Supervision
 from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, StopReason, effects, events
 from hilsim.firmware import LogRing
@@ -143,7 +143,8 @@ class Service:
                     outbox_task = tasks.create_task(charger.outbox.run(), name="outbox")
                     self.ready.set()
                     # READY=1 only now: config loaded, database open, control socket listening.
-                    self.supervision.notifier.ready(self.status_text())
+                    notifier = self.supervision.notifier
+                    notifier.ready(self.status_text() if notifier.active else None)
                     supervisor = tasks.create_task(
                         self.supervision.run(self.status_text), name="systemd"
                     )
@@ -199,6 +200,8 @@ class Service:
 
     def status_text(self) -> str:
         """The line `systemctl status` shows (see hilsim.daemon.status)."""
+        from hilsim.daemon.status import status_line
+
         return status_line(self.charger.snapshot()) if self.charger else "starting"
 
     def _publish_status(self) -> None:
@@ -210,6 +213,8 @@ class Service:
 
         The rule is in hilsim.daemon.reload; a file that does not parse changes nothing.
         """
+        from hilsim.daemon.reload import describe, plan_reload
+
         notifier = self.supervision.notifier
         notifier.reloading(f"reloading {self.settings.source}")
         try:

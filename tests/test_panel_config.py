@@ -12,7 +12,7 @@ from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode, Status
 from hilsim.ocpp.session import LinkState
 from hilsim.panel import load_panel_settings, mock_factory
-from hilsim.panel.config import InputPin, OutputPin, PanelSettings, TagButton
+from hilsim.panel.config import PanelSettings
 from hilsim.panel.lights import (
     LINK_LANGUAGE,
     RGB_LANGUAGE,
@@ -21,6 +21,7 @@ from hilsim.panel.lights import (
     connector_indication,
     separate_leds_for,
 )
+from hilsim.panel.pins import InputPin, OutputPin, TagButton
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = "/etc/hilsim/hilsim.toml"

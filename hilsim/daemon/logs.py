@@ -43,11 +43,13 @@ OCPP_ACTIONS = frozenset(
     }
 )  # fmt: skip
 
-_CONNECTOR = re.compile(r"\bC(\d+)\b|\b[Cc]onnector(?:[ _]?[Ii]d)?\W{0,3}(\d+)")
-_TRANSACTION = re.compile(r"transaction(?:[ _]?id)?\W{0,3}(\d+)", re.IGNORECASE)
-_WORD = re.compile(r"[A-Za-z]+")
+# Patterns, not compiled ones: `re` compiles and caches them with the first record that goes to
+# the journal, and a run at a terminal, which never sends one, does not compile them at start.
+_CONNECTOR = r"\bC(\d+)\b|\b[Cc]onnector(?:[ _]?[Ii]d)?\W{0,3}(\d+)"
+_TRANSACTION = r"(?i)transaction(?:[ _]?id)?\W{0,3}(\d+)"
+_WORD = r"[A-Za-z]+"
 # journald's rule for field names: upper case letters, digits and '_', not starting with '_'.
-_FIELD_NAME = re.compile(r"[A-Z0-9][A-Z0-9_]*\Z")
+_FIELD_NAME = r"[A-Z0-9][A-Z0-9_]*\Z"
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -108,18 +110,18 @@ def journal_fields(record: logging.LogRecord) -> dict[str, str]:
     message = record.getMessage()
     fields: dict[str, str] = {}
     connector = getattr(record, "connector", None)
-    if connector is None and (match := _CONNECTOR.search(message)):
+    if connector is None and (match := re.search(_CONNECTOR, message)):
         connector = match.group(1) or match.group(2)
     if connector is not None:
         fields["CONNECTOR"] = str(connector)
     transaction = getattr(record, "transaction", None)
-    if transaction is None and (match := _TRANSACTION.search(message)):
+    if transaction is None and (match := re.search(_TRANSACTION, message)):
         transaction = match.group(1)
     if transaction is not None:
         fields["TRANSACTION"] = str(transaction)
     action = getattr(record, "ocpp_action", None)
     if action is None:
-        action = next((w for w in _WORD.findall(message) if w in OCPP_ACTIONS), None)
+        action = next((w for w in re.findall(_WORD, message) if w in OCPP_ACTIONS), None)
     if action is not None:
         fields["OCPP_ACTION"] = str(action)
     return fields
@@ -144,7 +146,7 @@ def journal_send(send: Any, message: str, /, **fields: Any) -> Any:
     kept = {
         name: value
         for name, value in fields.items()
-        if _FIELD_NAME.match(name) and name != "EXCEPTION_INFO" and value is not None
+        if re.match(_FIELD_NAME, name) and name != "EXCEPTION_INFO" and value is not None
     }
     return send(message, **kept)
 

@@ -18,6 +18,8 @@ class StatusChanged:
 
 @dataclass(frozen=True, slots=True)
 class SendAuthorize:
+    """Ask whether the idTag may charge (local list, cache, Authorize.req, offline rules)."""
+
     connector_id: int
     id_tag: str
 
@@ -52,6 +54,8 @@ class AuthorizationEnded:
 
 @dataclass(frozen=True, slots=True)
 class ReservationEnded:
+    """A reservation ended without being used: cancelled or expired (``why``)."""
+
     connector_id: int
     reservation_id: int
     why: str

@@ -123,6 +123,8 @@ class ChangeAvailability:
 
 @dataclass(frozen=True, slots=True)
 class Reserve:
+    """ReserveNow addressed to this connector (``expires_at`` already monotonic)."""
+
     reservation_id: int
     id_tag: str
     expires_at: float
@@ -131,6 +133,8 @@ class Reserve:
 
 @dataclass(frozen=True, slots=True)
 class CancelReservation:
+    """CancelReservation of the reservation this connector holds."""
+
     reservation_id: int
 
 

@@ -42,6 +42,9 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What one event did to a connector: the new state, the effects to carry out, or why the
+    event was refused (the state then unchanged)."""
+
     state: ConnectorState
     effects: tuple[Effect, ...] = ()
     refused: str | None = None

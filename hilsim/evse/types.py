@@ -116,6 +116,8 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
+    """A connector held for an idTag (or its parent) until ``expires_at`` (monotonic)."""
+
     reservation_id: int
     id_tag: str
     expires_at: float

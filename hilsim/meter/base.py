@@ -69,6 +69,8 @@ class Problem(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MeterHealth:
+    """Whether a meter answers, and if not, what is wrong with it since when."""
+
     state: MeterState
     problem: Problem | None = None
     detail: str = ""  # changes freely (counts, bytes); not a state change

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from hilsim.errors import CsmsError
-from hilsim.ocpp.routing import CallErrorReply, Reply
+from hilsim.ocpp.routing import CallErrorReply, Reply, handlers
 from hilsim.ocpp.validation import Schemas, SchemaViolation, snake_case
 from hilsim.ocpp.wire import CALL, CALLERROR, CALLRESULT
 from hilsim.security import redact
@@ -94,14 +94,9 @@ class _Route:
 
 
 def _routes(client: object) -> dict[str, _Route]:
-    routes: dict[str, _Route] = {}
-    for name in dir(type(client)):
-        member = getattr(type(client), name, None)
-        if (action := getattr(member, "__ocpp_on__", None)) is not None:
-            handler = getattr(client, name)
-            wants_id = "call_unique_id" in inspect.signature(handler).parameters
-            routes[action] = _Route(handler, wants_id, getattr(member, "__ocpp_raw__", False))
-    return routes
+    return {
+        h.action: _Route(getattr(client, h.name), h.wants_id, h.raw) for h in handlers(type(client))
+    }
 
 
 def _expire(future: asyncio.Future[list[Any]], action: str, timeout: float) -> None:
@@ -152,7 +147,7 @@ class OcppJClient:
         self._connection = connection
         self._response_timeout = response_timeout
         self._schemas = schemas if schemas is not None else Schemas()
-        self._routes = _routes(self)
+        self._routes: dict[str, _Route] | None = None  # bound at the first CALL, not before boot
         self._pending: dict[str, asyncio.Future[list[Any]]] = {}
         self._call_lock = asyncio.Lock()
         self._after_tasks = TaskSet("ocpp-after")
@@ -190,6 +185,8 @@ class OcppJClient:
         if not isinstance(payload, dict):
             await self._send_error(unique_id, "FormationViolation", "payload must be a JSON object")
             return
+        if self._routes is None:
+            self._routes = _routes(self)
         route = self._routes.get(action)
         if route is None:
             # OCPP-J 1.6, 4.2.3: NotImplemented for an action the receiver does not know,

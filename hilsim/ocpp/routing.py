@@ -12,6 +12,8 @@ a CALLERROR instead raises `CallErrorReply`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -53,3 +55,29 @@ def on(action: str, *, raw: bool = False) -> Callable[[F], F]:
         return method
 
     return mark
+
+
+class Handler(NamedTuple):
+    """One `@on` method of a class: its action, its name, and how the router calls it."""
+
+    action: str
+    name: str
+    wants_id: bool  # takes the CALL's unique id as ``call_unique_id``
+    raw: bool  # takes the payload as it came (``@on(action, raw=True)``)
+
+
+@functools.cache
+def handlers(cls: type) -> tuple[Handler, ...]:
+    """Every `@on` method of ``cls``.
+
+    The same for every instance, so it is read once per class: inspect.signature takes ~0.4 ms
+    for the 1.6 client's handlers, and a client is made for every connection (the client binds
+    its routes when the first CALL arrives, so none of it delays a BootNotification).
+    """
+    found = []
+    for name in dir(cls):
+        member = getattr(cls, name, None)
+        if (action := getattr(member, "__ocpp_on__", None)) is not None:
+            wants_id = "call_unique_id" in inspect.signature(member).parameters
+            found.append(Handler(action, name, wants_id, getattr(member, "__ocpp_raw__", False)))
+    return tuple(found)

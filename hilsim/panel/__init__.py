@@ -1,8 +1,9 @@
 """The physical panel: GPIO buttons and status LEDs through gpiozero, on a Pi or on mock pins.
 
-`config` parses the pin map, `backend` picks the gpiozero pin factory, `devices` owns the gpiozero
-objects, `bridge` is the one hop from gpiozero's threads to the event loop, `lights` is the LED
-language, `panel` wires it all to the charger and `selftest` is `hilsim gpio test`.
+`config` parses the pin map into `pins` (the pin types, loaded with the first pin named),
+`backend` picks the gpiozero pin factory, `devices` owns the gpiozero objects, `bridge` is the one
+hop from gpiozero's threads to the event loop, `lights` is the LED language, `panel` wires it all
+to the charger and `selftest` is `hilsim gpio test`.
 """
 
 from __future__ import annotations

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hilsim.config import Settings, describe_value
 from hilsim.errors import ConfigError
 from hilsim.evse import ErrorCode
+
+if TYPE_CHECKING:  # the pin types load with the first pin the file names (see hilsim.panel.pins)
+    from hilsim.panel.pins import ConnectorPanel, InputPin, OutputPin, PinUse, RgbLed, TagButton
 
 #: Highest BCM number on any Broadcom/RP1 GPIO bank gpiozero knows; the board decides the rest.
 MAX_BCM = 53
@@ -47,84 +50,9 @@ PANEL_COMMANDS = ("pins", "press", "release")
 
 
 @dataclass(frozen=True, slots=True)
-class InputPin:
-    """A button or switch. `key` is the dotted config key, quoted in every error about it."""
-
-    pin: int
-    key: str
-    pull: str = "up"  # "up" | "down" | "none" (an external resistor)
-    active_high: bool = False  # pressed reads high
-    mode: str = "toggle"  # "toggle": each press flips; "level": a latching switch read as level
-
-    @property
-    def pull_up(self) -> bool | None:
-        """gpiozero's spelling: True, False, or None for floating."""
-        return {"up": True, "down": False, "none": None}[self.pull]
-
-
-@dataclass(frozen=True, slots=True)
-class OutputPin:
-    """An LED, relay driver or other output."""
-
-    pin: int
-    key: str
-    active_high: bool = True  # on drives the pin high
-
-
-@dataclass(frozen=True, slots=True)
-class TagButton:
-    """A button that presents one fixed RFID idTag, as a card held to the reader would."""
-
-    button: InputPin
-    id_tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class RgbLed:
-    """One RGB LED; a common anode LED lights when its pins are driven low."""
-
-    red: OutputPin
-    green: OutputPin
-    blue: OutputPin
-    common: str  # "cathode" | "anode"
-    key: str
-
-    @property
-    def active_high(self) -> bool:
-        return self.common == "cathode"
-
-    @property
-    def channels(self) -> tuple[tuple[str, OutputPin], ...]:
-        return (("red", self.red), ("green", self.green), ("blue", self.blue))
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectorPanel:
-    """The pins that belong to one connector."""
-
-    connector_id: int
-    plug: InputPin | None = None
-    fault: InputPin | None = None
-    fault_code: ErrorCode = ErrorCode.OTHER_ERROR
-    tags: tuple[TagButton, ...] = ()
-    rgb_led: RgbLed | None = None
-    leds: tuple[tuple[str, OutputPin], ...] = ()  # (colour, pin) for separate LEDs
-    relay: OutputPin | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PinUse:
-    """One configured pin: what `hilsim ctl pins` lists and what duplicate checks compare."""
-
-    pin: int
-    key: str
-    role: str
-    connector_id: int | None
-    direction: str  # "input" | "output"
-
-
-@dataclass(frozen=True, slots=True)
 class PanelSettings:
+    """The whole panel as configured: backend, debounce and every pin, checked."""
+
     source: str
     backend: str = "mock"
     debounce_s: float = DEFAULT_DEBOUNCE_MS / 1000
@@ -145,29 +73,29 @@ class PanelSettings:
 
     def uses(self) -> Iterator[PinUse]:
         """Every configured pin, in file order."""
+        if self.emergency_stop is None and self.connected_led is None and not self.connectors:
+            return  # not one pin (and hilsim.panel.pins perhaps never loaded)
+        from hilsim.panel.pins import PinUse
+
         if self.emergency_stop is not None:
-            yield _use(self.emergency_stop, "emergency_stop", None, "input")
+            yield PinUse.of(self.emergency_stop, "emergency_stop", None, "input")
         if self.connected_led is not None:
-            yield _use(self.connected_led, "connected_led", None, "output")
+            yield PinUse.of(self.connected_led, "connected_led", None, "output")
         for c in self.connectors:
             cid = c.connector_id
             if c.plug is not None:
-                yield _use(c.plug, "plug", cid, "input")
+                yield PinUse.of(c.plug, "plug", cid, "input")
             if c.fault is not None:
-                yield _use(c.fault, "fault", cid, "input")
+                yield PinUse.of(c.fault, "fault", cid, "input")
             for tag in c.tags:
-                yield _use(tag.button, "tag", cid, "input")
+                yield PinUse.of(tag.button, "tag", cid, "input")
             if c.rgb_led is not None:
                 for colour, out in c.rgb_led.channels:
-                    yield _use(out, f"rgb_led.{colour}", cid, "output")
+                    yield PinUse.of(out, f"rgb_led.{colour}", cid, "output")
             for colour, out in c.leds:
-                yield _use(out, f"led_{colour}", cid, "output")
+                yield PinUse.of(out, f"led_{colour}", cid, "output")
             if c.relay is not None:
-                yield _use(c.relay, "relay", cid, "output")
-
-
-def _use(spec: InputPin | OutputPin, role: str, cid: int | None, direction: str) -> PinUse:
-    return PinUse(spec.pin, spec.key, role, cid, direction)
+                yield PinUse.of(c.relay, "relay", cid, "output")
 
 
 def load_panel_settings(settings: Settings) -> PanelSettings:
@@ -287,6 +215,8 @@ class _Parser:
         modes: bool = True,
     ) -> InputPin:
         """`17`, or `{ pin = 17, pull = "up", active_high = false, mode = "toggle" }`."""
+        from hilsim.panel.pins import InputPin
+
         if not isinstance(value, Mapping):
             pin = self.pin_number(value, key)
             self.claim(pin, key)
@@ -326,6 +256,8 @@ class _Parser:
 
     def output(self, value: object, key: str) -> OutputPin:
         """`26`, or `{ pin = 26, active_high = false }` (most relay boards switch on low)."""
+        from hilsim.panel.pins import OutputPin
+
         if not isinstance(value, Mapping):
             pin = self.pin_number(value, key)
             self.claim(pin, key)
@@ -341,6 +273,8 @@ class _Parser:
     # -- a connector's table -------------------------------------------------------------------
 
     def connector(self, value: object, prefix: str, connector_id: int) -> ConnectorPanel:
+        from hilsim.panel.pins import ConnectorPanel
+
         table = self.table(value, prefix, "a [connector.gpio] table")
         self.check_keys(prefix, table, _CONNECTOR_GPIO_KEYS)
         plug = self.input(table["plug"], f"{prefix}.plug") if "plug" in table else None
@@ -386,6 +320,8 @@ class _Parser:
         return ErrorCode(code)
 
     def tags(self, value: object, key: str) -> tuple[TagButton, ...]:
+        from hilsim.panel.pins import TagButton
+
         if not isinstance(value, list | tuple):
             raise self.error(
                 key,
@@ -411,6 +347,8 @@ class _Parser:
         return tuple(tags)
 
     def rgb(self, value: object, key: str) -> RgbLed:
+        from hilsim.panel.pins import OutputPin, RgbLed
+
         table = self.table(value, key, "a table like { red = 5, green = 6, blue = 13 }")
         self.check_keys(key, table, ("red", "green", "blue", "common"))
         pins = {}

@@ -19,8 +19,9 @@ from gpiozero import LED, PWMLED, RGBLED, DigitalInputDevice, DigitalOutputDevic
 from gpiozero.exc import GPIOPinInUse, PinFixedPull, PinInvalidPin, PinPWMUnsupported
 
 from hilsim.errors import PanelError
-from hilsim.panel.config import InputPin, OutputPin, PanelSettings
+from hilsim.panel.config import PanelSettings
 from hilsim.panel.lamps import OutputView, Relay, RgbLamp, SeparateLamp, SingleLed
+from hilsim.panel.pins import InputPin, OutputPin
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ class InputBinding:
         where = "all connectors" if self.connector_id is None else f"connector {self.connector_id}"
         what = f"tag {self.id_tag}" if self.id_tag else self.role.replace("_", " ")
         return f"GPIO{self.spec.pin} {what} ({where})"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What one input edge did: the event it produced and how the connector took it (kept by
+    the panel for `hilsim ctl press`; here, with the inputs, since only they make one)."""
+
+    seq: int
+    pin: int
+    event: str | None
+    connector_id: int | None
+    result: str
 
 
 @dataclass

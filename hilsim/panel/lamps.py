@@ -14,7 +14,6 @@ from typing import Any
 
 from gpiozero import LED, PWMLED, RGBLED, DigitalOutputDevice
 
-from hilsim.panel.config import OutputPin
 from hilsim.panel.lights import (
     NO_PWM_PULSE,
     RGB,
@@ -25,6 +24,7 @@ from hilsim.panel.lights import (
     Timing,
     separate_leds_for,
 )
+from hilsim.panel.pins import OutputPin
 
 log = logging.getLogger(__name__)
 

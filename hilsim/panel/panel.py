@@ -12,7 +12,6 @@ import asyncio
 import importlib
 import logging
 from collections import deque
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from hilsim.panel.config import PANEL_COMMANDS, PanelSettings
 if TYPE_CHECKING:
     from gpiozero import Factory
 
-    from hilsim.panel.devices import InputBinding, PanelHardware
+    from hilsim.panel.devices import Action, InputBinding, PanelHardware
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +35,6 @@ log = logging.getLogger(__name__)
 _ACTIONS_KEPT = 64
 #: Longer than any debounce_ms allowed: how long `ctl press` waits for a bounce window to close.
 _SETTLE_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """What one input edge did: the event it produced and how the connector took it."""
-
-    seq: int
-    pin: int
-    event: str | None
-    connector_id: int | None
-    result: str
 
 
 class Panel:
@@ -206,7 +194,7 @@ class Panel:
         self, binding: InputBinding, event: str | None, cid: int | None, result: str
     ) -> None:
         self._seq += 1
-        self._actions.append(Action(self._seq, binding.spec.pin, event, cid, result))
+        self._actions.append(_devices().Action(self._seq, binding.spec.pin, event, cid, result))
 
     def _emergency_stop(self, binding: InputBinding, engaged: bool) -> None:
         """Engaged: transactions end (EmergencyStop), relays open, all Faulted until released.
@@ -424,4 +412,4 @@ def _pin_number(value: object) -> int:
     return int(text)
 
 
-__all__ = ["PANEL_COMMANDS", "Action", "Panel", "PanelError"]
+__all__ = ["PANEL_COMMANDS", "Panel", "PanelError"]

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from gpiozero import Factory
 
 from hilsim.panel.bridge import LoopBridge
-from hilsim.panel.config import OutputPin, PanelSettings
+from hilsim.panel.config import PanelSettings
 from hilsim.panel.devices import InputBinding, PanelHardware
 from hilsim.panel.lamps import RgbLamp, SeparateLamp
 from hilsim.panel.lights import RGB, RGB_NO_PWM
+from hilsim.panel.pins import OutputPin
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CachedIdTag:
+    """An idTag and the IdTagInfo it was last given (the cache), or was listed with (the list)."""
+
     id_tag: str
     status: str
     expiry_date: str | None

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ReservationRow:
+    """A reservation as stored, so that it outlives a restart."""
+
     reservation_id: int
     connector_id: int  # 0: the charge point as a whole
     id_tag: str

@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
+    """A transaction message waiting in the outbox, in the order it must be sent."""
+
     seq: int
     action: str
     local_id: int
@@ -41,6 +43,8 @@ class SetAsideEntry:
 
 @dataclass(frozen=True, slots=True)
 class TransactionRow:
+    """One charging_transaction row: a transaction as recorded, open or stopped."""
+
     local_id: int
     connector_id: int
     id_tag: str
