@@ -29,8 +29,10 @@ $(TESTING): pyproject.toml | $(PY)
 	$(PIP_INSTALL) -e '.[$(EXTRAS)]'
 	touch $@ $(RUNTIME)
 
+# The same session twice: against the built-in CSMS in OCPP 1.6, then in OCPP 2.0.1.
 demo: $(RUNTIME)
 	$(VENV)/bin/hilsim demo
+	$(VENV)/bin/hilsim demo --ocpp 2.0.1
 
 test: $(TESTING)
 	$(VENV)/bin/ruff check hilsim tests bench

@@ -167,6 +167,12 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--quiet", action="store_true", help="print only the summary, not the OCPP trace"
     )
+    demo.add_argument(
+        "--ocpp",
+        choices=("1.6", "2.0.1"),
+        default="1.6",
+        help="the OCPP version the charge point and the built-in CSMS speak (default 1.6)",
+    )
 
 
 def _config_arguments(config: argparse.ArgumentParser) -> None:
@@ -266,7 +272,7 @@ async def _dispatch(args: argparse.Namespace, bindings: SystemdBindings | None =
     if args.command == "demo":
         from hilsim.demo import play
 
-        return await play(trace=not args.quiet)
+        return await play(trace=not args.quiet, ocpp_version=args.ocpp)
     if args.command == "config":
         return await _config(load_settings(args.config), args)
     if args.command == "scenario":

@@ -937,3 +937,21 @@ async def test_the_demo_presses_the_mock_buttons() -> None:
     assert "connector 1 panel: LED blue pulsing (GPIO13), relay GPIO26 closed" in narration
     assert "connector 2 panel: LED green pulsing (GPIO12), relay GPIO18 closed" in narration
     assert "demo finished: OK" in narration
+
+
+async def test_the_demo_plays_the_same_session_in_ocpp_201() -> None:
+    """`hilsim demo --ocpp 2.0.1`: the same buttons and lights, a 2.0.1 CSMS, two whole
+    transactions as TransactionEvents (the summary fails on a seqNo gap or a violation)."""
+    from hilsim.demo import play
+
+    lines: list[str] = []
+    assert await play(trace=True, out=lines.append, ocpp_version="2.0.1") == 0, lines[-5:]
+    narration = "\n".join(lines)
+    assert "connecting with OCPP 2.0.1" in narration
+    assert "▶ button GPIO27 pressed: RFID tag 04A2B3C4 presented at connector 1" in narration
+    assert "connector 1 panel: LED blue pulsing (GPIO13), relay GPIO26 closed" in narration
+    assert "TransactionEventResponse" in narration and ".conf" not in narration
+    assert '"triggerReason":"RemoteStop"' in narration
+    assert "idToken 04A2B3C4" in narration and "stopped: Remote" in narration
+    assert "idToken DEADBEEF" in narration and "stopped: EVDisconnected" in narration
+    assert "demo finished: OK" in narration
