@@ -324,7 +324,7 @@ async def _run(
     if service.restart_requested:  # Reset Hard, after a clean shutdown
         from hilsim.restart import restart_process
 
-        restart_process()
+        restart_process(service.boot_reason_after_restart)
     return 0
 
 

@@ -22,17 +22,38 @@ from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
+#: Carries, across the exec, why the new run starts: OCPP 2.0.1's BootNotification says it.
+BOOT_REASON_VARIABLE = "HILSIM_BOOT_REASON"
+#: The 2.0.1 BootReasonEnumType values a restart of this process can stand for.
+RESTART_BOOT_REASONS = frozenset({"RemoteReset", "FirmwareUpdate", "ScheduledReset", "LocalReset"})
+
 
 def command_line() -> list[str]:
     """The interpreter and the arguments this process was started with (options included)."""
     return [sys.executable, *sys.orig_argv[1:]]
 
 
-def restart_process() -> NoReturn:
+def restart_process(boot_reason: str = "RemoteReset") -> NoReturn:
+    """``boot_reason``: what the new run's 2.0.1 BootNotification gives as its reason."""
     argv = command_line()
     log.warning("Reset Hard: starting afresh: %s", " ".join(argv))
+    os.environ[BOOT_REASON_VARIABLE] = boot_reason
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)
+
+
+def boot_reason_after_restart() -> str:
+    """Why this run started: the reason the run before it exec'd with, once (taken out of the
+    environment, so a child process or a later start does not inherit it), else PowerUp. The
+    variable comes from outside this run: only a known reason is believed."""
+    reason = os.environ.pop(BOOT_REASON_VARIABLE, None)
+    if reason is None:
+        return "PowerUp"
+    if reason not in RESTART_BOOT_REASONS:
+        log.warning("%s=%r is not a boot reason hilsim restarts with; booting with PowerUp",
+                    BOOT_REASON_VARIABLE, reason)  # fmt: skip
+        return "PowerUp"
+    return reason

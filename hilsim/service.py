@@ -76,6 +76,7 @@ class Service:
         self.stop_reason = StopReason.LOCAL
         #: Set by a Hard reset: `hilsim run` starts the program afresh once `run()` returned.
         self.restart_requested = False
+        self.boot_reason_after_restart = "RemoteReset"
         #: the recent log lines a GetDiagnostics archive holds
         self.log_ring = LogRing()
 
@@ -83,9 +84,12 @@ class Service:
         self.stop_reason = reason
         self._stop.set()
 
-    def restart(self) -> None:
-        """Reset Hard: stop like a shutdown (reason HardReset), then `hilsim.restart` re-execs."""
+    def restart(self, boot_reason: str = "RemoteReset") -> None:
+        """Reset Hard: stop like a shutdown (reason HardReset), then `hilsim.restart` re-execs;
+        ``boot_reason``: what the new run's 2.0.1 BootNotification says (FirmwareUpdate after
+        an installed firmware)."""
         self.restart_requested = True
+        self.boot_reason_after_restart = boot_reason
         self.stop(StopReason.HARD_RESET)
 
     async def run(self, *, handle_signals: bool = False) -> None:

@@ -105,7 +105,7 @@ async def build_charge_point(
     meters: Mapping[int, MeterSource],
     registers: Mapping[int, float],
     voltage_overridden: bool,
-    restart: Callable[[], None],
+    restart: Callable[[str], None],
     log_ring: LogRing | None,
     backoff: Backoff | None = None,
     frame_listeners: list[FrameListener] | None = None,
@@ -114,7 +114,7 @@ async def build_charge_point(
     """Everything `hilsim run` serves, from its settings and its open database.
 
     ``restart``: ends the service and starts the program afresh (Reset Hard, and a firmware
-    update taking effect).
+    update taking effect), given the reason the new run's 2.0.1 BootNotification states.
     """
     cp = settings.charge_point
     # Security profile 0-3: scheme, Basic auth, TLS, and the AuthorizationKey's file.
@@ -158,7 +158,7 @@ async def build_charge_point(
             charger.connectors, keys, link, outbox,
             clock=charger.clock, wall=charger.wall, dispatch=charger.dispatch, tasks=tasks,
         )  # fmt: skip
-        availability = Availability(charger, link, hard_reset=restart)
+        availability = Availability(charger, link, hard_reset=lambda: restart("RemoteReset"))
         operations = Operations(charger, link, authorizer, local_list, metering, availability)
         transactions = Transactions(
             charger.connectors, link, outbox, metering,
@@ -176,7 +176,7 @@ async def build_charge_point(
             ca_file=security.settings.ca_file,
             installation=installation_summary(settings),
             installed=installed,
-            restart=restart,
+            restart=lambda: restart("FirmwareUpdate"),
         )  # fmt: skip
         device_model = None
         if variables is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from hilsim.clock import parse_iso
 from hilsim.config import Settings, parse_settings
 from hilsim.csms import CentralSystem, ChargePointSession
 from hilsim.keys import SPECS
-from hilsim.restart import command_line
+from hilsim.restart import BOOT_REASON_VARIABLE, boot_reason_after_restart, command_line
 
 from conftest import CP_ID, TAG, Bench, make_settings, start_service, stop_service
 
@@ -251,6 +252,42 @@ async def test_reset_hard_starts_the_program_afresh(
         child.signal(signal.SIGTERM)
         assert await child.exit_status() == 0
         assert session.violations == [] and again.violations == []
+
+
+async def test_a_2_0_1_reset_immediate_boots_again_saying_remote_reset(
+    csms: CentralSystem, short_dir: Path
+) -> None:
+    """The new run is a new process image: the reason crosses the exec, not memory."""
+    settings = make_settings(short_dir, csms.url, extra_charge_point='ocpp_version = "2.0.1"')
+    async with running_hilsim(short_dir, csms.url, config=Path(settings.source)) as child:
+        session = await csms.wait_for_charge_point(CP_ID, timeout=15)
+        assert (await session.wait_for("BootNotification"))["reason"] == "PowerUp"
+        pid = child.process.pid
+        assert await session.call_action("Reset", {"type": "Immediate"}) == {"status": "Accepted"}
+        await child.line(r"Reset Hard: starting afresh", timeout=15)
+        again = await csms.wait_for_charge_point(CP_ID, timeout=20)
+        assert (await again.wait_for("BootNotification", timeout=20))["reason"] == "RemoteReset"
+        assert child.process.pid == pid
+        child.signal(signal.SIGTERM)
+        assert await child.exit_status() == 0
+        assert session.violations == [] and again.violations == []
+
+
+@pytest.mark.parametrize(
+    ("inherited", "reason"),
+    [(None, "PowerUp"), ("RemoteReset", "RemoteReset"), ("FirmwareUpdate", "FirmwareUpdate"),
+     ("Watchdog; rm -rf", "PowerUp"), ("", "PowerUp")],
+)  # fmt: skip
+def test_the_boot_reason_is_taken_once_and_only_if_known(
+    monkeypatch: pytest.MonkeyPatch, inherited: str | None, reason: str
+) -> None:
+    if inherited is None:
+        monkeypatch.delenv(BOOT_REASON_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(BOOT_REASON_VARIABLE, inherited)
+    assert boot_reason_after_restart() == reason
+    assert BOOT_REASON_VARIABLE not in os.environ  # a child process does not inherit it
+    assert boot_reason_after_restart() == "PowerUp"
 
 
 async def test_reset_hard_under_systemd_says_reloading_then_ready(

@@ -119,7 +119,7 @@ class Memory201:
     problems: dict[int, bool] = field(default_factory=dict)
     #: NotifyEvent eventIds, unique for the process
     event_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    #: the reason the next BootNotification gives (RemoteReset after a Soft reset)
+    #: the reason the next BootNotification gives (RemoteReset after a reset, Soft or Hard)
     boot_reason: str = "PowerUp"
 
 
@@ -172,7 +172,7 @@ class ChargePointClient201(
             self.memory.security.disconnected(self)
 
     async def boot_notification(self, identity: Identity, reason: str | None = None) -> BootResult:
-        """``reason``: PowerUp, or RemoteReset after a Soft reset (Triggered for a trigger)."""
+        """``reason``: PowerUp, or RemoteReset after a reset (Triggered for a trigger)."""
         reason = reason or self.memory.boot_reason
         station = without_nones(
             model=identity.model,
@@ -301,8 +301,11 @@ class ChargePointClient201(
 
 def link_options() -> dict[str, Any]:
     """What `hilsim.ocpp.session.CsmsLink` needs to speak 2.0.1: the client factory (all its
-    clients sharing one `Memory201`), the subprotocol and the 2.0.1 schemas."""
-    memory = Memory201()
+    clients sharing one `Memory201`), the subprotocol and the 2.0.1 schemas. The first boot
+    says why this run started: RemoteReset (or FirmwareUpdate) after a Reset Hard's exec."""
+    from hilsim.restart import boot_reason_after_restart
+
+    memory = Memory201(boot_reason=boot_reason_after_restart())
 
     def factory(*args: Any, **kwargs: Any) -> ChargePointClient201:
         return ChargePointClient201(*args, memory=memory, **kwargs)
