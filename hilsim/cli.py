@@ -179,9 +179,12 @@ def _config_arguments(config: argparse.ArgumentParser) -> None:
     _with_config(config)
     config_sub = _actions(config, "config_command")
     get = config_sub.add_parser("get", help="print a key (or all keys)")
-    get.add_argument("key", nargs="?")
-    set_ = config_sub.add_parser("set", help="change a key, as ChangeConfiguration would")
-    set_.add_argument("key")
+    name = "a 1.6 key, or with ocpp_version 2.0.1 a Component.Variable (TxCtrlr.TxStartPoint)"
+    get.add_argument("key", nargs="?", help=name)
+    set_ = config_sub.add_parser(
+        "set", help="change a key, as ChangeConfiguration (2.0.1: SetVariables) would"
+    )
+    set_.add_argument("key", help=name)
     set_.add_argument("value")
 
 
@@ -453,24 +456,37 @@ async def _config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _config_offline(settings: Settings, payload: dict[str, Any]) -> dict[str, Any]:
+    from hilsim.configuration import Configuration
     from hilsim.keys import installation_seed
     from hilsim.security import ConnectionSecurity, key_file_for, security_settings
     from hilsim.service import Service
     from hilsim.store import Store
-    from hilsim.stored_keys import load_configuration, save_key
+    from hilsim.stored_keys import load_configuration
+    from hilsim.tasks import TaskSet
 
     # The database's lock: a service running without an answering socket (starting, or another
     # config's socket) refuses this with exit 2 instead of being written behind its back.
     holder = f"hilsim config --config {settings.source}"
     async with await Store.open(settings.storage.database, holder=holder) as store:
         keys = await load_configuration(store, seed=installation_seed(settings))
-        if payload["cmd"] == "config-get":
-            return Service.config_get(keys, payload["key"])
         # The running service's guards (SecurityProfile) and the AuthorizationKey's file: a
         # value Accepted here is one the service starts with.
         ConnectionSecurity(
             security_settings(settings), keys, store, settings.charge_point.id,
             key_file_for(settings),
         )  # fmt: skip
-        change = await keys.set(payload["key"], payload["value"], save_key(store))
-        return change.answer()
+        configuration = Configuration(keys, store, TaskSet("config"))
+        model = None
+        if settings.charge_point.ocpp_version == "2.0.1":  # its variables, as the service has them
+            from hilsim.device_model import DeviceModel
+            from hilsim.ocpp201.device_model_setup import catalogue_for
+
+            stored = await store.variables.load_variables()
+            model = DeviceModel(catalogue_for(settings), configuration, store.variables, stored)
+        try:
+            if payload["cmd"] == "config-get":
+                return Service.config_get(keys, payload["key"], model)
+            return await Service.config_set(configuration, payload["key"], payload["value"], model)
+        finally:
+            if model is not None:
+                model.close()

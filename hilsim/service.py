@@ -35,6 +35,8 @@ from hilsim.wiring import build_charge_point, identity_of
 if TYPE_CHECKING:  # types only: gpiozero and the web server load when configured
     from gpiozero import Factory
 
+    from hilsim.configuration import Configuration
+    from hilsim.device_model import DeviceModel
     from hilsim.meter.base import MeterSource
     from hilsim.meter.config import MeterSettings
     from hilsim.panel.panel import Panel
@@ -268,12 +270,12 @@ class Service:
         if cmd in PANEL_COMMANDS and self.panel is not None:
             return await self.panel.command(request)
         if cmd == "config-get":
-            return self.config_get(keys, request.get("key"))
+            return self.config_get(keys, request.get("key"), charger.device_model)
         if cmd == "debug-block-loop":
             return self._block_loop(request)
         if cmd == "config-set":
             key, value = str(request.get("key", "")), str(request.get("value", ""))
-            return (await charger.configuration.configure(key, value)).answer()
+            return await self.config_set(charger.configuration, key, value, charger.device_model)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def _verdict(self, connector_id: int, timeout: float = 8.0) -> dict[str, Any]:
@@ -323,12 +325,53 @@ class Service:
         return {"ok": True, "result": {"blocked_s": round(blocked, 3)}}
 
     @staticmethod
-    def config_get(keys: ConfigurationKeys, key: object) -> dict[str, Any]:
+    def config_get(
+        keys: ConfigurationKeys, key: object, model: DeviceModel | None = None
+    ) -> dict[str, Any]:
+        """A 1.6 key, or with a 2.0.1 device model ``model`` a `Component.Variable` too; no key:
+        every key, then (2.0.1) every variable that has no key."""
+        if is_variable_name(key):
+            if model is None:
+                return {"ok": False, "error": _NO_VARIABLES.format(key)}
+            from hilsim.device_model.operator import get_variable
+
+            return get_variable(model, str(key))
         names = [str(key)] if key else None
         known, unknown = keys.report(names)
         if unknown:
             return {"ok": False, "error": f"unknown configuration key {unknown[0]}"}
-        return {"ok": True, "result": {spec.name: text for spec, text in known}}
+        result = {spec.name: text for spec, text in known}
+        if model is not None and not key:
+            from hilsim.device_model.operator import readable
+
+            result.update(readable(model))
+        return {"ok": True, "result": result}
+
+    @staticmethod
+    async def config_set(
+        configuration: Configuration, key: str, value: str, model: DeviceModel | None = None
+    ) -> dict[str, Any]:
+        """As ChangeConfiguration would (a 1.6 key), or as SetVariables (2.0.1's
+        `Component.Variable`), checked, committed and applied either way."""
+        if is_variable_name(key):
+            if model is None:
+                return {"ok": False, "error": _NO_VARIABLES.format(key)}
+            from hilsim.device_model.operator import set_variable
+
+            return await set_variable(model, key, value)
+        return (await configuration.configure(key, value)).answer()
+
+
+#: A `Component.Variable` asked of a 1.6 charge point.
+_NO_VARIABLES = (
+    "unknown configuration key {} (Component.Variable names are OCPP 2.0.1's: they need "
+    '[charge_point] ocpp_version = "2.0.1")'
+)
+
+
+def is_variable_name(key: object) -> bool:
+    """A 2.0.1 `Component.Variable` (a 1.6 key never has a dot)."""
+    return isinstance(key, str) and "." in key
 
 
 def _fault(request: dict[str, Any]) -> events.Fault:

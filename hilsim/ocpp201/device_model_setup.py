@@ -14,7 +14,14 @@ from collections.abc import Callable, Mapping, Sized
 from typing import Any, Protocol
 
 from hilsim.config import Settings
-from hilsim.device_model import Component, DeviceModel, LiveSource, build_catalogue, station_info
+from hilsim.device_model import (
+    Component,
+    DeviceModel,
+    LiveSource,
+    Variable,
+    build_catalogue,
+    station_info,
+)
 from hilsim.device_model.service import ConfigurationPort, VariableStore
 from hilsim.ocpp201.client import CONNECTOR_STATUS
 from hilsim.store import VariableAddress
@@ -104,11 +111,15 @@ def build_device_model(
     StatusNotification the client sends already says it (and a Faulted one its Problem event),
     and a second message per status change would double the traffic a bench CSMS sees.
     `DeviceModel.live_changed` is there for a live variable without a message of its own."""
+    return DeviceModel(
+        catalogue_for(settings), configuration, store, stored,
+        live_sources(charger, local_list, profiles),
+    )  # fmt: skip
+
+
+def catalogue_for(settings: Settings) -> tuple[Variable, ...]:
+    """The components and variables of the charge point the settings describe: the running
+    one's, and `hilsim config` reads them with no charger running."""
     cp = settings.charge_point
     evses = [(c.id, c.phases, float(c.max_power_W)) for c in settings.connectors]
-    catalogue = build_catalogue(station_info(cp.id, cp.vendor, cp.model, evses))
-    model = DeviceModel(
-        catalogue, configuration, store, stored, live_sources(charger, local_list, profiles)
-    )
-
-    return model
+    return build_catalogue(station_info(cp.id, cp.vendor, cp.model, evses))
