@@ -24,17 +24,17 @@ _NAME = re.compile(r"(?P<component>[A-Za-z0-9_-]+)\.(?P<variable>[A-Za-z0-9_-]+)
                    r"(?:\[(?P<instance>[A-Za-z0-9_.-]+)\])?")  # fmt: skip
 
 
-def _parse(name: str) -> tuple[str, str, str | None] | None:
-    found = _NAME.fullmatch(name)
-    if found is None:
-        return None
-    return found["component"], found["variable"], found["instance"]
-
-
-def _unknown(name: str, status: str) -> dict[str, Any]:
+def _find(model: DeviceModel, name: str) -> Variable | dict[str, Any]:
+    """The variable ``name`` names, or the answer saying why there is none."""
+    parsed = _NAME.fullmatch(name)
+    found: Variable | str = GetStatus.unknown_variable
+    if parsed is not None:
+        found = model.find(Component(parsed["component"]), parsed["variable"], parsed["instance"])
+    if isinstance(found, Variable):
+        return found
     return {
         "ok": False,
-        "error": f"{status}: no variable {name} (expected Component.Variable, e.g. "
+        "error": f"{found}: no variable {name} (expected Component.Variable, e.g. "
         "TxCtrlr.TxStartPoint; `hilsim config get` lists them)",
     }
 
@@ -56,13 +56,9 @@ def readable(model: DeviceModel) -> dict[str, str]:
 
 def get_variable(model: DeviceModel, name: str) -> dict[str, Any]:
     """The control socket's answer to `hilsim config get Component.Variable`."""
-    parsed = _parse(name)
-    if parsed is None:
-        return _unknown(name, GetStatus.unknown_variable)
-    component, variable_name, instance = parsed
-    found = model.find(Component(component), variable_name, instance)
+    found = _find(model, name)
     if not isinstance(found, Variable):
-        return _unknown(name, str(found))
+        return found
     outcome = model.get(found.component, found.name, found.instance)
     if outcome.status != GetStatus.accepted:
         return {"ok": False, "error": _why(found, outcome)}
@@ -71,13 +67,9 @@ def get_variable(model: DeviceModel, name: str) -> dict[str, Any]:
 
 async def set_variable(model: DeviceModel, name: str, value: str) -> dict[str, Any]:
     """The control socket's answer to `hilsim config set Component.Variable VALUE`."""
-    parsed = _parse(name)
-    if parsed is None:
-        return _unknown(name, SetStatus.unknown_variable)
-    component, variable_name, instance = parsed
-    found = model.find(Component(component), variable_name, instance)
+    found = _find(model, name)
     if not isinstance(found, Variable):
-        return _unknown(name, str(found))
+        return found
     outcome = await model.set(found.component, found.name, value, found.instance, by_csms=False)
     result = {"status": outcome.status}
     if outcome.status in (SetStatus.accepted, SetStatus.reboot_required):
