@@ -11,9 +11,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from hilsim.clock import Clock, parse_iso
+from hilsim.clock import Clock, parse_iso, utc_iso
 from hilsim.errors import CsmsError, StoreError
 from hilsim.keys import ConfigurationKeys
 from hilsim.local_list import LocalAuthList
@@ -67,6 +68,10 @@ class Authorizer:
         #: `hilsim ctl status`
         self.last_decision: dict[str, Any] | None = None
         self.decision_listeners: list[DecisionListener] = []
+        #: OCPP 2.0.1's AuthCacheCtrlr.LifeTime in seconds, read each time a tag is cached: an
+        #: entry expires that long after the CSMS last confirmed it, or at the CSMS's own
+        #: expiry if sooner. None (1.6): only the CSMS's expiry counts.
+        self.cache_lifetime_s: Callable[[], float] | None = None
 
     async def decide(
         self, connector_id: int, id_tag: str, take: Callable[[Decision], object]
@@ -144,13 +149,27 @@ class Authorizer:
             return
         if not self.keys.get("AuthorizationCacheEnabled"):
             return
+        expiry = info.get("expiry_date")
+        if self.cache_lifetime_s is not None:
+            expiry = self._within_lifetime(expiry, self.cache_lifetime_s())
         try:
             await self.store.cache_id_tag(
-                id_tag, str(info["status"]), info.get("expiry_date"), info.get("parent_id_tag")
+                id_tag, str(info["status"]), expiry, info.get("parent_id_tag")
             )
         except StoreError as exc:
             # The CSMS's verdict stands; only the offline memory of it is missing.
             log.error("authorization cache not updated for idTag %s: %s", id_tag, exc)
+
+    def _within_lifetime(self, expiry: str | None, lifetime_s: float) -> str:
+        """The CSMS's expiry, or the end of the cache's lifetime from now if that is sooner."""
+        end = self.clock.now() + timedelta(seconds=lifetime_s)
+        if expiry is not None:
+            try:
+                if parse_iso(expiry) <= end:
+                    return expiry
+            except ValueError:
+                pass  # an unreadable expiry is no expiry: the lifetime stands
+        return utc_iso(end)
 
     def _listed(self, id_tag: str) -> CachedIdTag | None:
         local_list = self.local_list

@@ -184,6 +184,8 @@ async def build_charge_point(
                 settings, configuration, store, variables, charger, link,
                 local_list=local_list, profiles=lambda: len(smart_charging.profiles.profiles),
             )  # fmt: skip
+            model = device_model
+            authorizer.cache_lifetime_s = lambda: float(model.text("AuthCacheCtrlr", "LifeTime"))
         return ChargerServices(
             configuration, smart_charging, outbox, authorizer, metering,
             availability, operations, transactions, firmware, device_model,
