@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from hilsim.clock import parse_iso, utc_iso
+
 DAY_S = 86_400
 WEEK_S = 7 * DAY_S
 
@@ -255,16 +257,12 @@ class Profile:
 
 
 def parse_time(text: str) -> float:
-    """An OCPP dateTime to epoch seconds; a naive one is taken as UTC."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    """An OCPP dateTime to epoch seconds (the engine computes in seconds); naive is UTC."""
+    return parse_iso(text).timestamp()
 
 
 def iso(epoch: float) -> str:
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return utc_iso(datetime.fromtimestamp(epoch, UTC))
 
 
 def _opt_time(value: Any) -> float | None:
