@@ -15,6 +15,7 @@ from hilsim.smart_charging import (
     iso,
     parse_time,
 )
+from hilsim.smart_charging.engine import MAX_COMPOSITE_STEPS
 
 # Monday 5 January 2026, 00:00 UTC: every instant below is counted from here.
 T = parse_time("2026-01-05T00:00:00Z")
@@ -493,3 +494,20 @@ def test_composite_schedule_of_a_relative_default_starts_at_the_request() -> Non
         {"startPeriod": 0, "limit": 5000.0},
         {"startPeriod": 60, "limit": 1000.0},
     ]
+
+
+def test_a_composite_schedule_of_any_length_stays_bounded_and_says_how_far_it_reaches() -> None:
+    """68 years of a night cap would be 50,000 periods: a frame the CSMS closes the connection
+    over. It stops at the engine's bound, its duration where the next period would start."""
+    found = daily_night_cap()
+    schedule = found.composite_schedule(1, T, 2**31 - 1, [C1], grid_voltage_V=230)
+    periods = schedule["chargingSchedulePeriod"]
+    assert len(periods) == MAX_COMPOSITE_STEPS  # each boundary changes the limit here
+    assert periods[0] == {"startPeriod": 0, "limit": 4000.0}  # inside the night at T
+    last = periods[-1]["startPeriod"]
+    following = found.next_boundary(T + last, [C1])
+    assert following is not None and schedule["duration"] == following - T
+    assert schedule["duration"] < 2**31 - 1
+    # What it covers is exactly what a request of that duration gets.
+    again = found.composite_schedule(1, T, schedule["duration"], [C1], grid_voltage_V=230)
+    assert again == schedule

@@ -197,10 +197,14 @@ class SmartChargingHandlers201:
     ) -> dict[str, Any]:
         if (unknown := self._unknown_evse(evse_id)) is not None:
             return unknown.payload()
-        # The engine's schedule of duration 0 has no period; the 2.0.1 one needs one.
+        if duration < 0:
+            return Refused("InvalidValue", f"duration {duration} s: a schedule cannot end before "
+                           "it starts").payload()  # fmt: skip
+        # The engine's schedule of duration 0 has no period; the 2.0.1 one needs one. A long
+        # one comes back shorter than asked (the engine's bound): its duration says so.
         answer = composite_to_201(
             evse_id, self._limits.composite(evse_id, max(1, duration), charging_rate_unit)
         )
         if "schedule" in answer:
-            answer["schedule"]["duration"] = duration
+            answer["schedule"]["duration"] = min(duration, answer["schedule"]["duration"])
         return answer

@@ -22,6 +22,11 @@ from hilsim.smart_charging.profiles import (
     iso,
 )
 
+#: The most boundaries a composite schedule walks, so the most periods it lists: about 40 kB
+#: on the wire at most (the peers' default frame limit is 1 MiB) and some 50 ms of the event
+#: loop on a PC; a daily profile with three changes a day still shows most of a year.
+MAX_COMPOSITE_STEPS = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectorContext:
@@ -262,11 +267,21 @@ class ProfileSet:
         For a connector: its composite limit over [start, start + duration), the hardware
         maximum where no profile applies. For connector 0: what the whole charge point may draw
         from the grid, i.e. the sum over the connectors, capped by the ChargePointMaxProfile.
+
+        A CSMS may ask for any duration (2^31 s is 68 years: a daily profile's 74,000 periods,
+        a 3 MB frame the peer closes the connection over, a second of the event loop). The
+        schedule stops after `MAX_COMPOSITE_STEPS` boundaries instead, and its duration says how
+        far it reaches (1.6 allows a shorter schedule than asked; 2.0.1 states it by duration).
         """
         end = start + duration_s
         periods: list[dict[str, Any]] = []
         t = start
+        steps = 0
         while t < end:
+            steps += 1
+            if steps > MAX_COMPOSITE_STEPS:
+                duration_s = round(t - start)
+                break
             at = self.limits(
                 t, connectors, grid_voltage_V=grid_voltage_V, grid_phases=grid_phases,
                 anchor_now=start,
