@@ -301,7 +301,8 @@ class ChargePointClient201(
 
 def link_options() -> dict[str, Any]:
     """What `hilsim.ocpp.session.CsmsLink` needs to speak 2.0.1: the client factory (all its
-    clients sharing one `Memory201`), the subprotocol and the 2.0.1 schemas."""
+    clients sharing one `Memory201`), the subprotocol, the 2.0.1 schemas, and the security
+    events as the watcher of failed connections."""
     memory = Memory201()
 
     def factory(*args: Any, **kwargs: Any) -> ChargePointClient201:
@@ -311,4 +312,5 @@ def link_options() -> dict[str, Any]:
         "client_factory": factory,
         "subprotocol": SUBPROTOCOL,
         "schemas": Schemas(version="v201"),
+        "connection_watcher": memory.security,
     }
