@@ -28,10 +28,12 @@ from hilsim.ocpp.client import BootResult, Identity
 from hilsim.ocpp.framing import (
     ERROR_CODES_201,
     VIOLATION_CODES_201,
+    CallErrorReceived,
     Connection,
     OcppJClient,
     without_nones,
 )
+from hilsim.ocpp.transport import ConnectionClosed
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp201.device_model_handlers import DeviceModelHandlers
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
@@ -260,13 +262,20 @@ class ChargePointClient201(
         self, kind: str, tech_info: str | None = None, timestamp: str | None = None
     ) -> None:
         """SecurityEventNotification; a failure is logged, never raised (nothing waits on it)."""
-        payload = without_nones(
-            type=kind, timestamp=timestamp or self.charger.wall.iso(), techInfo=tech_info
-        )
+        await self._deliver(kind, tech_info, timestamp or self.charger.wall.iso())
+
+    async def _deliver(self, kind: str, tech_info: str | None, timestamp: str) -> bool:
+        """Whether the CSMS got the event: False when the connection failed under it (an
+        answer with a CALLERROR counts as got: sending it again would be refused again)."""
+        payload = without_nones(type=kind, timestamp=timestamp, techInfo=tech_info)
         try:
             await self.call("SecurityEventNotification", payload)
-        except (CsmsError, TimeoutError, OSError) as exc:
+        except CallErrorReceived as exc:
+            log.warning("SecurityEventNotification %s refused by the CSMS: %s", kind, exc)
+        except (CsmsError, TimeoutError, OSError, ConnectionClosed) as exc:
             log.warning("SecurityEventNotification %s not delivered: %s", kind, exc)
+            return False
+        return True
 
     def send_security_events(self, events: list[Event]) -> None:
         """Send these events in order, in the background."""
@@ -274,8 +283,15 @@ class ChargePointClient201(
             self.tasks.spawn(self._send_all(events), "security-events")
 
     async def _send_all(self, events: list[Event]) -> None:
-        for kind, tech_info, timestamp in events:
-            await self.security_event(kind, tech_info, timestamp)
+        """In order; what the connection's end (a reconnect with a new SecurityProfile right
+        after the answer that set it) leaves unsent waits for the next accepted boot."""
+        remaining = list(events)
+        try:
+            while remaining and await self._deliver(*remaining[0]):
+                remaining.pop(0)
+        finally:
+            if remaining:
+                self.memory.security.requeue(remaining)
 
     async def start_transaction(self, *args: Any, **kwargs: Any) -> Any:
         raise CsmsError("StartTransaction does not exist in OCPP 2.0.1 (TransactionEvent does)")

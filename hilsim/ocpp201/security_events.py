@@ -122,6 +122,12 @@ class SecurityEvents:
                 log.warning("too many security events waiting: %s of %s dropped", *dropped[::2])
             self.pending.append(event)
 
+    def requeue(self, events: list[Event]) -> None:
+        """Events a connection ended under: first in line for the next accepted boot."""
+        log.info("%d security event(s) not delivered: sent after the next boot", len(events))
+        self.pending[:0] = events
+        del self.pending[: max(0, len(self.pending) - PENDING_MAX)]
+
     def connect_failed(self, error: CsmsError, owner: Any) -> None:
         """The WebSocket did not open. A refused handshake (HTTP 401/403: our credentials) or a
         TLS failure the charge point can name is a security event (OCPP 2.0.1 A00-A03), queued
