@@ -23,7 +23,7 @@ import pytest
 import test_security as security_1_6
 from certs import Issued, issue, server_context
 from netproxy import Proxy
-from scripted_csms201 import CALL, CALLRESULT, strict_violations
+from scripted_csms201 import CALL, CALLRESULT, ScriptedCsms201, strict_violations
 
 from hilsim.config import Settings
 from hilsim.csms import CentralSystem
@@ -31,6 +31,7 @@ from hilsim.errors import CsmsError
 from hilsim.ocpp.transport import HandshakeRefused, TlsFailure, tls_failure_kind
 from hilsim.ocpp201 import security_events
 from hilsim.ocpp201.security_events import SecurityEvents
+from hilsim.security import basic_auth_header
 
 from conftest import CP_ID, make_settings
 
@@ -273,7 +274,8 @@ async def test_an_untrusted_csms_certificate_is_reported_after_the_next_accepted
         started = datetime.now(UTC)
         url = f"wss://127.0.0.1:{proxy.port}"
         await running(settings_201(short_dir, url, 2, password=PASSWORD, ca_file=pki["ca"].cert))
-        await failed.wait(times=2)
+        # at least three attempts: each logs it once, the security event once more
+        await failed.wait(times=4)
         assert stranger.sessions == {} and stranger.refusals == []  # no password was sent
         fixed = datetime.now(UTC)
         proxy.target_port = trusted.port
@@ -288,6 +290,39 @@ async def test_an_untrusted_csms_certificate_is_reported_after_the_next_accepted
         assert [e["type"] for e in session.security_events].count(BAD_CERT) == 1
         assert session.violations == []
     assert_no_secret(caplog, PASSWORD)
+
+
+async def test_a_busy_csms_is_no_security_event_but_a_forbidden_one_is(
+    short_dir: Path, running: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HTTP 503 (the CSMS cannot take us now) is a network failure; 403 refuses our credentials:
+    one FailedToAuthenticateAtCsms, stamped with the first 403, after the accepted boot."""
+    async with ScriptedCsms201() as csms:
+        csms.refuse_status = 503
+        await running(settings_201(short_dir, csms.url, 1, password=PASSWORD))
+        await csms.wait_for_refusals(2)
+        csms.refuse_status = 403
+        first_403 = datetime.now(UTC)
+        await csms.wait_for_refusals(5)
+        accepted_from = datetime.now(UTC)
+        csms.refuse_status = None
+        [event] = await csms.wait_for(
+            "SecurityEventNotification", lambda p: p["type"] == FAILED_AUTH
+        )
+        assert second(first_403) <= when(event) <= accepted_from
+        assert "HTTP 403" in event["techInfo"]
+        await csms.result("TriggerMessage", {"requestedMessage": "Heartbeat"})
+        await csms.wait_for("Heartbeat")
+        sent = [p["type"] for p in csms.calls("SecurityEventNotification")]
+        assert sent == ["StartupOfTheDevice", FAILED_AUTH]  # nothing for the 503s
+        assert csms.refused[:2] == [503, 503] and csms.refused.count(403) >= 3
+        assert csms.violations() == []
+    # The charge point's records (the scripted CSMS's own websockets log shows the header).
+    token = basic_auth_header(CP_ID, PASSWORD.encode()).split()[1]
+    for record in caplog.records:
+        if not record.name.startswith("websockets.server"):
+            text = record.getMessage() + str(record.args)
+            assert PASSWORD not in text and token not in text, record.name
 
 
 async def test_another_charge_points_certificate_refused_is_a_failed_authentication(
