@@ -256,6 +256,30 @@ async def test_a_refused_password_is_reported_once_after_the_next_accepted_boot(
     assert_no_secret(caplog, PASSWORD, wrong)
 
 
+async def test_the_operator_fixes_the_password_at_the_charge_point(
+    short_dir: Path, running: Any, judge: Judge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused with the password it has; `hilsim config set AuthorizationKey` (through the
+    control socket) gives it the right one while it cannot reach the CSMS: the next attempt
+    connects, and the refusals are reported then."""
+    right = "the password the CSMS was given"
+    async with csms_201(judge, passwords={CP_ID: right}) as csms:
+        service = await running(settings_201(short_dir, csms.url, 1, password=PASSWORD))
+        await refusals(csms, 2)
+        fixed = datetime.now(UTC)
+        answer = await service.command(
+            {"cmd": "config-set", "key": "AuthorizationKey", "value": right.encode().hex()}
+        )
+        assert answer["ok"], answer
+        session = await booted(csms)
+        event = await session.wait_for(
+            "SecurityEventNotification", lambda p: p["type"] == FAILED_AUTH
+        )
+        assert when(event) <= fixed
+        assert session.violations == []
+    assert_no_secret(caplog, PASSWORD, right, right.encode().hex())
+
+
 async def test_an_untrusted_csms_certificate_is_reported_after_the_next_accepted_boot(
     short_dir: Path, running: Any, judge: Judge, pki: dict[str, Issued], watch: Any,
     caplog: pytest.LogCaptureFixture,
