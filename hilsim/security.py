@@ -219,9 +219,16 @@ class AuthorizationKeyFile:
         os.replace(temporary, self.path)
 
 
+#: Names of the secret, in lower case: the 1.6 key, and OCPP 2.0.1's SecurityCtrlr variable that
+#: is the same password (a SetVariables frame carries it in clear).
+SECRET_NAMES = ("authorizationkey", "basicauthpassword")
+
+
 def carries_secret(text: str) -> bool:
-    """Whether text names the AuthorizationKey, in any case (a key name is a CiString50)."""
-    return "authorizationkey" in text.casefold()
+    """Whether text names the AuthorizationKey or BasicAuthPassword, in any case (a key name is
+    a CiString50)."""
+    folded = text.casefold()
+    return any(name in folded for name in SECRET_NAMES)
 
 
 def redact(text: str) -> str:
@@ -252,8 +259,8 @@ class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 def _redact_other(value: object) -> object:
     # A websockets Frame shows only the ends of its payload: look at all of it.
     data = getattr(value, "data", None)
-    if isinstance(data, bytes | bytearray | memoryview) and (
-        b"authorizationkey" in bytes(data).lower()
+    if isinstance(data, bytes | bytearray | memoryview) and any(
+        name.encode() in bytes(data).lower() for name in SECRET_NAMES
     ):
         return _REDACTED
     return _REDACTED if carries_secret(str(value)) else value

@@ -106,6 +106,10 @@ class ScriptedCsms201:
         self._ids = itertools.count(1)
         self._server: Any = None
         self.url = ""
+        #: while set, every handshake is answered with this HTTP status instead (401, 403, 503)
+        self.refuse_status: int | None = None
+        #: the HTTP status of every handshake refused so far, in order
+        self.refused: list[int] = []
 
     async def __aenter__(self) -> ScriptedCsms201:
         self._server = await serve(
@@ -113,6 +117,7 @@ class ScriptedCsms201:
             "127.0.0.1",
             0,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            process_request=self._refuse,
         )
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}"
@@ -121,6 +126,21 @@ class ScriptedCsms201:
     async def __aexit__(self, *exc: object) -> None:
         self._server.close()
         await self._server.wait_closed()
+
+    async def _refuse(self, connection: ServerConnection, request: Any) -> Any:
+        status = self.refuse_status
+        if status is None:
+            return None
+        async with self._changed:
+            self.refused.append(status)
+            self._changed.notify_all()
+        return connection.respond(status, "refused by the test\n")
+
+    async def wait_for_refusals(self, count: int, timeout: float = 5) -> None:
+        """Until ``count`` handshakes have been refused in all."""
+        async with asyncio.timeout(timeout), self._changed:
+            while len(self.refused) < count:
+                await self._changed.wait()
 
     async def _serve(self, ws: ServerConnection) -> None:
         self.ws = ws

@@ -49,6 +49,15 @@ class LinkState(StrEnum):
     CONNECTED = "connected"
 
 
+class ConnectionWatcher(Protocol):
+    """Told of every attempt to open the WebSocket (OCPP 2.0.1's security events: a refused
+    handshake or an untrusted CSMS certificate is reported after the next accepted boot)."""
+
+    def connect_failed(self, error: CsmsError, owner: LinkOwner) -> None: ...
+
+    def link_opened(self) -> None: ...
+
+
 class LinkOwner(ChargerPort, Protocol):
     """What the link tells the charger about."""
 
@@ -85,8 +94,10 @@ class CsmsLink:
         client_factory: ClientFactory = ChargePointClient,
         subprotocol: str = SUBPROTOCOL,
         schemas: Schemas | None = None,
+        connection_watcher: ConnectionWatcher | None = None,
     ) -> None:
         """``security``: profile 1-3 (`hilsim.security`); None: plain, as the URL says.
+        ``connection_watcher``: told of each failed and each opened connection (2.0.1).
 
         ``client_factory``, ``subprotocol`` and ``schemas`` choose the OCPP version (1.6 unless
         given; `hilsim.wiring` gives the 2.0.1 ones in 2.0.1 mode).
@@ -115,6 +126,7 @@ class CsmsLink:
         self.connections = 0
         self._socket: Any = None  # the open WebSocket, for reconnect()
         self.security = security
+        self.connection_watcher = connection_watcher
         self._tasks = TaskSet("link")
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._keys_changed = asyncio.Event()
@@ -178,6 +190,8 @@ class CsmsLink:
             except CsmsError as exc:
                 if self.security is not None:
                     self.security.connection_failed(exc)  # may fall back to the last good one
+                if self.connection_watcher is not None:
+                    self.connection_watcher.connect_failed(exc, owner)
                 delay = next(delays)
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self._set_state(LinkState.DISCONNECTED)
@@ -188,6 +202,8 @@ class CsmsLink:
             self._socket = ws
             if self.security is not None:
                 self.security.connected()
+            if self.connection_watcher is not None:
+                self.connection_watcher.link_opened()
             log.info("connected to %s", self.endpoint)
             try:
                 await self._serve(ws, owner)

@@ -25,7 +25,60 @@ _library_log = RedactingLogger(logging.getLogger("websockets.client"), {})
 
 SUBPROTOCOL = "ocpp1.6"
 
-__all__ = ["SUBPROTOCOL", "Backoff", "ClientConnection", "ConnectionClosed", "open_link"]
+__all__ = [
+    "SUBPROTOCOL",
+    "Backoff",
+    "ClientConnection",
+    "ConnectionClosed",
+    "HandshakeRefused",
+    "TlsFailure",
+    "open_link",
+]
+
+#: OpenSSL reasons that say the two ends share no TLS version (the client wants 1.2 or later).
+_VERSION_REASONS = frozenset(
+    {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE"}
+)
+#: ... and no cipher suite.
+_CIPHER_REASONS = frozenset({"NO_CIPHERS_AVAILABLE", "NO_SHARED_CIPHER", "NO_CIPHER_MATCH"})
+
+
+class HandshakeRefused(CsmsError):
+    """The CSMS answered the WebSocket handshake with an HTTP error status.
+
+    Told apart from a network error because 401/403 means the CSMS refused our credentials (a
+    security event in OCPP 2.0.1), not that it could not be reached.
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def credentials_refused(self) -> bool:
+        return self.status in (401, 403)
+
+
+class TlsFailure(CsmsError):
+    """The TLS handshake failed; ``kind`` says why, as far as OpenSSL tells: "certificate" (the
+    CSMS's certificate did not verify), "version" (no TLS version in common), "cipher" (no
+    cipher suite in common) or "other"."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def tls_failure_kind(exc: ssl_module.SSLError) -> str:
+    """Why a TLS handshake failed, from OpenSSL's reason."""
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return "certificate"
+    reason = str(exc.reason or "")
+    if reason in _VERSION_REASONS:
+        return "version"
+    if reason in _CIPHER_REASONS:
+        return "cipher"
+    return "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +136,16 @@ async def open_link(
         raise CsmsError(f"{url}: not a valid WebSocket URL ({exc})") from None
     except InvalidStatus as exc:
         code = exc.response.status_code
-        raise CsmsError(f"{url}: CSMS refused the WebSocket handshake (HTTP {code})") from None
+        raise HandshakeRefused(
+            f"{url}: CSMS refused the WebSocket handshake (HTTP {code})", code
+        ) from None
     except InvalidHandshake as exc:
         raise CsmsError(f"{url}: WebSocket handshake failed ({exc})") from None
     except TimeoutError:
         raise CsmsError(f"{url}: no answer within {open_timeout:g} s") from None
     except ssl_module.SSLError as exc:
         why = getattr(exc, "verify_message", None) or exc.reason or exc
-        raise CsmsError(f"{url}: TLS handshake failed ({why})") from None
+        raise TlsFailure(f"{url}: TLS handshake failed ({why})", tls_failure_kind(exc)) from None
     except OSError as exc:
         raise CsmsError(f"{url}: {exc.strerror or exc}") from None
     if ws.subprotocol != subprotocol:

@@ -28,10 +28,12 @@ from hilsim.ocpp.client import BootResult, Identity
 from hilsim.ocpp.framing import (
     ERROR_CODES_201,
     VIOLATION_CODES_201,
+    CallErrorReceived,
     Connection,
     OcppJClient,
     without_nones,
 )
+from hilsim.ocpp.transport import ConnectionClosed
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp201.device_model_handlers import DeviceModelHandlers
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
@@ -260,13 +262,20 @@ class ChargePointClient201(
         self, kind: str, tech_info: str | None = None, timestamp: str | None = None
     ) -> None:
         """SecurityEventNotification; a failure is logged, never raised (nothing waits on it)."""
-        payload = without_nones(
-            type=kind, timestamp=timestamp or self.charger.wall.iso(), techInfo=tech_info
-        )
+        await self._deliver(kind, tech_info, timestamp or self.charger.wall.iso())
+
+    async def _deliver(self, kind: str, tech_info: str | None, timestamp: str) -> bool:
+        """Whether the CSMS got the event: False when the connection failed under it (an
+        answer with a CALLERROR counts as got: sending it again would be refused again)."""
+        payload = without_nones(type=kind, timestamp=timestamp, techInfo=tech_info)
         try:
             await self.call("SecurityEventNotification", payload)
-        except (CsmsError, TimeoutError, OSError) as exc:
+        except CallErrorReceived as exc:
+            log.warning("SecurityEventNotification %s refused by the CSMS: %s", kind, exc)
+        except (CsmsError, TimeoutError, OSError, ConnectionClosed) as exc:
             log.warning("SecurityEventNotification %s not delivered: %s", kind, exc)
+            return False
+        return True
 
     def send_security_events(self, events: list[Event]) -> None:
         """Send these events in order, in the background."""
@@ -274,8 +283,15 @@ class ChargePointClient201(
             self.tasks.spawn(self._send_all(events), "security-events")
 
     async def _send_all(self, events: list[Event]) -> None:
-        for kind, tech_info, timestamp in events:
-            await self.security_event(kind, tech_info, timestamp)
+        """In order; what the connection's end (a reconnect with a new SecurityProfile right
+        after the answer that set it) leaves unsent waits for the next accepted boot."""
+        remaining = list(events)
+        try:
+            while remaining and await self._deliver(*remaining[0]):
+                remaining.pop(0)
+        finally:
+            if remaining:
+                self.memory.security.requeue(remaining)
 
     async def start_transaction(self, *args: Any, **kwargs: Any) -> Any:
         raise CsmsError("StartTransaction does not exist in OCPP 2.0.1 (TransactionEvent does)")
@@ -301,8 +317,9 @@ class ChargePointClient201(
 
 def link_options() -> dict[str, Any]:
     """What `hilsim.ocpp.session.CsmsLink` needs to speak 2.0.1: the client factory (all its
-    clients sharing one `Memory201`), the subprotocol and the 2.0.1 schemas. The first boot
-    says why this run started: RemoteReset (or FirmwareUpdate) after a Reset Hard's exec."""
+    clients sharing one `Memory201`), the subprotocol, the 2.0.1 schemas, and the security
+    events as the watcher of failed connections. The first boot says why this run started:
+    RemoteReset (or FirmwareUpdate) after a Reset Hard's exec."""
     from hilsim.restart import boot_reason_after_restart
 
     memory = Memory201(boot_reason=boot_reason_after_restart())
@@ -314,4 +331,5 @@ def link_options() -> dict[str, Any]:
         "client_factory": factory,
         "subprotocol": SUBPROTOCOL,
         "schemas": Schemas(version="v201"),
+        "connection_watcher": memory.security,
     }

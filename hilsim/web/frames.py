@@ -24,6 +24,8 @@ FRAMES_KEPT = 500
 MAX_TEXT = 16_000
 #: Configuration keys whose value is a secret (lower case). Not case-sensitive in OCPP.
 SECRET_KEYS = frozenset({"authorizationkey"})
+#: OCPP 2.0.1 variables whose value is a secret (lower case): SetVariables carries it in clear.
+SECRET_VARIABLES = frozenset({"basicauthpassword"})
 HIDDEN = "(hidden)"
 _KINDS = {CALL: "CALL", CALLRESULT: "CALLRESULT", CALLERROR: "CALLERROR"}
 #: Unanswered CALLs remembered for naming their results; more means the peer never answers.
@@ -139,7 +141,22 @@ def redact(action: str, kind: int, msg: list[Any]) -> list[Any]:
                 for e in entries
             ]
             return [*msg[:2], {**payload, "configurationKey": shown}]
+    if action == "SetVariables" and kind == CALL and isinstance(msg[3], dict):
+        items = msg[3].get("setVariableData")
+        if isinstance(items, list):
+            hidden = [_hide_secret_variable(item) for item in items]
+            return [*msg[:3], {**msg[3], "setVariableData": hidden}]
     return msg
+
+
+def _hide_secret_variable(item: Any) -> Any:
+    if not isinstance(item, dict) or "attributeValue" not in item:
+        return item
+    variable = item.get("variable")
+    name = variable.get("name", "") if isinstance(variable, dict) else ""
+    if str(name).lower() in SECRET_VARIABLES:
+        return {**item, "attributeValue": HIDDEN}
+    return item
 
 
 class FrameLog:
