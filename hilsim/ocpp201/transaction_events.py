@@ -31,7 +31,7 @@ from hilsim.ocpp201.tx_wire import (
     ended_meter_values,
     id_tag_info,
     id_token,
-    meter_value_201,
+    meter_values_201,
     register_value,
 )
 from hilsim.store import OutboxEntry, Store, TransactionRow
@@ -311,7 +311,9 @@ class TransactionEvents:
             )
             for draft in drafts:
                 payload = self._payload(connector_id, draft, stamp=timestamp)
-                payload["meterValue"] = [meter_value_201(mv) for mv in meter_value or []]
+                values = meter_values_201(meter_value or [])
+                if values:  # minItems 1: nothing 2.0.1 can say is said by leaving it out
+                    payload["meterValue"] = values
                 await self._record(connector_id, draft, payload)
         return "TransactionEvent" if drafts else None
 
