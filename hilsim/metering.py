@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from hilsim.clock import Clock
@@ -96,9 +96,14 @@ class Metering:
     # -- one MeterValue ------------------------------------------------------------------------
 
     def meter_value(
-        self, connector_id: int, context: str, key: str = "MeterValuesSampledData"
+        self,
+        connector_id: int,
+        context: str,
+        key: str = "MeterValuesSampledData",
+        listed: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """One MeterValue of a connector now, with the measurands ``key`` names."""
+        """One MeterValue of a connector now, with the measurands ``key`` names (or, given,
+        those ``listed``: a 2.0.1 list that has no 1.6 key, like TxStartedMeasurands)."""
         rt = self.connectors[connector_id]
         reading = rt.meter.read(self.clock())
         sampled = measurands(reading)
@@ -107,7 +112,7 @@ class Metering:
             sampled.append(sampled_value(soc, "SoC", "Percent", "EV", digits=2))
         chosen = choose(
             sampled,
-            wanted(self.keys, key),
+            wanted(self.keys, key) if listed is None else listed,
             offered_W=rt.offered_power_W(),
             voltage_V=rt.voltage_V,
             phases=rt.phases,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from hilsim.clock import Clock
@@ -33,12 +33,15 @@ from hilsim.ocpp201.tx_wire import (
     id_token,
     meter_values_201,
     register_value,
+    sampled_value_201,
 )
 from hilsim.store import OutboxEntry, Store, TransactionRow
 from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import OutboxPort
 
 log = logging.getLogger(__name__)
+
+REGISTER = "Energy.Active.Import.Register"
 
 class DeviceVariables(Protocol):
     """The device model (`hilsim.device_model.DeviceModel`), as TxCtrlr is read from it."""
@@ -48,12 +51,22 @@ class DeviceVariables(Protocol):
         ...
 
 
+class MeterValues(Protocol):
+    """The metering service (`hilsim.metering.Metering`), as a Started reads it."""
+
+    def meter_value(
+        self, connector_id: int, context: str, *, listed: Sequence[str] | None = None
+    ) -> dict[str, Any]: ...
+
+
 class EventSource(Protocol):
     """What the dialect observes of the charge point (`hilsim.charger.Charger`)."""
 
     @property
     def device_model(self) -> DeviceVariables | None: ...
 
+    @property
+    def metering(self) -> MeterValues: ...
     @property
     def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
     @property
@@ -88,10 +101,21 @@ def dialect_for(
     def points() -> TxPoints:
         return points_from(text)
 
+    def begun(evse_id: int) -> list[dict[str, Any]]:
+        """SampledDataCtrlr.TxStartedMeasurands now, but the register (it comes from the
+        start's own reading, meterStart): 1.6 sampled values, context Transaction.Begin."""
+        listed = text("SampledDataCtrlr", "TxStartedMeasurands") or ""
+        others = [m for m in map(str.strip, listed.split(",")) if m and m != REGISTER]
+        if not others:
+            return []
+        value = charger.metering.meter_value(evse_id, "Transaction.Begin", listed=others)
+        return list(value["sampledValue"])
+
     def build(outbox: OutboxPort) -> TransactionEvents:
         dialect = TransactionEvents(
-            outbox, store, link, charger.wall, tasks, energy_Wh=energy_Wh, points=points
-        )
+            outbox, store, link, charger.wall, tasks,
+            energy_Wh=energy_Wh, points=points, begun=begun,
+        )  # fmt: skip
         charger.event_listeners.append(dialect.on_event)
         return dialect
 
@@ -112,9 +136,11 @@ class TransactionEvents:
         energy_Wh: Callable[[int], float],
         points: Callable[[], TxPoints] = TxPoints,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        begun: Callable[[int], list[dict[str, Any]]] = lambda _: [],
     ) -> None:
         """``energy_Wh``: a connector's register now; ``points``: TxStartPoint/TxStopPoint
-        now (the device model's); ``tasks``: where events from the machines are written."""
+        now (the device model's); ``tasks``: where events from the machines are written;
+        ``begun``: what a Started says beside the register (TxStartedMeasurands, 1.6-shaped)."""
         self.store = store
         self.link = link
         self.wall = wall
@@ -122,6 +148,7 @@ class TransactionEvents:
         self.energy_Wh = energy_Wh
         self.points = points
         self.new_id = new_id
+        self.begun = begun
         self.outbox = outbox  # the outbox this dialect speaks for
         self._trackers: dict[int, EvseTracker] = {}
         self._local: dict[str, int] = {}  # tx_id -> local id
@@ -146,6 +173,11 @@ class TransactionEvents:
 
     def local_id_of(self, tx_id: str) -> int | None:
         return self._local.get(tx_id)
+
+    def known_as(self, connector_id: int, local_id: int | None) -> str | None:
+        """The transactionId the CSMS knows: the open one, or (ending) the machine's."""
+        open_tx = self.open_tx_id(connector_id)
+        return open_tx if open_tx is not None or local_id is None else self.tx_id(local_id)
 
     def open_tx_id(self, evse_id: int) -> str | None:
         """The EVSE's open 2.0.1 transaction (it may have begun before the machine's)."""
@@ -302,18 +334,17 @@ class TransactionEvents:
         kept_json = None if local_id is None or kept is None else json.dumps(kept)
         tracker = self.tracker(connector_id)
         drafts: list[Draft] = []
-        if local_id is not None and meter_value is not None:
-            clock = meter_value[0]["sampledValue"][0].get("context") == "Sample.Clock"
-            drafts = tracker.sample(clock)
+        # What 2.0.1 can say of it (no Updated for a sample of only 1.6 measurands: nothing new).
+        values = meter_values_201(meter_value or [])
+        if local_id is not None and values:
+            drafts = tracker.sample(values[0]["sampledValue"][0].get("context") == "Sample.Clock")
         async with outbox.writes:
             await self.store.record_sample(
                 connector_id, energy_Wh, timestamp, local_id, None, kept_json
             )
             for draft in drafts:
                 payload = self._payload(connector_id, draft, stamp=timestamp)
-                values = meter_values_201(meter_value or [])
-                if values:  # minItems 1: nothing 2.0.1 can say is said by leaving it out
-                    payload["meterValue"] = values
+                payload["meterValue"] = values
                 await self._record(connector_id, draft, payload)
         return "TransactionEvent" if drafts else None
 
@@ -382,7 +413,11 @@ class TransactionEvents:
         if draft.meter in ("Transaction.Begin", "Transaction.End"):
             if energy_Wh is None:
                 energy_Wh = self.energy_Wh(evse_id)
-            payload["meterValue"] = [register_value(energy_Wh, stamp, draft.meter)]
+            value = register_value(energy_Wh, stamp, draft.meter)  # first: it is meterStart
+            if draft.meter == "Transaction.Begin":
+                begun = map(sampled_value_201, self.begun(evse_id))
+                value["sampledValue"] += [sv for sv in begun if sv is not None]
+            payload["meterValue"] = [value]
         return payload
 
     async def _record(
