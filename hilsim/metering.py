@@ -77,6 +77,9 @@ class Metering:
         self._loops = TaskSet("metering")  # they never end: not what a stop waits for
         self._sample_wake = asyncio.Event()
         self._aligned_changed = asyncio.Event()
+        #: whether clock-aligned values are sent while a transaction runs (1.6: always; 2.0.1:
+        #: unless AlignedDataCtrlr.SendDuringIdle). StopTxnAlignedData is kept either way.
+        self.aligned_during_transactions: Callable[[], bool] = lambda: True
         keys.subscribe(self._key_changed)
 
     def start(self) -> None:
@@ -225,9 +228,12 @@ class Metering:
                 self._send_clock_aligned()
 
     def _send_clock_aligned(self) -> None:
+        idle_only = not self.aligned_during_transactions() and any(
+            rt.machine.state.local_id is not None for rt in self.connectors.values()
+        )
         for cid, rt in self.connectors.items():
             meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
-            sampled = [meter_value] if meter_value["sampledValue"] else None
+            sampled = [meter_value] if meter_value["sampledValue"] and not idle_only else None
             local_id = rt.machine.state.local_id
             if local_id is not None:
                 # StopTxnAlignedData is its own list: wanted even when no MeterValues are.

@@ -184,6 +184,10 @@ async def build_charge_point(
                 settings, configuration, store, variables, charger, link,
                 local_list=local_list, profiles=lambda: len(smart_charging.profiles.profiles),
             )  # fmt: skip
+            text = device_model.text
+            metering.aligned_during_transactions = (
+                lambda: text("AlignedDataCtrlr", "SendDuringIdle").lower() != "true"
+            )
         return ChargerServices(
             configuration, smart_charging, outbox, authorizer, metering,
             availability, operations, transactions, firmware, device_model,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from scripted_csms201 import strict_violations
 from test_meter_service import START_Wh, meter_settings, settled
-from test_ocpp201_transactions import Csms201, ctl
+from test_ocpp201_transactions import Csms201, ctl, running
 
 from hilsim.config import Settings, parse_settings
 from hilsim.keys.table import MEASURANDS
@@ -188,3 +188,36 @@ def test_1_6_only_measurands_and_spellings_are_translated_or_left_out() -> None:
     only_16 = {"timestamp": stamp, "sampledValue": [value_16("Temperature"), value_16("RPM")]}
     assert meter_values_201([only_16, value]) == [out]
     assert meter_values_201([only_16]) == []
+
+
+async def test_send_during_idle_keeps_clock_aligned_values_out_of_transactions(
+    csms: Csms201, short_dir: Path
+) -> None:
+    """AlignedDataCtrlr.SendDuringIdle (J01.FR.20): clock-aligned MeterValues while idle, none
+    (MeterValues or Updated MeterValueClock) while a transaction runs; turned off, they come."""
+    async for _service, settings in running(csms, short_dir):
+        answer = await csms.result("SetVariables", {"setVariableData": [
+            variable("AlignedDataCtrlr", "SendDuringIdle", "true"),
+            variable("AlignedDataCtrlr", "Interval", "1"),
+            variable("SampledDataCtrlr", "TxUpdatedInterval", "1"),
+        ]})  # fmt: skip
+        assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+        clock = lambda p: measurands(p, "Sample.Clock") != set()  # noqa: E731
+        await csms.wait_for("MeterValues", clock)  # idle: sent
+        await ctl(settings, "plug", 1)
+        await ctl(settings, "tag", 1, id_tag=TAG)
+        await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
+        mark = csms.mark()
+        # Three periodic samples a second apart: at least two clock ticks went by meanwhile.
+        await csms.wait_for(
+            "TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic",
+            since=mark, count=3,
+        )  # fmt: skip
+        assert [p for p in csms.calls("MeterValues", mark) if clock(p)] == []
+        assert [p for p in csms.calls("TransactionEvent", mark) if clock(p)] == []
+        answer = await csms.result("SetVariables", {"setVariableData": [
+            variable("AlignedDataCtrlr", "SendDuringIdle", "false")]})  # fmt: skip
+        assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        await csms.wait_for(
+            "TransactionEvent", lambda p: p["triggerReason"] == "MeterValueClock", since=mark
+        )
