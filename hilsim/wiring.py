@@ -82,7 +82,7 @@ def transaction_dialect(
     imported here only in 2.0.1 mode."""
     if ocpp_version != "2.0.1":
         return None
-    from hilsim.ocpp201.transaction_events import dialect_for
+    from hilsim.ocpp201.tx_dialect import dialect_for
 
     return dialect_for(charger, store, link, tasks)
 

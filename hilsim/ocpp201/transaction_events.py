@@ -11,7 +11,7 @@ transaction is known by its local id alone: ``transaction_id(local_id) == local_
 When the events happen is the tracker's (`hilsim.ocpp201.tx_tracker`), fed from two sides: the
 charger's machines (`on_event`, a `Charger.event_listeners` entry: plug-in, authorization,
 status) and the services that call the outbox (`start`, `sample`, `stop`: the machine's
-transaction and its meter values).
+transaction and its meter values). How it is put on a charger: `hilsim.ocpp201.tx_dialect`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from hilsim.clock import Clock
-from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import Outcome, events
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended, points_from
+from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended
 from hilsim.ocpp201.tx_wire import (
     ended_meter_values,
     id_tag_info,
@@ -40,86 +39,6 @@ from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import OutboxPort
 
 log = logging.getLogger(__name__)
-
-REGISTER = "Energy.Active.Import.Register"
-
-class DeviceVariables(Protocol):
-    """The device model (`hilsim.device_model.DeviceModel`), as TxCtrlr is read from it."""
-
-    def text(self, component: str, name: str) -> str:
-        """The Actual value of a charge-point-wide variable; KeyError if it has none."""
-        ...
-
-
-class MeterValues(Protocol):
-    """The metering service (`hilsim.metering.Metering`), as a Started reads it."""
-
-    def meter_value(
-        self, connector_id: int, context: str, *, listed: Sequence[str] | None = None
-    ) -> dict[str, Any]: ...
-
-
-class EventSource(Protocol):
-    """What the dialect observes of the charge point (`hilsim.charger.Charger`)."""
-
-    @property
-    def device_model(self) -> DeviceVariables | None: ...
-
-    @property
-    def metering(self) -> MeterValues: ...
-    @property
-    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
-    @property
-    def wall(self) -> Clock: ...
-    @property
-    def event_listeners(self) -> list[Callable[[int, events.Event, Outcome], None]]: ...
-
-    def clock(self) -> float: ...
-
-
-def dialect_for(
-    charger: EventSource,
-    store: Store,
-    link: CsmsLink,
-    tasks: TaskSet,
-) -> Callable[[OutboxPort], TransactionEvents]:
-    """The outbox's 2.0.1 dialect for this charger (`hilsim.wiring`, in 2.0.1 mode): it follows
-    every connector's machine, and TxStartPoint/TxStopPoint as the device model has them now."""
-
-    def energy_Wh(connector_id: int) -> float:
-        return charger.connectors[connector_id].meter.read(charger.clock()).energy_Wh
-
-    def text(component: str, name: str) -> str | None:
-        model = charger.device_model  # built after the outbox: read when an event comes
-        if model is None:
-            return None
-        try:
-            return model.text(component, name)
-        except KeyError:
-            return None
-
-    def points() -> TxPoints:
-        return points_from(text)
-
-    def begun(evse_id: int) -> list[dict[str, Any]]:
-        """SampledDataCtrlr.TxStartedMeasurands now, but the register (it comes from the
-        start's own reading, meterStart): 1.6 sampled values, context Transaction.Begin."""
-        listed = text("SampledDataCtrlr", "TxStartedMeasurands") or ""
-        others = [m for m in map(str.strip, listed.split(",")) if m and m != REGISTER]
-        if not others:
-            return []
-        value = charger.metering.meter_value(evse_id, "Transaction.Begin", listed=others)
-        return list(value["sampledValue"])
-
-    def build(outbox: OutboxPort) -> TransactionEvents:
-        dialect = TransactionEvents(
-            outbox, store, link, charger.wall, tasks,
-            energy_Wh=energy_Wh, points=points, begun=begun,
-        )  # fmt: skip
-        charger.event_listeners.append(dialect.on_event)
-        return dialect
-
-    return build
 
 
 class TransactionEvents:
