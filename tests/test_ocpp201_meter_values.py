@@ -19,7 +19,7 @@ from hilsim.config import Settings, parse_settings
 from hilsim.keys.table import MEASURANDS
 from hilsim.meter.registers import SDM630
 from hilsim.meter.simulator import MeterSimulator, VirtualCable
-from hilsim.ocpp201.tx_wire import meter_value_201, meter_values_201
+from hilsim.ocpp201.tx_wire import EndedSampling, meter_value_201, meter_values_201
 
 from conftest import TAG, start_service, stop_service
 
@@ -93,6 +93,8 @@ async def test_every_measurand_in_every_frame_passes_the_strict_judge(
             variable("AlignedDataCtrlr", "Measurands", EVERY),
             variable("AlignedDataCtrlr", "TxEndedMeasurands", EVERY),
             variable("AlignedDataCtrlr", "Interval", "1"),
+            variable("SampledDataCtrlr", "TxEndedInterval", "1"),
+            variable("AlignedDataCtrlr", "TxEndedInterval", "1"),
         ]})  # fmt: skip
         assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
         sim.load(11_040.0)
@@ -221,3 +223,59 @@ async def test_send_during_idle_keeps_clock_aligned_values_out_of_transactions(
         await csms.wait_for(
             "TransactionEvent", lambda p: p["triggerReason"] == "MeterValueClock", since=mark
         )
+
+
+def test_an_ended_keeps_one_sample_per_tx_ended_interval() -> None:
+    intervals: dict[str, int | None] = {"SampledDataCtrlr": 2, "AlignedDataCtrlr": 0}
+    sampling = EndedSampling(intervals.get)
+
+    def kept(local_id: int, second: int, context: str = "Sample.Periodic") -> bool:
+        value = {"timestamp": "", "sampledValue": [value_16(REGISTER, unit="Wh") | {
+            "context": context}]}  # fmt: skip
+        return sampling.keep(1, local_id, value, f"2026-01-01T00:00:{second:02d}.000Z")
+
+    # Samples a second apart, one kept every 2 s: the first, then each 2 s on.
+    assert [kept(7, s) for s in range(6)] == [True, False, True, False, True, False]
+    assert kept(7, 6) is True and kept(7, 7) is False
+    assert kept(8, 8) is True  # a new transaction: its first sample
+    assert not any(kept(8, s, "Sample.Clock") for s in range(9, 12))  # AlignedDataCtrlr: 0
+    intervals["AlignedDataCtrlr"] = None  # no device model to say: every sample, as in 1.6
+    assert all(kept(8, s, "Sample.Clock") for s in range(12, 15))
+
+
+async def session(csms: Csms201, settings: Settings, tx_ended_interval: str) -> dict[str, Any]:
+    """One transaction of three periodic samples a second apart; its Ended."""
+    answer = await csms.result("SetVariables", {"setVariableData": [
+        variable("SampledDataCtrlr", "TxEndedMeasurands", REGISTER),
+        variable("SampledDataCtrlr", "TxUpdatedInterval", "1"),
+        variable("SampledDataCtrlr", "TxEndedInterval", tx_ended_interval),
+    ]})  # fmt: skip
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+    mark = csms.mark()
+    await ctl(settings, "plug", 1)
+    await ctl(settings, "tag", 1, id_tag=TAG)
+    await csms.wait_for(
+        "TransactionEvent", lambda p: p["triggerReason"] == "MeterValuePeriodic",
+        since=mark, count=3,
+    )  # fmt: skip
+    await ctl(settings, "tag", 1, id_tag=TAG)
+    (ended,) = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Ended", since=mark
+    )
+    await ctl(settings, "unplug", 1)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1
+                        and p["connectorStatus"] == "Available", since=mark)  # fmt: skip
+    return ended
+
+
+async def test_tx_ended_interval_decides_what_the_ended_says_between_begin_and_end(
+    csms: Csms201, short_dir: Path
+) -> None:
+    """SampledDataCtrlr.TxEndedInterval 0 (the default): Transaction.Begin and .End only; 1 s:
+    every periodic sample between them too."""
+    async for _service, settings in running(csms, short_dir):
+        contexts = [v["context"] for v in sampled([await session(csms, settings, "0")])]
+        assert contexts == ["Transaction.Begin", "Transaction.End"]
+        contexts = [v["context"] for v in sampled([await session(csms, settings, "1")])]
+        assert contexts[0] == "Transaction.Begin" and contexts[-1] == "Transaction.End"
+        assert contexts.count("Sample.Periodic") >= 3

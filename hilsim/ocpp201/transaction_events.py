@@ -27,6 +27,7 @@ from hilsim.evse import Outcome, events
 from hilsim.ocpp.session import CsmsLink, LinkState
 from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended
 from hilsim.ocpp201.tx_wire import (
+    EndedSampling,
     ended_meter_values,
     id_tag_info,
     id_token,
@@ -56,10 +57,12 @@ class TransactionEvents:
         points: Callable[[], TxPoints] = TxPoints,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         begun: Callable[[int], list[dict[str, Any]]] = lambda _: [],
+        ended_sampling: EndedSampling | None = None,
     ) -> None:
         """``energy_Wh``: a connector's register now; ``points``: TxStartPoint/TxStopPoint
         now (the device model's); ``tasks``: where events from the machines are written;
-        ``begun``: what a Started says beside the register (TxStartedMeasurands, 1.6-shaped)."""
+        ``begun``: what a Started says beside the register (TxStartedMeasurands, 1.6-shaped);
+        ``ended_sampling``: which samples kept for an Ended it says (TxEndedInterval)."""
         self.store = store
         self.link = link
         self.wall = wall
@@ -68,6 +71,7 @@ class TransactionEvents:
         self.points = points
         self.new_id = new_id
         self.begun = begun
+        self.ended_sampling = ended_sampling or EndedSampling()
         self.outbox = outbox  # the outbox this dialect speaks for
         self._trackers: dict[int, EvseTracker] = {}
         self._local: dict[str, int] = {}  # tx_id -> local id
@@ -250,7 +254,10 @@ class TransactionEvents:
         meter_value: list[dict[str, Any]] | None,
         kept: dict[str, Any] | None,
     ) -> str | None:
-        kept_json = None if local_id is None or kept is None else json.dumps(kept)
+        keep = False  # for the Ended: as often as its TxEndedInterval says
+        if local_id is not None and kept is not None:
+            keep = self.ended_sampling.keep(connector_id, local_id, kept, timestamp)
+        kept_json = json.dumps(kept) if keep else None
         tracker = self.tracker(connector_id)
         drafts: list[Draft] = []
         # What 2.0.1 can say of it (no Updated for a sample of only 1.6 measurands: nothing new).

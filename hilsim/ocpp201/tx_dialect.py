@@ -16,6 +16,7 @@ from hilsim.evse import Outcome, events
 from hilsim.ocpp.session import CsmsLink
 from hilsim.ocpp201.transaction_events import TransactionEvents
 from hilsim.ocpp201.tx_tracker import TxPoints, points_from
+from hilsim.ocpp201.tx_wire import EndedSampling
 from hilsim.store import Store
 from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import OutboxPort
@@ -91,10 +92,16 @@ def dialect_for(
         value = charger.metering.meter_value(evse_id, "Transaction.Begin", listed=others)
         return list(value["sampledValue"])
 
+    def ended_interval(controller: str) -> int | None:
+        """SampledDataCtrlr's or AlignedDataCtrlr's TxEndedInterval (s) now."""
+        value = text(controller, "TxEndedInterval")
+        return None if value is None or not value.strip().isdigit() else int(value)
+
     def build(outbox: OutboxPort) -> TransactionEvents:
         dialect = TransactionEvents(
             outbox, store, link, charger.wall, tasks,
             energy_Wh=energy_Wh, points=points, begun=begun,
+            ended_sampling=EndedSampling(ended_interval),
         )  # fmt: skip
         charger.event_listeners.append(dialect.on_event)
         return dialect

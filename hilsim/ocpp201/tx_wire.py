@@ -10,7 +10,8 @@ Pure functions, no IO.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from hilsim.meter import register_Wh
@@ -34,6 +35,9 @@ MEASURANDS_201 = frozenset({
 #: 1.6 UnitOfMeasure spellings that 2.0.1's standardized units spell otherwise (1.6 has both
 #: "Celsius" and the misspelt "Celcius"; 2.0.1 only the first).
 UNITS_201 = {"Celcius": "Celsius"}
+#: How much sooner than its TxEndedInterval a sample may come and still be kept: samples are
+#: taken at their own interval (TxUpdatedInterval, AlignedDataCtrlr.Interval), give or take ms.
+ENDED_SLACK_S = 0.1
 #: Units 2.0.1 states where 1.6 left them implied (1.6 Frequency has no unit: Hertz by definition).
 IMPLIED_UNITS = {"Frequency": "Hz"}
 
@@ -121,3 +125,39 @@ def ended_meter_values(
         for sv in mv["sampledValue"]
     )
     return values if stated else [*values, *register_end]
+
+
+class EndedSampling:
+    """Which samples kept for an Ended (TxEndedMeasurands, 1.6's StopTxnSampledData/AlignedData)
+    go into it: one per TxEndedInterval of their controller (SampledDataCtrlr for periodic,
+    AlignedDataCtrlr for clock-aligned ones), none between Transaction.Begin and .End at 0.
+
+    Samples are only taken at TxUpdatedInterval and AlignedDataCtrlr.Interval: a shorter
+    TxEndedInterval gets them that often, not more; the first of a transaction is kept.
+    """
+
+    def __init__(self, interval_s: Callable[[str], int | None] = lambda _: None) -> None:
+        """``interval_s``: a controller's TxEndedInterval now; None: every sample is kept."""
+        self.interval_s = interval_s
+        #: (connector, controller) -> (local id, stamp) of the last sample kept
+        self._last: dict[tuple[int, str], tuple[int, datetime]] = {}
+
+    def keep(self, connector_id: int, local_id: int, kept: dict[str, Any], stamp: str) -> bool:
+        sampled = kept.get("sampledValue") or [{}]
+        clock = sampled[0].get("context") == "Sample.Clock"
+        controller = "AlignedDataCtrlr" if clock else "SampledDataCtrlr"
+        interval = self.interval_s(controller)
+        if interval is None:
+            return True
+        if interval <= 0:
+            return False
+        try:
+            now = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            return True  # our own stamps parse; keeping beats losing a value
+        last = self._last.get((connector_id, controller))
+        since = None if last is None or last[0] != local_id else (now - last[1]).total_seconds()
+        if since is not None and since < interval - ENDED_SLACK_S:
+            return False
+        self._last[(connector_id, controller)] = (local_id, now)
+        return True
