@@ -474,7 +474,7 @@ class Charger:
         link = self.link
         now = self.clock()
         connectors = [
-            connector_snapshot(rt, now, self.transaction_id(rt.id))
+            connector_snapshot(rt, now, self.outbox.known_as(rt.id, rt.machine.state.local_id))
             for rt in self.connectors.values()
         ]
         return {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from hilsim.clock import Clock
@@ -77,6 +77,9 @@ class Metering:
         self._loops = TaskSet("metering")  # they never end: not what a stop waits for
         self._sample_wake = asyncio.Event()
         self._aligned_changed = asyncio.Event()
+        #: whether clock-aligned values are sent while a transaction runs (1.6: always; 2.0.1:
+        #: unless AlignedDataCtrlr.SendDuringIdle). StopTxnAlignedData is kept either way.
+        self.aligned_during_transactions: Callable[[], bool] = lambda: True
         keys.subscribe(self._key_changed)
 
     def start(self) -> None:
@@ -96,9 +99,14 @@ class Metering:
     # -- one MeterValue ------------------------------------------------------------------------
 
     def meter_value(
-        self, connector_id: int, context: str, key: str = "MeterValuesSampledData"
+        self,
+        connector_id: int,
+        context: str,
+        key: str = "MeterValuesSampledData",
+        listed: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """One MeterValue of a connector now, with the measurands ``key`` names."""
+        """One MeterValue of a connector now, with the measurands ``key`` names (or, given,
+        those ``listed``: a 2.0.1 list that has no 1.6 key, like TxStartedMeasurands)."""
         rt = self.connectors[connector_id]
         reading = rt.meter.read(self.clock())
         sampled = measurands(reading)
@@ -107,7 +115,7 @@ class Metering:
             sampled.append(sampled_value(soc, "SoC", "Percent", "EV", digits=2))
         chosen = choose(
             sampled,
-            wanted(self.keys, key),
+            wanted(self.keys, key) if listed is None else listed,
             offered_W=rt.offered_power_W(),
             voltage_V=rt.voltage_V,
             phases=rt.phases,
@@ -220,9 +228,12 @@ class Metering:
                 self._send_clock_aligned()
 
     def _send_clock_aligned(self) -> None:
+        idle_only = not self.aligned_during_transactions() and any(
+            rt.machine.state.local_id is not None for rt in self.connectors.values()
+        )
         for cid, rt in self.connectors.items():
             meter_value = self.meter_value(cid, "Sample.Clock", "MeterValuesAlignedData")
-            sampled = [meter_value] if meter_value["sampledValue"] else None
+            sampled = [meter_value] if meter_value["sampledValue"] and not idle_only else None
             local_id = rt.machine.state.local_id
             if local_id is not None:
                 # StopTxnAlignedData is its own list: wanted even when no MeterValues are.

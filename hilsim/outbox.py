@@ -85,6 +85,11 @@ class Outbox:
     def local_id(self, transaction_id: int) -> int | None:
         return self.messages.local_id(transaction_id)
 
+    def known_as(self, connector_id: int, local_id: int | None) -> int | str | None:
+        """The id the CSMS knows the connector's transaction by: 1.6 the CSMS's integer, 2.0.1
+        the charge point's UUID (which exists before the machine's transaction may)."""
+        return self.messages.known_as(connector_id, local_id)
+
     # -- recording (in call order: the write lock is FIFO) --------------------------------------
 
     async def start(

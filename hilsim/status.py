@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def connector_snapshot(
-    rt: ConnectorRuntime, now: float, transaction_id: int | None
+    rt: ConnectorRuntime, now: float, transaction_id: int | str | None
 ) -> dict[str, Any]:
-    """One connector: its status, transaction, meter reading and limits."""
+    """One connector: its status, transaction, meter reading and limits. ``transaction_id``:
+    the id the CSMS knows the transaction by (1.6 an integer, 2.0.1 a UUID)."""
     state = rt.machine.state
     reading = rt.meter.read(now)
     tx = state.transaction

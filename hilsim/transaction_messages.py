@@ -108,6 +108,11 @@ class TransactionMessages(Protocol):
 
     def local_id(self, transaction_id: int) -> int | None: ...
 
+    def known_as(self, connector_id: int, local_id: int | None) -> int | str | None:
+        """The id the CSMS knows the connector's transaction by, as `hilsim ctl status` and the
+        web page show it (None: none yet)."""
+        ...
+
     def prepare(self, entry: OutboxEntry, payload: dict[str, Any]) -> str | None:
         """Complete a payload before it leaves; a reason to set it aside instead, or None."""
         ...
@@ -139,6 +144,9 @@ class Messages16:
 
     def transaction_id(self, local_id: int) -> int | None:
         return self._ids.get(local_id)
+
+    def known_as(self, connector_id: int, local_id: int | None) -> int | None:
+        return None if local_id is None else self._ids.get(local_id)
 
     def local_id(self, transaction_id: int) -> int | None:
         for local, csms in self._ids.items():

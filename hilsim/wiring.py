@@ -82,7 +82,7 @@ def transaction_dialect(
     imported here only in 2.0.1 mode."""
     if ocpp_version != "2.0.1":
         return None
-    from hilsim.ocpp201.transaction_events import dialect_for
+    from hilsim.ocpp201.tx_dialect import dialect_for
 
     return dialect_for(charger, store, link, tasks)
 
@@ -184,8 +184,11 @@ async def build_charge_point(
                 settings, configuration, store, variables, charger, link,
                 local_list=local_list, profiles=lambda: len(smart_charging.profiles.profiles),
             )  # fmt: skip
-            model = device_model
-            authorizer.cache_lifetime_s = lambda: float(model.text("AuthCacheCtrlr", "LifeTime"))
+            text = device_model.text
+            metering.aligned_during_transactions = (
+                lambda: text("AlignedDataCtrlr", "SendDuringIdle").lower() != "true"
+            )
+            authorizer.cache_lifetime_s = lambda: float(text("AuthCacheCtrlr", "LifeTime"))
         return ChargerServices(
             configuration, smart_charging, outbox, authorizer, metering,
             availability, operations, transactions, firmware, device_model,

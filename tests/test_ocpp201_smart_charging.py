@@ -54,10 +54,8 @@ def tx_default(profile_id: int, watts: float, *, stack: int = 1) -> dict[str, An
 # -- end to end: a 2.0.1 hilsim (ChargePointClient201) and a 2.0.1 CSMS over the wire ----------
 #
 # The CSMS is tests/scripted_csms201.py's (a real websockets server answering the charge point's
-# CALLs, checking every frame both ways strictly). The meter values are the non-transaction
-# MeterValues a TriggerMessage asks for: TransactionEvent is not on main yet (when it is, its
-# meterValue carries the same values). Until then a local start is an "offline" start once the
-# StartTransaction the 1.6 outbox records goes unanswered, hence the short response timeout.
+# CALLs, checking every frame both ways strictly). The meter values are the MeterValues a
+# TriggerMessage asks for, and the TransactionEvents' meterValue, which carries the same values.
 
 
 class Running201:
@@ -205,21 +203,39 @@ async def test_e2e_a_station_maximum_survives_a_restart_as_sent(
 
 
 async def test_e2e_a_tx_profile_names_the_running_transaction(cp201: Running201) -> None:
-    """Needs the 2.0.1 transactionId the charge point chose (TransactionEvent Started)."""
-    csms, charger = cp201.csms, cp201.service.charger
+    """The 2.0.1 transactionId the charge point chose (TransactionEvent Started) names the
+    transaction a TxProfile limits; the limit shows in the TransactionEvents' meter values."""
+    csms = cp201.csms
     measurands = "Energy.Active.Import.Register,Power.Active.Import,Power.Offered"
-    assert await charger.configuration.change_configuration(
-        "MeterValuesSampledData", measurands
-    ) == "Accepted"  # fmt: skip
+    answer = await csms.result("SetVariables", {"setVariableData": [
+        {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": name},
+         "attributeValue": value}
+        for name, value in (("TxUpdatedMeasurands", measurands), ("TxUpdatedInterval", "1"))
+    ]})  # fmt: skip
+    assert {r["attributeStatus"] for r in answer["setVariableResult"]} == {"Accepted"}
+    mark = csms.mark()
     await cp201.charging(1)
-    started = csms.calls("TransactionEvent")
-    if not started:
-        pytest.skip("no TransactionEvent on this branch yet: no 2.0.1 transactionId to name")
-    tx_id = started[0]["transactionInfo"]["transactionId"]
+    [started] = await csms.wait_for(
+        "TransactionEvent", lambda p: p["eventType"] == "Started", since=mark
+    )
+    tx_id = started["transactionInfo"]["transactionId"]
     profile = tx_default(5, 2000.0, stack=2) | {"chargingProfilePurpose": "TxProfile",
                                                 "transactionId": tx_id}  # fmt: skip
     answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile})
     assert answer == {"status": "Accepted"}
+    mark = csms.mark()
+
+    def limited(payload: dict[str, Any]) -> bool:
+        values = {v.get("measurand"): v["value"] for mv in payload.get("meterValue", [])
+                  for v in mv["sampledValue"] if "phase" not in v}  # fmt: skip
+        return (
+            payload["triggerReason"] == "MeterValuePeriodic"
+            and payload["transactionInfo"]["transactionId"] == tx_id
+            and (values.get("Power.Offered"), values.get("Power.Active.Import"))
+            == (2000.0, 2000.0)
+        )
+
+    await csms.wait_for("TransactionEvent", limited, since=mark)
     values = await cp201.triggered_meter_values(1)
     assert (values["Power.Offered"], values["Power.Active.Import"]) == (2000.0, 2000.0)
     mark = csms.mark()

@@ -223,6 +223,35 @@ async def test_a_session_with_the_defaults_is_started_updated_ended(store: Store
     await rig.close()
 
 
+async def test_a_sample_2_0_1_cannot_say_is_no_updated(store: Store) -> None:
+    """A sample of only 1.6 measurands (Temperature, RPM): no Updated without a meterValue, and
+    the next sample's Updated keeps its seqNo consecutive."""
+    link = FakeLink()
+    rig = Rig(store, link, TxPoints())
+    rig.run()
+    rig.feed(events.PlugIn())
+    rig.feed(events.PresentTag(TAG))
+    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
+    local_id = await rig.local_start()
+    only_16 = [{"timestamp": STAMP, "sampledValue": [
+        {"value": "21.5", "context": "Sample.Periodic", "measurand": "Temperature",
+         "location": "Body", "unit": "Celcius"},
+        {"value": "1200", "context": "Sample.Periodic", "measurand": "RPM", "location": "Body"},
+    ]}]  # fmt: skip
+    await rig.outbox.sample(1, rig.energy, STAMP, local_id, only_16, None)
+    await rig.sample()
+    effects = rig.feed(events.PresentTag(TAG))
+    await rig.local_stop(stop_effect(effects))
+    sent = await link.wait_sent(3)
+    check_sequence(sent)
+    assert [(p["eventType"], p["triggerReason"]) for p in sent] == [
+        ("Started", "Authorized"), ("Updated", "MeterValuePeriodic"), ("Ended", "StopAuthorized"),
+    ]  # fmt: skip
+    measured = {v["measurand"] for p in sent for mv in p["meterValue"] for v in mv["sampledValue"]}
+    assert measured == {"Energy.Active.Import.Register", "Frequency"}
+    await rig.close()
+
+
 async def test_ev_connected_start_point_starts_at_plug_in(store: Store) -> None:
     link = FakeLink()
     rig = Rig(store, link, TxPoints(parse_points("EVConnected"), parse_points("EVConnected")))

@@ -27,6 +27,7 @@ from hilsim.config import Settings
 from hilsim.control import request
 from hilsim.csms import CentralSystem
 from hilsim.service import Service
+from hilsim.web.view import connector_view
 
 from conftest import CP_ID, TAG, make_settings, start_service, stop_service
 
@@ -192,6 +193,42 @@ async def test_tx_start_point_ev_connected_starts_at_plug_in(
         (ended,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
         assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
         assert_numbered(events_of(csms, started["transactionInfo"]["transactionId"]))
+
+
+async def shown(settings: Settings) -> dict[str, Any]:
+    """Connector 1 as `hilsim ctl status` (the real control socket) and the page show it."""
+    answer = await request(settings.control.socket, {"cmd": "status"})
+    assert answer["ok"], answer
+    c1, c2 = answer["result"]["connectors"]
+    assert c2["transaction_id"] is None
+    assert connector_view(c1, online=True)["transaction_id"] == c1["transaction_id"]
+    return c1  # type: ignore[no-any-return]
+
+
+async def test_ctl_status_and_the_page_show_the_transaction_id_the_csms_knows(
+    csms: Csms201, short_dir: Path
+) -> None:
+    """2.0.1: the charge point's UUID transactionId, from the Started on (TxStartPoint
+    EVConnected: before the machine's transaction exists), not the local integer."""
+    async for _service, settings in running(csms, short_dir):
+        answer = await csms.result("SetVariables", {"setVariableData": [{
+            "component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"},
+            "attributeValue": "EVConnected"}]})  # fmt: skip
+        assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+
+        assert (await shown(settings))["transaction_id"] is None
+        await ctl(settings, "plug", 1)
+        (started,) = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
+        tx_id = started["transactionInfo"]["transactionId"]
+        c1 = await shown(settings)
+        assert (c1["transaction_id"], c1["local_transaction_id"]) == (tx_id, None)
+        await ctl(settings, "tag", 1, id_tag=TAG)
+        await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "Authorized")
+        c1 = await shown(settings)
+        assert c1["transaction_id"] == tx_id and isinstance(c1["local_transaction_id"], int)
+        await ctl(settings, "unplug", 1)
+        await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
+        assert (await shown(settings))["transaction_id"] is None
 
 
 def tx_profile(limit_W: float) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The services call the link's client by the 1.6 client's method names (``status_n
 ``authorize``, ``meter_values``, ...) with 1.6-shaped arguments; `ChargePointClient201` has the
 same methods and signatures and translates on the way out and back, so no service knows which
 version is spoken (the design constants are in the project brief: EVSE id = connector id, each
-EVSE's one connector is connectorId 1, the 1.6 -> 2.0.1 status and idTokenInfo mappings).
+EVSE's one connector is connectorId 1, the 1.6 -> 2.0.1 status mapping; idTokens, idTokenInfo
+and meter values are translated in `hilsim.ocpp201.tx_wire`, for every message alike).
 
 Incoming CALLs are handled by the mixins it is composed of, one module per functional area
 (`hilsim.ocpp201.provisioning`, ...); the OCPP-J framing (validation against the 2.0.1 schemas,
@@ -40,6 +41,7 @@ from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandler
 from hilsim.ocpp201.security_events import Event, SecurityEvents
 from hilsim.ocpp201.smart_charging_handlers import SmartChargingHandlers201
 from hilsim.ocpp201.transaction_handlers import TransactionHandlers
+from hilsim.ocpp201.tx_wire import id_tag_info, id_token, meter_values_201
 from hilsim.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -58,58 +60,11 @@ CONNECTOR_STATUS = {
     "Unavailable": "Unavailable",
     "Faulted": "Faulted",
 }
-#: idTokenInfo statuses that mean the same in 1.6; any other is Invalid to the services.
-SAME_ID_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
 #: 1.6 DiagnosticsStatus -> 2.0.1 UploadLogStatusEnumType (LogStatusNotification).
 LOG_STATUS = {"Idle": "Idle", "Uploading": "Uploading", "Uploaded": "Uploaded",
               "UploadFailed": "UploadFailure"}  # fmt: skip
 #: Actions the 1.6 services may still hand to `call` that 2.0.1 does not have.
 ONLY_16 = frozenset({"StartTransaction", "StopTransaction", "DiagnosticsStatusNotification"})
-#: The type of every idToken from the panel, `hilsim ctl` and the web page (RFID cards).
-ID_TOKEN_TYPE = "ISO14443"
-
-
-def id_token(tag: str) -> dict[str, str]:
-    """The IdTokenType of a tag presented at the charge point."""
-    return {"idToken": tag, "type": ID_TOKEN_TYPE}
-
-
-def id_tag_info(info: dict[str, Any]) -> dict[str, Any]:
-    """A 2.0.1 IdTokenInfoType as the 1.6 IdTagInfo (snake_case) the services take."""
-    status = info.get("status")
-    out: dict[str, Any] = {"status": status if status in SAME_ID_STATUSES else "Invalid"}
-    if (expiry := info.get("cacheExpiryDateTime")) is not None:
-        out["expiry_date"] = expiry
-    group = info.get("groupIdToken")
-    if isinstance(group, dict) and group.get("idToken") is not None:
-        out["parent_id_tag"] = group["idToken"]
-    return out
-
-
-def to_sampled_value(value: dict[str, Any]) -> dict[str, Any]:
-    """A 1.6 SampledValue (camelCase, value as text) as a 2.0.1 SampledValueType."""
-    out: dict[str, Any] = {"value": _number(value["value"])}
-    for key in ("context", "measurand", "phase", "location"):
-        if (field_value := value.get(key)) is not None:
-            out[key] = field_value
-    if (unit := value.get("unit")) is not None:
-        out["unitOfMeasure"] = {"unit": unit}
-    return out
-
-
-def to_meter_value(value: dict[str, Any]) -> dict[str, Any]:
-    """A 1.6 MeterValue as a 2.0.1 MeterValueType."""
-    return {
-        "timestamp": value["timestamp"],
-        "sampledValue": [to_sampled_value(sample) for sample in value["sampledValue"]],
-    }
-
-
-def _number(text: Any) -> float | int:
-    if isinstance(text, int | float):
-        return text
-    number = float(text)
-    return int(number) if number.is_integer() and "." not in str(text) else number
 
 
 @dataclass(slots=True)
@@ -246,10 +201,11 @@ class ChargePointClient201(
         """MeterValues outside a transaction; ``meter_value`` in the 1.6 shape, as on the 1.6
         wire. ``transaction_id`` has no place in 2.0.1 MeterValues (a transaction's values go in
         TransactionEvent): ignored."""
-        await self.call(
-            "MeterValues",
-            {"evseId": connector_id, "meterValue": [to_meter_value(v) for v in meter_value]},
-        )
+        values = meter_values_201(meter_value)
+        if not values:  # all of it beyond what 2.0.1 can say (minItems 1): nothing to send
+            log.debug("MeterValues E%d: nothing 2.0.1 can say, not sent", connector_id)
+            return
+        await self.call("MeterValues", {"evseId": connector_id, "meterValue": values})
 
     async def firmware_status_notification(self, status: str) -> None:
         await self.call("FirmwareStatusNotification", {"status": status})
@@ -308,10 +264,11 @@ class ChargePointClient201(
         if action == "MeterValues" and "connectorId" in payload:
             # A 1.6 MeterValues the outbox stored (a transaction's samples): the same values
             # outside a transaction, until TransactionEvent carries them.
-            payload = {
-                "evseId": payload["connectorId"],
-                "meterValue": [to_meter_value(v) for v in payload["meterValue"]],
-            }
+            values = meter_values_201(payload["meterValue"])
+            if not values:  # nothing 2.0.1 can say: delivered, as far as the outbox goes
+                log.debug("stored MeterValues: nothing 2.0.1 can say, not sent")
+                return {}
+            payload = {"evseId": payload["connectorId"], "meterValue": values}
         return await super().call(action, payload)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hilsim.ocpp.ports import AvailabilityPort, OperationsPort, Release, TriggerSender
 from hilsim.ocpp.routing import Reply, on
 from hilsim.ocpp201.security_events import RESET
+from hilsim.ocpp201.tx_wire import id_tag_info
 
 if TYPE_CHECKING:
     from hilsim.ocpp201.client import Memory201
@@ -40,8 +41,6 @@ TRIGGERS = {
 #: 1.6 UnlockStatus -> 2.0.1 UnlockStatusEnumType (an unknown connector is told apart first).
 UNLOCK_STATUS = {"Unlocked": "Unlocked", "UnlockFailed": "UnlockFailed",
                  "NotSupported": "UnlockFailed"}  # fmt: skip
-#: 2.0.1 idTokenInfo statuses the local list keeps as they are; any other is Invalid.
-SAME_ID_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
 #: How long a reset waits for the CSMS to take its ResetOrReboot event.
 REPORT_BEFORE_RESET_S = 5.0
 
@@ -252,12 +251,11 @@ def local_list_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"id_tag": entry["id_token"]["id_token"]}
     info = entry.get("id_token_info")
     if info is not None:
-        status = info.get("status")
-        tag_info: dict[str, Any] = {"status": status if status in SAME_ID_STATUSES else "Invalid"}
-        if (expiry := info.get("cache_expiry_date_time")) is not None:
-            tag_info["expiry_date"] = expiry
         group = info.get("group_id_token")
-        if isinstance(group, Mapping) and group.get("id_token") is not None:
-            tag_info["parent_id_tag"] = group["id_token"]
-        out["id_tag_info"] = tag_info
+        out["id_tag_info"] = id_tag_info({  # the one translation, in its camelCase
+            "status": info.get("status"),
+            "cacheExpiryDateTime": info.get("cache_expiry_date_time"),
+            "groupIdToken": {"idToken": group.get("id_token")}
+            if isinstance(group, Mapping) else None,
+        })  # fmt: skip
     return out

@@ -11,7 +11,7 @@ transaction is known by its local id alone: ``transaction_id(local_id) == local_
 When the events happen is the tracker's (`hilsim.ocpp201.tx_tracker`), fed from two sides: the
 charger's machines (`on_event`, a `Charger.event_listeners` entry: plug-in, authorization,
 status) and the services that call the outbox (`start`, `sample`, `stop`: the machine's
-transaction and its meter values).
+transaction and its meter values). How it is put on a charger: `hilsim.ocpp201.tx_dialect`.
 """
 
 from __future__ import annotations
@@ -19,83 +19,27 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from hilsim.clock import Clock
-from hilsim.connectors import ConnectorRuntime
 from hilsim.evse import Outcome, events
 from hilsim.ocpp.session import CsmsLink, LinkState
-from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended, points_from
+from hilsim.ocpp201.tx_tracker import Draft, EvseTracker, TxPoints, ended
 from hilsim.ocpp201.tx_wire import (
+    EndedSampling,
     ended_meter_values,
     id_tag_info,
     id_token,
-    meter_value_201,
+    meter_values_201,
     register_value,
+    sampled_value_201,
 )
 from hilsim.store import OutboxEntry, Store, TransactionRow
 from hilsim.tasks import TaskSet
 from hilsim.transaction_messages import OutboxPort
 
 log = logging.getLogger(__name__)
-
-class DeviceVariables(Protocol):
-    """The device model (`hilsim.device_model.DeviceModel`), as TxCtrlr is read from it."""
-
-    def text(self, component: str, name: str) -> str:
-        """The Actual value of a charge-point-wide variable; KeyError if it has none."""
-        ...
-
-
-class EventSource(Protocol):
-    """What the dialect observes of the charge point (`hilsim.charger.Charger`)."""
-
-    @property
-    def device_model(self) -> DeviceVariables | None: ...
-
-    @property
-    def connectors(self) -> Mapping[int, ConnectorRuntime]: ...
-    @property
-    def wall(self) -> Clock: ...
-    @property
-    def event_listeners(self) -> list[Callable[[int, events.Event, Outcome], None]]: ...
-
-    def clock(self) -> float: ...
-
-
-def dialect_for(
-    charger: EventSource,
-    store: Store,
-    link: CsmsLink,
-    tasks: TaskSet,
-) -> Callable[[OutboxPort], TransactionEvents]:
-    """The outbox's 2.0.1 dialect for this charger (`hilsim.wiring`, in 2.0.1 mode): it follows
-    every connector's machine, and TxStartPoint/TxStopPoint as the device model has them now."""
-
-    def energy_Wh(connector_id: int) -> float:
-        return charger.connectors[connector_id].meter.read(charger.clock()).energy_Wh
-
-    def text(component: str, name: str) -> str | None:
-        model = charger.device_model  # built after the outbox: read when an event comes
-        if model is None:
-            return None
-        try:
-            return model.text(component, name)
-        except KeyError:
-            return None
-
-    def points() -> TxPoints:
-        return points_from(text)
-
-    def build(outbox: OutboxPort) -> TransactionEvents:
-        dialect = TransactionEvents(
-            outbox, store, link, charger.wall, tasks, energy_Wh=energy_Wh, points=points
-        )
-        charger.event_listeners.append(dialect.on_event)
-        return dialect
-
-    return build
 
 
 class TransactionEvents:
@@ -112,9 +56,13 @@ class TransactionEvents:
         energy_Wh: Callable[[int], float],
         points: Callable[[], TxPoints] = TxPoints,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        begun: Callable[[int], list[dict[str, Any]]] = lambda _: [],
+        ended_sampling: EndedSampling | None = None,
     ) -> None:
         """``energy_Wh``: a connector's register now; ``points``: TxStartPoint/TxStopPoint
-        now (the device model's); ``tasks``: where events from the machines are written."""
+        now (the device model's); ``tasks``: where events from the machines are written;
+        ``begun``: what a Started says beside the register (TxStartedMeasurands, 1.6-shaped);
+        ``ended_sampling``: which samples kept for an Ended it says (TxEndedInterval)."""
         self.store = store
         self.link = link
         self.wall = wall
@@ -122,6 +70,8 @@ class TransactionEvents:
         self.energy_Wh = energy_Wh
         self.points = points
         self.new_id = new_id
+        self.begun = begun
+        self.ended_sampling = ended_sampling or EndedSampling()
         self.outbox = outbox  # the outbox this dialect speaks for
         self._trackers: dict[int, EvseTracker] = {}
         self._local: dict[str, int] = {}  # tx_id -> local id
@@ -146,6 +96,11 @@ class TransactionEvents:
 
     def local_id_of(self, tx_id: str) -> int | None:
         return self._local.get(tx_id)
+
+    def known_as(self, connector_id: int, local_id: int | None) -> str | None:
+        """The transactionId the CSMS knows: the open one, or (ending) the machine's."""
+        open_tx = self.open_tx_id(connector_id)
+        return open_tx if open_tx is not None or local_id is None else self.tx_id(local_id)
 
     def open_tx_id(self, evse_id: int) -> str | None:
         """The EVSE's open 2.0.1 transaction (it may have begun before the machine's)."""
@@ -299,19 +254,23 @@ class TransactionEvents:
         meter_value: list[dict[str, Any]] | None,
         kept: dict[str, Any] | None,
     ) -> str | None:
-        kept_json = None if local_id is None or kept is None else json.dumps(kept)
+        keep = False  # for the Ended: as often as its TxEndedInterval says
+        if local_id is not None and kept is not None:
+            keep = self.ended_sampling.keep(connector_id, local_id, kept, timestamp)
+        kept_json = json.dumps(kept) if keep else None
         tracker = self.tracker(connector_id)
         drafts: list[Draft] = []
-        if local_id is not None and meter_value is not None:
-            clock = meter_value[0]["sampledValue"][0].get("context") == "Sample.Clock"
-            drafts = tracker.sample(clock)
+        # What 2.0.1 can say of it (no Updated for a sample of only 1.6 measurands: nothing new).
+        values = meter_values_201(meter_value or [])
+        if local_id is not None and values:
+            drafts = tracker.sample(values[0]["sampledValue"][0].get("context") == "Sample.Clock")
         async with outbox.writes:
             await self.store.record_sample(
                 connector_id, energy_Wh, timestamp, local_id, None, kept_json
             )
             for draft in drafts:
                 payload = self._payload(connector_id, draft, stamp=timestamp)
-                payload["meterValue"] = [meter_value_201(mv) for mv in meter_value or []]
+                payload["meterValue"] = values
                 await self._record(connector_id, draft, payload)
         return "TransactionEvent" if drafts else None
 
@@ -380,7 +339,11 @@ class TransactionEvents:
         if draft.meter in ("Transaction.Begin", "Transaction.End"):
             if energy_Wh is None:
                 energy_Wh = self.energy_Wh(evse_id)
-            payload["meterValue"] = [register_value(energy_Wh, stamp, draft.meter)]
+            value = register_value(energy_Wh, stamp, draft.meter)  # first: it is meterStart
+            if draft.meter == "Transaction.Begin":
+                begun = map(sampled_value_201, self.begun(evse_id))
+                value["sampledValue"] += [sv for sv in begun if sv is not None]
+            payload["meterValue"] = [value]
         return payload
 
     async def _record(
