@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +19,9 @@ from hilsim.control import request
 from hilsim.csms import CentralSystem, ChargePointSession
 from hilsim.ocpp.transport import Backoff
 from hilsim.service import Service
+
+if TYPE_CHECKING:
+    from hilsim.meter.simulator import MeterSimulator, VirtualCable
 
 CP_ID = "CP-TEST"
 TAG = "04A2B3C4"
@@ -160,6 +163,34 @@ async def stop_service(service: Service, task: asyncio.Task[None]) -> None:
         await asyncio.wait_for(task, 10)
 
 
+@dataclass
+class Served:
+    """A charge point of either version served by the built-in CSMS (`serving`)."""
+
+    settings: Settings
+    service: Service
+    task: asyncio.Task[None]
+    session: ChargePointSession
+
+
+@contextlib.asynccontextmanager
+async def serving(directory: Path, version: str = "1.6") -> AsyncIterator[Served]:
+    """The built-in CSMS on an ephemeral port and a charge point speaking ``version`` to it,
+    connected (its last connector announced); the session's strict checks must find nothing."""
+    async with CentralSystem("127.0.0.1", 0) as central:
+        extra = f'ocpp_version = "{version}"'
+        settings = make_settings(directory, central.url, extra_charge_point=extra)
+        service, task = await start_service(settings)
+        try:
+            session = await central.wait_for_charge_point(CP_ID, timeout=10)
+            key = "connectorId" if version == "1.6" else "evseId"
+            await session.wait_for("StatusNotification", lambda p: p[key] == 2)
+            yield Served(settings, service, task, session)
+            assert session.violations == []
+        finally:
+            await stop_service(service, task)
+
+
 @pytest.fixture
 async def bench_factory(
     csms: CentralSystem, short_dir: Path
@@ -186,3 +217,29 @@ async def bench(bench_factory: Callable[..., Any]) -> Bench:
     for connector in (0, 1, 2):
         await bench.status(connector, "Available")
     return bench
+
+
+#: The simulated meter's register at the start (float32 kWh is exact here, and fine-grained
+#: enough to see energy rise).
+METER_START_Wh = 12_500.0
+
+
+@pytest.fixture
+async def cable(short_dir: Path) -> AsyncIterator[VirtualCable]:
+    """The virtual RS-485 cable: two ptys, the meter at one end, hilsim at the other."""
+    from hilsim.meter.simulator import VirtualCable
+
+    async with VirtualCable(short_dir) as cable:
+        yield cable
+
+
+@pytest.fixture
+async def sim(cable: VirtualCable) -> AsyncIterator[MeterSimulator]:
+    """An SDM630 on the cable at 9600 baud, its register at `METER_START_Wh`, no load."""
+    from hilsim.meter.registers import SDM630
+    from hilsim.meter.simulator import MeterSimulator
+
+    simulator = MeterSimulator(cable.meter_port, SDM630, baudrate=9600)
+    simulator.set_energy(METER_START_Wh)
+    async with simulator:
+        yield simulator

@@ -11,40 +11,29 @@ from typing import Any
 from hilsim.authorization import Authorizer
 from hilsim.clock import Clock, parse_iso
 from hilsim.control import request
-from hilsim.csms import CentralSystem
 from hilsim.ocpp.session import LinkState
 from hilsim.store import Store
 from hilsim.stored_keys import load_configuration, save_key
 
-from conftest import CP_ID, TAG, make_settings, start_service, stop_service
-
-VERSION = 'ocpp_version = "2.0.1"'
+from conftest import TAG, serving
 
 
 async def test_a_tag_authorized_over_the_wire_is_cached_for_the_lifetime(short_dir: Path) -> None:
-    async with CentralSystem("127.0.0.1", 0) as central:
-        settings = make_settings(short_dir, central.url, extra_charge_point=VERSION)
-        service, task = await start_service(settings)
-        try:
-            session = await central.wait_for_charge_point(CP_ID, timeout=10)
-            await session.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
-            lifetime = {"component": {"name": "AuthCacheCtrlr"}, "variable": {"name": "LifeTime"},
-                        "attributeValue": "600"}  # fmt: skip
-            answer = await session.call_action("SetVariables", {"setVariableData": [lifetime]})
-            assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
-            socket = settings.control.socket
-            assert (await request(socket, {"cmd": "plug", "connector": 1}))["ok"]
-            tagged = await request(socket, {"cmd": "tag", "connector": 1, "id_tag": TAG})
-            assert tagged["result"]["authorization"]["status"] == "Accepted"
-            charger = service.charger
-            assert charger is not None
-            cached = await charger.store.cached_id_tag(TAG)
-            assert cached is not None and cached.expiry_date is not None
-            left = parse_iso(cached.expiry_date) - charger.wall.now()
-            assert timedelta(seconds=590) < left <= timedelta(seconds=600)
-            assert session.violations == []
-        finally:
-            await stop_service(service, task)
+    async with serving(short_dir, "2.0.1") as served:
+        lifetime = {"component": {"name": "AuthCacheCtrlr"}, "variable": {"name": "LifeTime"},
+                    "attributeValue": "600"}  # fmt: skip
+        answer = await served.session.call_action("SetVariables", {"setVariableData": [lifetime]})
+        assert answer["setVariableResult"][0]["attributeStatus"] == "Accepted"
+        socket = served.settings.control.socket
+        assert (await request(socket, {"cmd": "plug", "connector": 1}))["ok"]
+        tagged = await request(socket, {"cmd": "tag", "connector": 1, "id_tag": TAG})
+        assert tagged["result"]["authorization"]["status"] == "Accepted"
+        charger = served.service.charger
+        assert charger is not None
+        cached = await charger.store.cached_id_tag(TAG)
+        assert cached is not None and cached.expiry_date is not None
+        left = parse_iso(cached.expiry_date) - charger.wall.now()
+        assert timedelta(seconds=590) < left <= timedelta(seconds=600)
 
 
 async def offline_authorizer(

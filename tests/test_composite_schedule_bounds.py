@@ -12,12 +12,10 @@ from typing import Any
 
 import pytest
 
-from hilsim.csms import CentralSystem
 from hilsim.smart_charging.engine import MAX_COMPOSITE_STEPS
 
-from conftest import CP_ID, make_settings, start_service, stop_service
+from conftest import serving
 
-VERSION_201 = 'ocpp_version = "2.0.1"'
 LONGEST = 2**31 - 1
 #: 7 kW from 22:00 to 06:00 every night, the rest of the day the hardware's maximum
 SCHEDULE_16 = {
@@ -48,56 +46,43 @@ PROFILE_201 = {
 async def test_the_longest_composite_schedule_is_bounded_and_the_connection_lives(
     short_dir: Path, version: str
 ) -> None:
-    async with CentralSystem("127.0.0.1", 0) as central:
-        extra = f'ocpp_version = "{version}"'
-        settings = make_settings(short_dir, central.url, extra_charge_point=extra)
-        service, task = await start_service(settings)
-        try:
-            session = await central.wait_for_charge_point(CP_ID, timeout=10)
-            schedule: dict[str, Any]
-            if version == "1.6":
-                payload = {"connectorId": 0, "csChargingProfiles": PROFILE_16}
-                assert await session.call_action("SetChargingProfile", payload) == {
-                    "status": "Accepted"
-                }  # fmt: skip
-                asked = {"connectorId": 0, "duration": LONGEST}
-                answer = await session.call_action("GetCompositeSchedule", asked)
-                schedule = answer["chargingSchedule"]
-            else:
-                payload = {"evseId": 0, "chargingProfile": PROFILE_201}
-                assert (await session.call_action("SetChargingProfile", payload))["status"] == (
-                    "Accepted"
-                )  # fmt: skip
-                asked = {"evseId": 0, "duration": LONGEST}
-                answer = await session.call_action("GetCompositeSchedule", asked)
-                schedule = answer["schedule"]
-            assert answer["status"] == "Accepted"
-            periods = schedule["chargingSchedulePeriod"]
-            assert 100 < len(periods) <= MAX_COMPOSITE_STEPS
-            assert periods[-1]["startPeriod"] < schedule["duration"] < LONGEST
-            # The charge point answers the next call on the same connection.
-            asked["duration"] = 3600
-            assert (await session.call_action("GetCompositeSchedule", asked))["status"] == (
+    async with serving(short_dir, version) as served:
+        session = served.session
+        schedule: dict[str, Any]
+        if version == "1.6":
+            payload = {"connectorId": 0, "csChargingProfiles": PROFILE_16}
+            assert await session.call_action("SetChargingProfile", payload) == {
+                "status": "Accepted"
+            }  # fmt: skip
+            asked = {"connectorId": 0, "duration": LONGEST}
+            answer = await session.call_action("GetCompositeSchedule", asked)
+            schedule = answer["chargingSchedule"]
+        else:
+            payload = {"evseId": 0, "chargingProfile": PROFILE_201}
+            assert (await session.call_action("SetChargingProfile", payload))["status"] == (
                 "Accepted"
             )  # fmt: skip
-            assert session.violations == [] and not task.done()
-        finally:
-            await stop_service(service, task)
+            asked = {"evseId": 0, "duration": LONGEST}
+            answer = await session.call_action("GetCompositeSchedule", asked)
+            schedule = answer["schedule"]
+        assert answer["status"] == "Accepted"
+        periods = schedule["chargingSchedulePeriod"]
+        assert 100 < len(periods) <= MAX_COMPOSITE_STEPS
+        assert periods[-1]["startPeriod"] < schedule["duration"] < LONGEST
+        # The charge point answers the next call on the same connection.
+        asked["duration"] = 3600
+        assert (await session.call_action("GetCompositeSchedule", asked))["status"] == (
+            "Accepted"
+        )  # fmt: skip
+        assert not served.task.done()
 
 
 async def test_a_2_0_1_composite_schedule_cannot_end_before_it_starts(short_dir: Path) -> None:
-    async with CentralSystem("127.0.0.1", 0) as central:
-        settings = make_settings(short_dir, central.url, extra_charge_point=VERSION_201)
-        service, task = await start_service(settings)
-        try:
-            session = await central.wait_for_charge_point(CP_ID, timeout=10)
-            asked = {"evseId": 1, "duration": -5}
-            answer = await session.call_action("GetCompositeSchedule", asked)
-            assert answer["status"] == "Rejected"
-            assert answer["statusInfo"]["reasonCode"] == "InvalidValue"
-            asked = {"evseId": 1, "duration": 0}
-            answer = await session.call_action("GetCompositeSchedule", asked)
-            assert answer["status"] == "Accepted" and answer["schedule"]["duration"] == 0
-            assert session.violations == []
-        finally:
-            await stop_service(service, task)
+    async with serving(short_dir, "2.0.1") as served:
+        asked = {"evseId": 1, "duration": -5}
+        answer = await served.session.call_action("GetCompositeSchedule", asked)
+        assert answer["status"] == "Rejected"
+        assert answer["statusInfo"]["reasonCode"] == "InvalidValue"
+        asked = {"evseId": 1, "duration": 0}
+        answer = await served.session.call_action("GetCompositeSchedule", asked)
+        assert answer["status"] == "Accepted" and answer["schedule"]["duration"] == 0

@@ -11,9 +11,7 @@ from pathlib import Path
 
 from test_config_changes import hilsim_config
 
-from hilsim.csms import CentralSystem
-
-from conftest import CP_ID, make_settings, start_service, stop_service
+from conftest import make_settings, serving
 
 VERSION = 'ocpp_version = "2.0.1"'
 
@@ -57,49 +55,31 @@ async def test_offline_a_2_0_1_variable_is_checked_stored_and_read_back(short_di
     assert "BasicAuthPassword" not in out and "a-password" not in out
 
     # The service starts with what was set: the CSMS reads it.
-    async with CentralSystem("127.0.0.1", 0) as central:
-        settings = make_settings(short_dir, central.url, extra_charge_point=VERSION)
-        service, task = await start_service(settings)
-        try:
-            session = await central.wait_for_charge_point(CP_ID, timeout=10)
-            asked = get_variable("TxCtrlr", "TxStartPoint")
-            answer = await session.call_action("GetVariables", asked)
-            [result] = answer["getVariableResult"]
-            assert (result["attributeStatus"], result["attributeValue"]) == (
-                "Accepted", "EVConnected"
-            )  # fmt: skip
-            assert session.violations == []
-        finally:
-            await stop_service(service, task)
+    async with serving(short_dir, "2.0.1") as served:
+        asked = get_variable("TxCtrlr", "TxStartPoint")
+        answer = await served.session.call_action("GetVariables", asked)
+        [result] = answer["getVariableResult"]
+        assert (result["attributeStatus"], result["attributeValue"]) == ("Accepted", "EVConnected")
 
 
 async def test_online_a_change_goes_through_the_service_and_the_csms_hears_of_it(
     short_dir: Path,
 ) -> None:
-    async with CentralSystem("127.0.0.1", 0) as central:
-        settings = make_settings(short_dir, central.url, extra_charge_point=VERSION)
-        config = Path(settings.source)
-        service, task = await start_service(settings)
-        try:
-            session = await central.wait_for_charge_point(CP_ID, timeout=10)
-            await session.wait_for("StatusNotification", lambda p: p["evseId"] == 2)
-            code, out, _ = await hilsim_config(config, "set", "TxCtrlr.TxStopPoint",
-                                               "EVConnected")  # fmt: skip
-            assert code == 0 and '"Accepted"' in out
-            notified = await session.wait_for("NotifyEvent", lambda p: any(
-                e["variable"]["name"] == "TxStopPoint" for e in p["eventData"]))  # fmt: skip
-            [event] = notified["eventData"]
-            assert event["actualValue"] == "EVConnected" and event["trigger"] == "Delta"
-            asked = get_variable("TxCtrlr", "TxStopPoint")
-            answer = await session.call_action("GetVariables", asked)
-            assert answer["getVariableResult"][0]["attributeValue"] == "EVConnected"
-            code, _, err = await hilsim_config(config, "set", "TxCtrlr.TxStopPoint", "Sometimes")
-            assert code == 1 and "Rejected" in err
-            code, out, _ = await hilsim_config(config, "get", "TxCtrlr.TxStopPoint")
-            assert '"TxCtrlr.TxStopPoint": "EVConnected"' in out  # the refusal changed nothing
-            assert session.violations == []
-        finally:
-            await stop_service(service, task)
+    async with serving(short_dir, "2.0.1") as served:
+        config, session = Path(served.settings.source), served.session
+        code, out, _ = await hilsim_config(config, "set", "TxCtrlr.TxStopPoint", "EVConnected")
+        assert code == 0 and '"Accepted"' in out
+        notified = await session.wait_for("NotifyEvent", lambda p: any(
+            e["variable"]["name"] == "TxStopPoint" for e in p["eventData"]))  # fmt: skip
+        [event] = notified["eventData"]
+        assert event["actualValue"] == "EVConnected" and event["trigger"] == "Delta"
+        asked = get_variable("TxCtrlr", "TxStopPoint")
+        answer = await session.call_action("GetVariables", asked)
+        assert answer["getVariableResult"][0]["attributeValue"] == "EVConnected"
+        code, _, err = await hilsim_config(config, "set", "TxCtrlr.TxStopPoint", "Sometimes")
+        assert code == 1 and "Rejected" in err
+        code, out, _ = await hilsim_config(config, "get", "TxCtrlr.TxStopPoint")
+        assert '"TxCtrlr.TxStopPoint": "EVConnected"' in out  # the refusal changed nothing
 
 
 async def test_a_1_6_charge_point_says_variables_need_2_0_1(short_dir: Path) -> None:

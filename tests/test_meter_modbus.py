@@ -26,12 +26,6 @@ from hilsim.meter.simulator import MeterSimulator, VirtualCable
 
 
 @pytest.fixture
-async def cable(short_dir: Path) -> AsyncIterator[VirtualCable]:
-    async with VirtualCable(short_dir) as cable:
-        yield cable
-
-
-@pytest.fixture
 async def sim(cable: VirtualCable) -> AsyncIterator[MeterSimulator]:
     simulator = MeterSimulator(cable.meter_port, SDM630, baudrate=9600)
     simulator.set_energy(12_500.0)

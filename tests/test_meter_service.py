@@ -21,9 +21,9 @@ from hilsim.evse import events
 from hilsim.meter.registers import SDM630
 from hilsim.meter.simulator import MeterSimulator, VirtualCable
 
-from conftest import CP_ID, TAG, Bench, start_service, stop_service
+from conftest import CP_ID, TAG, Bench, METER_START_Wh, start_service, stop_service
 
-START_Wh = 12_500.0  # float32 kWh is exact here, and fine-grained enough to see energy rise
+START_Wh = METER_START_Wh
 PHASES = ("L1", "L2", "L3")
 
 
@@ -66,20 +66,6 @@ backend = "mock"
     path = directory / "hilsim.toml"
     path.write_text(text)
     return parse_settings(text, str(path))
-
-
-@pytest.fixture
-async def cable(short_dir: Path) -> AsyncIterator[VirtualCable]:
-    async with VirtualCable(short_dir) as cable:
-        yield cable
-
-
-@pytest.fixture
-async def sim(cable: VirtualCable) -> AsyncIterator[MeterSimulator]:
-    simulator = MeterSimulator(cable.meter_port, SDM630, baudrate=9600)
-    simulator.set_energy(START_Wh)
-    async with simulator:
-        yield simulator
 
 
 Start = Callable[..., Awaitable[Bench]]

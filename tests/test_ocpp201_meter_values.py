@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from scripted_csms201 import strict_violations
-from test_meter_service import START_Wh, meter_settings, settled
+from test_meter_service import meter_settings, settled
 from test_ocpp201_transactions import Csms201, ctl, running
 
 from hilsim.config import Settings, parse_settings
 from hilsim.keys.table import MEASURANDS
-from hilsim.meter.registers import SDM630
 from hilsim.meter.simulator import MeterSimulator, VirtualCable
 from hilsim.ocpp201.tx_wire import EndedSampling, meter_value_201, meter_values_201
 
@@ -32,20 +31,6 @@ async def csms() -> AsyncIterator[Csms201]:
     async with Csms201() as central:
         yield central
         assert central.violations() == []
-
-
-@pytest.fixture
-async def cable(short_dir: Path) -> AsyncIterator[VirtualCable]:
-    async with VirtualCable(short_dir) as cable:
-        yield cable
-
-
-@pytest.fixture
-async def sim(cable: VirtualCable) -> AsyncIterator[MeterSimulator]:
-    simulator = MeterSimulator(cable.meter_port, SDM630, baudrate=9600)
-    simulator.set_energy(START_Wh)
-    async with simulator:
-        yield simulator
 
 
 def settings_201(directory: Path, url: str, port: str) -> Settings:

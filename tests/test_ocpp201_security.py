@@ -33,9 +33,8 @@ from hilsim.ocpp201 import security_events
 from hilsim.ocpp201.security_events import SecurityEvents
 from hilsim.security import basic_auth_header
 
-from conftest import CP_ID, make_settings
+from conftest import CP_ID
 
-VERSION = 'ocpp_version = "2.0.1"'
 FAILED_AUTH = "FailedToAuthenticateAtCsms"
 PASSWORD = security_1_6.PASSWORD
 assert_no_secret = security_1_6.assert_no_secret
@@ -52,15 +51,9 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> None:
 def settings_201(
     directory: Path, url: str, profile: int, *, password: str | None = None, **files: Path
 ) -> Settings:
-    """A 2.0.1 charge point with a [security] table (the password in a file only it reads)."""
-    lines = [VERSION, "[security]", f"profile = {profile}"]
-    if password is not None:
-        secret = directory / "password"
-        secret.write_text(password + "\n")
-        secret.chmod(0o600)
-        lines.append(f'password_file = "{secret}"')
-    lines += [f'{key} = "{path}"' for key, path in files.items()]
-    return make_settings(directory, url, extra_charge_point="\n".join(lines) + "\n")
+    return security_1_6.secure_settings(
+        directory, url, profile, password=password, version="2.0.1", **files
+    )
 
 
 class Judge:

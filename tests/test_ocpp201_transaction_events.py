@@ -120,6 +120,13 @@ class Rig:
         self.feed(events.TransactionStarted(local_id, status))
         return local_id
 
+    async def plug_tag_start(self) -> int:
+        """Plugged in, tag presented and accepted, the transaction started: its local id."""
+        self.feed(events.PlugIn())
+        self.feed(events.PresentTag(TAG))
+        self.feed(events.AuthorizeResult(TAG, "Accepted"))
+        return await self.local_start()
+
     @property
     def online(self) -> bool:
         return self.link.state == LinkState.CONNECTED
@@ -182,10 +189,7 @@ async def test_a_session_with_the_defaults_is_started_updated_ended(store: Store
     link = FakeLink()
     rig = Rig(store, link, TxPoints())
     rig.run()
-    rig.feed(events.PlugIn())
-    rig.feed(events.PresentTag(TAG))
-    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
-    local_id = await rig.local_start()
+    local_id = await rig.plug_tag_start()
     assert rig.outbox.transaction_id(local_id) == local_id
     tx_id = rig.events.tx_id(local_id)
     assert tx_id is not None and len(tx_id) == 36
@@ -229,10 +233,7 @@ async def test_a_sample_2_0_1_cannot_say_is_no_updated(store: Store) -> None:
     link = FakeLink()
     rig = Rig(store, link, TxPoints())
     rig.run()
-    rig.feed(events.PlugIn())
-    rig.feed(events.PresentTag(TAG))
-    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
-    local_id = await rig.local_start()
+    local_id = await rig.plug_tag_start()
     only_16 = [{"timestamp": STAMP, "sampledValue": [
         {"value": "21.5", "context": "Sample.Periodic", "measurand": "Temperature",
          "location": "Body", "unit": "Celcius"},
@@ -308,10 +309,7 @@ async def test_an_invalid_id_token_deauthorizes_the_transaction(store: Store) ->
     link.id_token_status = "Blocked"
     rig = Rig(store, link, TxPoints())
     rig.run()
-    rig.feed(events.PlugIn())
-    rig.feed(events.PresentTag(TAG))
-    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
-    await rig.local_start()  # the Started's idTokenInfo says Blocked: StopTxOnInvalidId
+    await rig.plug_tag_start()  # the Started's idTokenInfo says Blocked: StopTxOnInvalidId
     assert rig.machine.state.transaction is None
     await rig.close()
 
@@ -325,10 +323,7 @@ async def test_offline_session_and_power_loss_keep_seq_no_across_a_restart(
     store = await Store.open(path)
     link = FakeLink(connected=False)
     rig = Rig(store, link, TxPoints())
-    rig.feed(events.PlugIn())
-    rig.feed(events.PresentTag(TAG))
-    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
-    local_id = await rig.local_start()
+    local_id = await rig.plug_tag_start()
     await rig.sample()
     await rig.sample()
     await rig.close()
@@ -374,10 +369,7 @@ async def test_trigger_message_sends_an_updated_with_the_charging_state(store: S
     rig = Rig(store, link, TxPoints())
     rig.run()
     assert rig.events.triggered(1) is False
-    rig.feed(events.PlugIn())
-    rig.feed(events.PresentTag(TAG))
-    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
-    local_id = await rig.local_start()
+    local_id = await rig.plug_tag_start()
     assert rig.events.triggered(1) is True
     sent = await link.wait_sent(2)
     check_sequence(sent)

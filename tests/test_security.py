@@ -87,9 +87,16 @@ def pki(short_dir: Path) -> dict[str, Issued]:
 
 
 def secure_settings(
-    directory: Path, url: str, profile: int, *, password: str | None = None, **files: Path
+    directory: Path,
+    url: str,
+    profile: int,
+    *,
+    password: str | None = None,
+    version: str = "1.6",
+    **files: Path,
 ) -> Settings:
-    lines = ["[security]", f"profile = {profile}"]
+    """A charge point with a [security] table (the password in a file only it reads)."""
+    lines = [f'ocpp_version = "{version}"', "[security]", f"profile = {profile}"]
     if password is not None:
         secret = directory / "password"
         secret.write_text(password + "\n")
