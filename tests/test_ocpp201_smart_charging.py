@@ -166,6 +166,43 @@ async def test_e2e_limit_in_composite_schedule_and_meter_values_then_cleared(
     assert answer == {"status": "NoProfiles"}
 
 
+async def test_e2e_a_significant_change_of_the_limit_is_a_charging_rate_changed(
+    cp201: Running201,
+) -> None:
+    """K01 / SmartChargingCtrlr.LimitChangeSignificance (0.1 by default): the CSMS hears of a
+    limit that changes a running transaction's rate by more than that, not of smaller steps."""
+    csms, charger = cp201.csms, cp201.service.charger
+    measurands = "Energy.Active.Import.Register,Power.Offered"
+    assert await charger.configuration.change_configuration(
+        "MeterValuesSampledData", measurands
+    ) == "Accepted"  # fmt: skip
+    await cp201.charging(1)
+    [started] = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Started")
+    tx_id = started["transactionInfo"]["transactionId"]
+
+    def rate_changed(p: dict[str, Any]) -> bool:
+        return p["triggerReason"] == "ChargingRateChanged"
+
+    mark = csms.mark()
+    profile = tx_default(1, 4000.0)
+    answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile})
+    assert answer == {"status": "Accepted"}
+    [changed] = await csms.wait_for("TransactionEvent", rate_changed, since=mark)
+    assert changed["eventType"] == "Updated"
+    assert changed["transactionInfo"]["transactionId"] == tx_id
+    # 4000 -> 4200 W is 5 %: nothing; then 4200 -> 3000 W is 25 % of what the CSMS knows.
+    for profile in (tx_default(1, 4200.0), tx_default(1, 3000.0)):
+        answer = await csms.result("SetChargingProfile", {"evseId": 1, "chargingProfile": profile})
+        assert answer == {"status": "Accepted"}
+    # A triggered TransactionEvent goes through the same outbox, after anything queued before.
+    trigger = {"requestedMessage": "TransactionEvent", "evse": {"id": 1}}
+    assert await csms.result("TriggerMessage", trigger) == {"status": "Accepted"}
+    await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "Trigger", since=mark)
+    assert len([p for p in csms.calls("TransactionEvent", mark) if rate_changed(p)]) == 2
+    values = await cp201.triggered_meter_values(1)
+    assert values["Power.Offered"] == 3000.0
+
+
 async def test_e2e_a_station_maximum_survives_a_restart_as_sent(
     csms201: ScriptedCsms201, short_dir: Path
 ) -> None:

@@ -11,6 +11,7 @@ from hilsim.ocpp201.tx_tracker import (
     ended,
     parse_points,
     points_from,
+    significant,
     stop_reasons,
 )
 
@@ -154,3 +155,32 @@ def test_points_from_the_device_model_keep_their_defaults_when_unset() -> None:
     values = {("TxCtrlr", "TxStartPoint"): "EVConnected,Bogus"}
     points = points_from(lambda component, name: values.get((component, name)))
     assert points == TxPoints(frozenset({"EVConnected"}), TxPoints().stop)
+
+
+def test_a_significant_change_of_the_limit_is_a_charging_rate_changed() -> None:
+    t, p = tracker(), points("PowerPathClosed")
+    assert t.rate_changed(4000.0, 0.1) == []  # no transaction: only remembered
+    t.ev_connected(p)
+    t.authorized(TOKEN, p, remote=False)
+    t.local_started(TOKEN)
+    assert t.rate_changed(4000.0, 0.1) == []  # the limit the transaction started with
+    assert t.rate_changed(4300.0, 0.1) == []  # 7.5 %: not significant
+    (changed,) = t.rate_changed(4500.0, 0.1)  # 12.5 % from the 4000 W the CSMS knows
+    assert (changed.event_type, changed.trigger_reason) == ("Updated", "ChargingRateChanged")
+    assert changed.meter is None and changed.charging_state is None
+    assert kinds(t.rate_changed(None, 0.1)) == [("Updated", "ChargingRateChanged")]  # gone
+    assert kinds(t.rate_changed(0.0, 0.1)) == [("Updated", "ChargingRateChanged")]  # suspended
+    assert t.rate_changed(0.0, 0.1) == []
+    assert kinds(t.rate_changed(4510.0, 0.0)) == [("Updated", "ChargingRateChanged")]
+    assert kinds(t.rate_changed(4511.0, 0.0)) == [("Updated", "ChargingRateChanged")]  # any
+    # The machine's transaction ended, its Ended on the way: a limit lifted now is no news.
+    assert t.rate_changed(None, 0.1, charging=False) == []
+    assert t.limit_W is None
+
+
+def test_significance() -> None:
+    assert not significant(None, None, 0.1) and not significant(5.0, 5.0, 0.0)
+    assert significant(None, 1.0, 0.5) and significant(1.0, None, 0.5)
+    assert significant(0.0, 1.0, 1.0) and significant(10.0, 0.0, 0.5)
+    assert not significant(100.0, 110.0, 0.1) and significant(100.0, 110.1, 0.1)
+    assert not significant(100.0, 90.0, 0.1) and significant(100.0, 89.0, 0.1)

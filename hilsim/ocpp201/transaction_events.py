@@ -58,11 +58,13 @@ class TransactionEvents:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         begun: Callable[[int], list[dict[str, Any]]] = lambda _: [],
         ended_sampling: EndedSampling | None = None,
+        limit_significance: Callable[[], float] = lambda: 0.1,
     ) -> None:
         """``energy_Wh``: a connector's register now; ``points``: TxStartPoint/TxStopPoint
         now (the device model's); ``tasks``: where events from the machines are written;
         ``begun``: what a Started says beside the register (TxStartedMeasurands, 1.6-shaped);
-        ``ended_sampling``: which samples kept for an Ended it says (TxEndedInterval)."""
+        ``ended_sampling``: which samples kept for an Ended it says (TxEndedInterval);
+        ``limit_significance``: SmartChargingCtrlr.LimitChangeSignificance now."""
         self.store = store
         self.link = link
         self.wall = wall
@@ -72,6 +74,7 @@ class TransactionEvents:
         self.new_id = new_id
         self.begun = begun
         self.ended_sampling = ended_sampling or EndedSampling()
+        self.limit_significance = limit_significance
         self.outbox = outbox  # the outbox this dialect speaks for
         self._trackers: dict[int, EvseTracker] = {}
         self._local: dict[str, int] = {}  # tx_id -> local id
@@ -132,6 +135,10 @@ class TransactionEvents:
             drafts += tracker.ev_connected(points)
         elif isinstance(event, events.Unplug):
             drafts += tracker.ev_disconnected(points)
+        elif isinstance(event, events.SetPowerLimit):
+            charging = state.transaction is not None and not state.finishing
+            drafts += tracker.rate_changed(event.limit_W, self.limit_significance(),
+                                           charging=charging)  # fmt: skip
         # The idTag cleared to charge: that of the machine's transaction, or a granted one.
         auth = state.authorization
         tag, remote = None, False

@@ -97,11 +97,15 @@ def dialect_for(
         value = text(controller, "TxEndedInterval")
         return None if value is None or not value.strip().isdigit() else int(value)
 
+    def limit_significance() -> float:
+        value = text("SmartChargingCtrlr", "LimitChangeSignificance")
+        return 0.1 if value is None else float(value)  # the device model checked it: 0..1
+
     def build(outbox: OutboxPort) -> TransactionEvents:
         dialect = TransactionEvents(
             outbox, store, link, charger.wall, tasks,
             energy_Wh=energy_Wh, points=points, begun=begun,
-            ended_sampling=EndedSampling(ended_interval),
+            ended_sampling=EndedSampling(ended_interval), limit_significance=limit_significance,
         )  # fmt: skip
         charger.event_listeners.append(dialect.on_event)
         return dialect

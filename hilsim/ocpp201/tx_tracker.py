@@ -114,6 +114,9 @@ class EvseTracker:
     sent_state: str | None = None  # the chargingState the CSMS last heard
     held_reason: str | None = None  # a stop kept waiting for the EV to leave (stoppedReason)
     cause: str = "Authorized"  # the trigger of the last thing that brought a start closer
+    #: the smart-charging limit (W, None: none) the open transaction's CSMS knows of: the one
+    #: in force when it started, or last reported by ChargingRateChanged
+    limit_W: float | None = None
 
     # -- what the caller observed --------------------------------------------------------------
 
@@ -215,6 +218,22 @@ class EvseTracker:
         trigger = "MeterValueClock" if clock else "MeterValuePeriodic"
         return self._emit("Updated", trigger, meter=context)
 
+    def rate_changed(
+        self, limit_W: float | None, significance: float, *, charging: bool = True
+    ) -> list[Draft]:
+        """Smart charging changed the limit in force: an Updated (ChargingRateChanged) while a
+        transaction is open and the limit moved by more than ``significance``
+        (SmartChargingCtrlr.LimitChangeSignificance, a fraction of the limit the CSMS knows);
+        small steps add up until they count. ``charging``: the machine's transaction runs (a
+        limit lifted as it ends changes no rate: its Ended is on the way)."""
+        if not charging or self.tx_id is None:
+            self.limit_W = limit_W
+            return []
+        if not significant(self.limit_W, limit_W, significance):
+            return []
+        self.limit_W = limit_W
+        return self._emit("Updated", "ChargingRateChanged")
+
     def triggered(self) -> list[Draft]:
         """TriggerMessage TransactionEvent: an Updated that states the charging state."""
         if self.tx_id is None:
@@ -273,6 +292,16 @@ class EvseTracker:
         self.sent_state = state
         self.remote_start_id = None
         return [draft]
+
+
+def significant(before: float | None, after: float | None, fraction: float) -> bool:
+    """Whether a limit moving from ``before`` to ``after`` (W; None: no limit) is news: a limit
+    appearing or going away always is, a change by more than ``fraction`` of ``before`` too."""
+    if before == after:
+        return False
+    if before is None or after is None or before == 0:
+        return True
+    return abs(after - before) > fraction * before
 
 
 def ended(tx_id: str, reason_16: str) -> Draft:
