@@ -676,6 +676,58 @@ def test_frame_log_attributes_connectors_and_hides_secrets() -> None:
     assert long is not None and long["frame"] is None and long["text"].endswith("…")
 
 
+def test_frame_log_attributes_2_0_1_frames_to_their_evse() -> None:
+    """An EVSE is the connector of the same id (its connectorId is always 1); a transaction is
+    named by the UUID its first event gave with its EVSE."""
+    log = FrameLog(lambda tx: None)
+    log.watch()
+
+    def record(frame: Frame) -> dict[str, Any]:
+        log.record(frame)
+        (entry,) = log.take()
+        return entry
+
+    status = {"timestamp": "x", "connectorStatus": "Occupied", "evseId": 2, "connectorId": 1}
+    assert record(_frame(True, [2, "a", "StatusNotification", status]))["connector"] == 2
+    tx = "6f1c1e4e-0c55-4a39-9d3c-0a7c6bd1e8a5"
+    started = {"eventType": "Started", "evse": {"id": 2, "connectorId": 1},
+               "transactionInfo": {"transactionId": tx}}  # fmt: skip
+    assert record(_frame(True, [2, "b", "TransactionEvent", started]))["connector"] == 2
+    assert record(_frame(False, [3, "b", {}]))["connector"] == 2
+    updated = {"eventType": "Updated", "transactionInfo": {"transactionId": tx}}
+    assert record(_frame(True, [2, "c", "TransactionEvent", updated]))["connector"] == 2
+    stop = record(_frame(False, [2, "d", "RequestStopTransaction", {"transactionId": tx}]))
+    assert stop["connector"] == 2
+    unknown = {"transactionId": "not-one-of-ours"}
+    assert record(_frame(False, [2, "e", "GetTransactionStatus", unknown]))["connector"] is None
+    trigger = {"requestedMessage": "MeterValues", "evse": {"id": 1}}
+    assert record(_frame(False, [2, "f", "TriggerMessage", trigger]))["connector"] == 1
+
+
+def test_power_history_from_2_0_1_transaction_events() -> None:
+    log = FrameLog(lambda tx: None)
+    log.watch()
+    sampled = [
+        {"value": 1000.0, "measurand": "Energy.Active.Import.Register",
+         "unitOfMeasure": {"unit": "Wh"}},
+        {"value": 7.4, "measurand": "Power.Active.Import",
+         "unitOfMeasure": {"unit": "kW"}},
+    ]  # fmt: skip
+    event = {
+        "eventType": "Updated",
+        "evse": {"id": 2, "connectorId": 1},
+        "transactionInfo": {"transactionId": "t"},
+        "meterValue": [{"timestamp": "2025-01-01T00:00:00Z", "sampledValue": sampled}],
+    }
+    log.record(_frame(True, [2, "m", "TransactionEvent", event], at=5.0))
+    scaled = [{"value": 3.7, "measurand": "Power.Active.Import",
+               "unitOfMeasure": {"unit": "W", "multiplier": 3}}]  # fmt: skip
+    meter = {"evseId": 1, "meterValue": [{"timestamp": "2025-01-01T00:00:01Z",
+                                          "sampledValue": scaled}]}  # fmt: skip
+    log.record(_frame(True, [2, "n", "MeterValues", meter], at=6.0))
+    assert power_samples(log.take()) == [(2, 1735689600.0, 7400.0), (1, 1735689601.0, 3700.0)]
+
+
 def test_power_history_from_meter_values() -> None:
     log = FrameLog(lambda tx: None)
     log.watch()

@@ -46,7 +46,8 @@ class _Decoder:
     def __init__(self, connector_of_transaction: Callable[[int], int | None]) -> None:
         self._fallback = connector_of_transaction
         self._pending: dict[str, _Call] = {}
-        self._transactions: dict[int, int] = {}  # CSMS transaction id -> connector
+        #: transaction id (1.6: the CSMS's number; 2.0.1: the charge point's UUID) -> connector
+        self._transactions: dict[int | str, int] = {}
 
     def entry(self, seq: int, frame: Frame) -> dict[str, Any]:
         base: dict[str, Any] = {
@@ -101,15 +102,32 @@ class _Decoder:
         }
 
     def _connector(self, payload: Any) -> int | None:
+        """The connector a payload concerns: 1.6's connectorId; 2.0.1's evseId or evse.id (an
+        EVSE is the connector of the same id here; its connectorId is always 1); else the
+        connector of the transaction it names (2.0.1: transactionInfo's, learnt from the first
+        event of a transaction, which names its EVSE)."""
         if not isinstance(payload, dict):
             return None
-        connector = payload.get("connectorId")
-        if isinstance(connector, int) and not isinstance(connector, bool):
-            return connector
-        tx = payload.get("transactionId")
-        if isinstance(tx, int) and not isinstance(tx, bool):
+        evse = payload.get("evse")
+        found = payload.get("evseId", evse.get("id") if isinstance(evse, dict) else None)
+        if found is None:
+            found = payload.get("connectorId")
+        info = payload.get("transactionInfo")
+        tx = info.get("transactionId") if isinstance(info, dict) else payload.get("transactionId")
+        if _is_int(found):
+            if isinstance(tx, str) and tx:
+                self._remember(tx, found)
+            return found
+        if _is_int(tx):
             return self._transactions.get(tx) or self._fallback(tx)
+        if isinstance(tx, str):
+            return self._transactions.get(tx)
         return None
+
+    def _remember(self, tx: int | str, connector: int) -> None:
+        if tx not in self._transactions and len(self._transactions) >= _TRANSACTIONS_KEPT:
+            self._transactions.pop(next(iter(self._transactions)))
+        self._transactions[tx] = connector
 
     def _learn(self, call: _Call, result: Any) -> None:
         """StartTransaction.conf: from now on this transaction id means that connector."""
@@ -117,9 +135,7 @@ class _Decoder:
             return
         if not isinstance(result, dict) or not isinstance(result.get("transactionId"), int):
             return
-        if len(self._transactions) >= _TRANSACTIONS_KEPT:
-            self._transactions.pop(next(iter(self._transactions)))
-        self._transactions[result["transactionId"]] = call.connector
+        self._remember(result["transactionId"], call.connector)
 
 
 def redact(action: str, kind: int, msg: list[Any]) -> list[Any]:
@@ -222,12 +238,17 @@ class FrameLog:
         self._undecoded.clear()
 
 
+#: The CALLs whose meterValue a chart draws: 1.6's and 2.0.1's outside a transaction, and 2.0.1's
+#: within one.
+_METERED = frozenset({"MeterValues", "TransactionEvent"})
+
+
 def power_samples(entries: Iterable[dict[str, Any]]) -> list[tuple[int, float, float]]:
-    """(connector, wall time, W) from the MeterValues in a log: a chart's history at page open."""
+    """(connector, wall time, W) from the meter values in a log: a chart's history at page open."""
     samples: list[tuple[int, float, float]] = []
     for entry in entries:
         frame = entry.get("frame")
-        if entry.get("name") != "MeterValues" or not frame or entry.get("dir") != "out":
+        if entry.get("name") not in _METERED or not frame or entry.get("dir") != "out":
             continue
         payload = frame[3] if len(frame) > 3 else None
         connector = entry.get("connector")
@@ -261,5 +282,16 @@ def _total_power(sampled: Iterable[Any]) -> float | None:
             value = float(s["value"])
         except (KeyError, TypeError, ValueError):
             continue
-        return value * 1000.0 if s.get("unit") == "kW" else value
+        measure = s.get("unitOfMeasure")  # 2.0.1: a unit and a power of ten
+        if isinstance(measure, dict):
+            unit, multiplier = measure.get("unit", "W"), measure.get("multiplier", 0)
+            if _is_int(multiplier) and -9 <= multiplier <= 9:
+                value *= 10.0**multiplier
+        else:
+            unit = s.get("unit")
+        return value * 1000.0 if unit == "kW" else value
     return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
