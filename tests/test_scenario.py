@@ -125,6 +125,20 @@ async def test_all_passing_exits_0_with_a_clean_report(tmp_path: Path) -> None:
         ("[[step]]\nlink = 'sideways'\n", 'step 1.link: expected "down"'),
         ("[[step]]\nwait = -1\n", "step 1.wait: expected seconds, 0 to 3600"),
         ("colour = 'red'\n[[step]]\nwait = 1\n", "colour: unknown key"),
+        ("ocpp_version = '2.0'\n[[step]]\nwait = 1\n", 'ocpp_version: expected "1.6" or "2.0.1"'),
+        (
+            "ocpp_version = '2.0.1'\n[[step]]\ncsms = 'RemoteStartTransaction'\n",
+            "step 1.csms: 'RemoteStartTransaction' is not a CSMS-to-charge-point OCPP 2.0.1",
+        ),
+        (
+            "ocpp_version = '2.0.1'\n[[step]]\nexpect = 'StartTransaction'\n",
+            "step 1.expect: expected an OCPP 2.0.1 action",
+        ),
+        ("[[step]]\nexpect = 'TransactionEvent'\n", "step 1.expect: expected an OCPP 1.6 action"),
+        (
+            "ocpp_version = '2.0.1'\n[[step]]\ncsms = 'Reset'\npayload = { type = 'Hard' }\n",
+            "step 1.payload: ResetRequest: type: 'Hard' is not one of: Immediate, OnIdle",
+        ),
     ],
 )
 def test_a_bad_file_names_the_step_the_key_and_the_expectation(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hilsim.config import OCPP_VERSIONS
 from hilsim.errors import ConfigError
 from hilsim.scenario.matching import COMPARISONS, VARIABLE
 
@@ -71,6 +72,8 @@ class Scenario:
     description: str
     id_tags: tuple[str, ...] | None
     steps: tuple[Step, ...]
+    #: the OCPP version the charge point speaks ("1.6", or "2.0.1": its steps name 2.0.1 actions)
+    ocpp_version: str = "1.6"
 
 
 _STEP_KEYS: dict[str, frozenset[str]] = {
@@ -81,7 +84,7 @@ _STEP_KEYS: dict[str, frozenset[str]] = {
     "state": frozenset({"state", "within", "save"}),
     "wait": frozenset({"wait"}),
 }
-_TOP_KEYS = frozenset({"name", "description", "csms", "step"})
+_TOP_KEYS = frozenset({"name", "description", "ocpp_version", "csms", "step"})
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -98,6 +101,9 @@ def load_scenario(path: Path) -> Scenario:
     for key in data:
         if key not in _TOP_KEYS:
             raise ConfigError(source, key, f"unknown key; expected one of {_listed(_TOP_KEYS)}")
+    version = data.get("ocpp_version", "1.6")
+    if version not in OCPP_VERSIONS:
+        raise ConfigError(source, "ocpp_version", f'expected "1.6" or "2.0.1", got {version!r}')
     name = _text(source, "name", data.get("name", Path(path).stem))
     description = _text(source, "description", data.get("description", ""))
     id_tags: tuple[str, ...] | None = None
@@ -112,8 +118,10 @@ def load_scenario(path: Path) -> Scenario:
     tables = data.get("step")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(source, "step", "expected at least one [[step]] table")
-    steps = tuple(_step(source, number, table) for number, table in enumerate(tables, 1))
-    return Scenario(Path(path), name, description, id_tags, steps)
+    steps = tuple(
+        _step(source, number, table, version) for number, table in enumerate(tables, 1)
+    )
+    return Scenario(Path(path), name, description, id_tags, steps, version)
 
 
 def _listed(names: frozenset[str] | Mapping[str, Any] | tuple[str, ...]) -> str:
@@ -126,7 +134,7 @@ def _text(source: str, key: str, value: Any) -> str:
     return value
 
 
-def _step(source: str, number: int, table: Any) -> Step:
+def _step(source: str, number: int, table: Any, version: str = "1.6") -> Step:
     where = f"step {number}"
     if not isinstance(table, dict):
         raise ConfigError(source, where, "expected a table")
@@ -164,14 +172,12 @@ def _step(source: str, number: int, table: Any) -> Step:
     if kind == "ctl":
         _check_ctl(table, bad)
     elif kind == "csms":
-        _check_csms(table, bad)
+        _check_csms(table, bad, version)
     elif kind == "link" and table["link"] not in ("down", "up"):
         raise bad("link", 'expected "down" (the CSMS goes away) or "up" (it comes back)')
     elif kind == "expect":
-        from hilsim.csms.strict import actions
-
-        if table["expect"] not in actions():
-            raise bad("expect", "expected an OCPP 1.6 action a charge point sends")
+        if table["expect"] not in _actions(version):
+            raise bad("expect", f"expected an OCPP {version} action a charge point sends")
     elif kind == "state" and not table["state"]:
         raise bad("state", "expected at least one field")
     return Step(number, kind, table)
@@ -198,18 +204,31 @@ def _check_ctl(table: dict[str, Any], bad: Callable[[str, str], ConfigError]) ->
         raise bad("refused", "expected true or false")
 
 
-def _check_csms(table: dict[str, Any], bad: Callable[[str, str], ConfigError]) -> None:
+def _actions(version: str) -> frozenset[str]:
+    """The actions of ``version`` with an official schema."""
+    if version == "2.0.1":
+        from hilsim.csms import strict201
+
+        return strict201.actions()
+    from hilsim.csms import strict
+
+    return strict.actions()
+
+
+def _check_csms(
+    table: dict[str, Any], bad: Callable[[str, str], ConfigError], version: str
+) -> None:
     from hilsim.csms.console import BadCall, action_named, problems
 
     try:
-        table["csms"] = action_named(str(table["csms"]))
+        table["csms"] = action_named(str(table["csms"]), version)
     except BadCall as exc:
         raise bad("csms", str(exc)) from None
     payload = table.setdefault("payload", {})
     if not isinstance(payload, dict):
         raise bad("payload", "expected a table (the CALL payload, camelCase)")
     if not VARIABLE.search(json.dumps(payload)):  # with ${...} it is checked when it runs
-        found = problems(table["csms"], payload)
+        found = problems(table["csms"], payload, version)
         if found:
             raise bad("payload", "; ".join(found))
     if "error" in table and not isinstance(table["error"], str):

@@ -56,6 +56,7 @@ class _Run:
 
     central: CentralSystem
     service: Service
+    ocpp_version: str = "1.6"
     received: list[Received] = field(default_factory=list)
     mark: int = 0  # expectations look at what arrived since the last action step began
     used: set[int] = field(default_factory=set)
@@ -104,10 +105,12 @@ async def run_scenario(
         tags = scenario.id_tags if scenario.id_tags is not None else settings.csms.id_tags
         central = CentralSystem("127.0.0.1", 0, id_tags=tags, trace=say if trace else None)
         async with central:
-            cp = replace(settings.charge_point, csms_url=central.url)
+            cp = replace(
+                settings.charge_point, csms_url=central.url, ocpp_version=scenario.ocpp_version
+            )
             # Quick reconnects: a `link up` step should not wait out a minute-long backoff.
             service = Service(replace(settings, charge_point=cp), backoff=Backoff(0.05, 2.0, 0.5))
-            run = _Run(central, service)
+            run = _Run(central, service, scenario.ocpp_version)
             central.on_frame = run.on_frame
             task = asyncio.create_task(service.run())
             try:
@@ -126,11 +129,11 @@ async def _booted(run: _Run, task: asyncio.Task[None], connectors: int) -> None:
         if task.done():
             task.result()  # its failure, as it is
             raise HilsimError("the charge point stopped before it booted")
-        ids = {
-            m.payload.get("connectorId") for m in run.received if m.action == "StatusNotification"
-        }
+        # 2.0.1 names each EVSE, and has no status of the charge point as a whole (connector 0).
+        key, first = ("connectorId", 0) if run.ocpp_version == "1.6" else ("evseId", 1)
+        ids = {m.payload.get(key) for m in run.received if m.action == "StatusNotification"}
         booted = any(m.action == "BootNotification" for m in run.received)
-        return True if booted and ids >= set(range(connectors + 1)) else None
+        return True if booted and ids >= set(range(first, connectors + 1)) else None
 
     waiter = asyncio.create_task(
         run.until(ready, 30, lambda: "the charge point did not boot within 30 s")
@@ -191,7 +194,7 @@ async def _csms(run: _Run, step: Step) -> None:
     run.mark = len(run.received)
     t = step.table
     try:
-        payload = checked(t["csms"], substitute(t["payload"], run.saved))
+        payload = checked(t["csms"], substitute(t["payload"], run.saved), run.ocpp_version)
     except BadCall as exc:
         raise StepFailed(str(exc)) from None
     session = next((s for s in run.central.sessions.values() if not s.closed), None)
