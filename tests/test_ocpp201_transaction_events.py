@@ -390,3 +390,33 @@ def test_an_ended_states_the_end_register_once() -> None:
     assert violations({"eventType": "Ended", "timestamp": STAMP, "triggerReason": "Trigger",
                        "seqNo": 0, "transactionInfo": {"transactionId": "t"},
                        "meterValue": ended_meter_values([end_16], register)}) == []  # fmt: skip
+
+
+@pytest.mark.parametrize("start_point", ["PowerPathClosed", "EVConnected"])
+async def test_a_plug_in_before_the_stop_arrives_belongs_to_the_next_session(
+    store: Store, start_point: str
+) -> None:
+    """Found by a soak: unplugged, plugged in again before the machine's stop reached the
+    outbox, and the old transaction got an Updated (CablePluggedIn) after its Ended."""
+    link = FakeLink()
+    rig = Rig(store, link, TxPoints(parse_points(start_point)))
+    rig.run()
+    local_id = await rig.plug_tag_start()
+    old = rig.events.tx_id(local_id)
+    effects = rig.feed(events.Unplug())  # the machine's transaction ends here ...
+    rig.feed(events.PlugIn())  # ... and the next EV arrives before its stop is written
+    await rig.local_stop(stop_effect(effects))
+    await rig.settle()
+    # Old: Started, Ended (PowerPathClosed); Started, Updated x2, Ended, then the new Started.
+    sent = await link.wait_sent(5 if start_point == "EVConnected" else 2)
+    check_sequence(sent)
+    of_old = [(p["eventType"], p["triggerReason"]) for p in sent
+              if p["transactionInfo"]["transactionId"] == old]  # fmt: skip
+    assert of_old[-1] == ("Ended", "EVCommunicationLost")
+    assert ("Updated", "CablePluggedIn") not in of_old
+    if start_point == "EVConnected":  # the plug-in starts the next one
+        new = [p for p in sent if p["transactionInfo"]["transactionId"] != old]
+        assert [(p["eventType"], p["triggerReason"]) for p in new] == [
+            ("Started", "CablePluggedIn")
+        ]
+    await rig.close()

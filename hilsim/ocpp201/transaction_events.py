@@ -41,6 +41,10 @@ from hilsim.transaction_messages import OutboxPort
 
 log = logging.getLogger(__name__)
 
+#: The most machine events held for one EVSE while its transaction's stop is on the way (a
+#: stop is a few milliseconds away; more means it is stuck, and the rest are only logged).
+HELD_EVENTS = 64
+
 
 class TransactionEvents:
     """The 2.0.1 `TransactionMessages`: trackers per EVSE, TransactionEvent rows, answers."""
@@ -84,6 +88,10 @@ class TransactionEvents:
         self._remote_start: tuple[int, dict[str, Any]] | None = None
         #: the EVSE that took the last remote start
         self.remote_started_on: int | None = None
+        #: EVSE -> what its machine did after its transaction ended and before that stop reached
+        #: `stop` (the Ended is drafted there): observed once the Ended is, so a plug-in that
+        #: quick is a new session's, never an Updated of the transaction that just ended
+        self._held: dict[int, list[tuple[events.Event, Outcome]]] = {}
 
     # -- ids -----------------------------------------------------------------------------------
 
@@ -129,6 +137,14 @@ class TransactionEvents:
         """Translate what a machine did into the tracker's terms; write what it answers."""
         if not outcome.accepted:
             return
+        held = self._held.get(evse_id)
+        if held is not None:
+            if len(held) < HELD_EVENTS:
+                held.append((event, outcome))
+            else:
+                log.warning("E%d: %s not followed: its transaction's stop is overdue", evse_id,
+                            type(event).__name__)  # fmt: skip
+            return
         tracker, points, state = self.tracker(evse_id), self.points(), outcome.state
         drafts: list[Draft] = []
         if isinstance(event, events.PlugIn):
@@ -162,6 +178,8 @@ class TransactionEvents:
         drafts += tracker.machine_status(str(state.status))
         for draft in drafts:
             self._spawn(evse_id, draft)
+        if tracker.machine_state is not None and state.transaction is None:
+            self._held[evse_id] = []  # the machine's transaction ended: `stop` comes next
 
     def expect_remote_start(self, remote_start_id: int | None, token: dict[str, Any]) -> None:
         """RequestStartTransaction is about to reach a machine: the EVSE whose machine takes
@@ -310,6 +328,8 @@ class TransactionEvents:
             if draft.event_type == "Ended":
                 payload["meterValue"] = ended_meter_values(data, payload["meterValue"])
             await self._record(connector_id, draft, payload, energy_Wh=energy_Wh)
+        for event, outcome in self._held.pop(connector_id, []):
+            self.on_event(connector_id, event, outcome)
         return "TransactionEvent" if drafts else None
 
     # -- rows ----------------------------------------------------------------------------------
