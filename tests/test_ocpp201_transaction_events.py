@@ -420,3 +420,62 @@ async def test_a_plug_in_before_the_stop_arrives_belongs_to_the_next_session(
             ("Started", "CablePluggedIn")
         ]
     await rig.close()
+
+
+async def test_an_event_drafted_before_the_stop_is_written_before_the_ended(store: Store) -> None:
+    """Found by a soak with sessions of 50 ms: an Updated (ChargingStateChanged) drafted just
+    before the stop waited for the outbox's lock, the stop took it first, and the Updated went
+    out after the Ended."""
+    link = FakeLink()
+    rig = Rig(store, link, TxPoints())
+    rig.run()
+    local_id = await rig.plug_tag_start()
+    await rig.settle()
+    old = rig.events.tx_id(local_id)
+    rig.feed(events.EvSuspend())  # an Updated is drafted; its write waits for the lock ...
+    stop = stop_effect(rig.feed(events.PresentTag(TAG)))
+    await rig.outbox.stop(  # ... which the stop takes at once, as `hilsim.transactions` does
+        stop.local_id, 1, int(rig.energy), rig.energy, STAMP, stop.reason, stop.id_tag, None
+    )  # fmt: skip
+    await rig.settle()
+    sent = await link.wait_sent(3)
+    check_sequence(sent)
+    assert [(p["eventType"], p["triggerReason"]) for p in sent] == [
+        ("Started", "Authorized"),
+        ("Updated", "ChargingStateChanged"),
+        ("Ended", "StopAuthorized"),
+    ]
+    assert {p["transactionInfo"]["transactionId"] for p in sent} == {old}
+    await rig.close()
+
+
+async def test_the_next_start_waits_for_the_last_stop(store: Store) -> None:
+    """Found by the same soak: unplugged, plugged in and tagged again before the first stop was
+    written; the new start was an Updated of the old transaction, after its Ended, and the
+    new transaction never had a Started."""
+    link = FakeLink()
+    rig = Rig(store, link, TxPoints())
+    rig.run()
+    first = await rig.plug_tag_start()
+    await rig.settle()
+    old = rig.events.tx_id(first)
+    stop = stop_effect(rig.feed(events.Unplug()))  # the stop is on its way ...
+    rig.feed(events.PlugIn())
+    rig.feed(events.PresentTag(TAG))
+    rig.feed(events.AuthorizeResult(TAG, "Accepted"))
+    # ... and the machine's next transaction starts before it is written.
+    start = asyncio.create_task(rig.outbox.start(1, TAG, int(rig.energy), STAMP, None))
+    await rig.outbox.stop(
+        stop.local_id, 1, int(rig.energy), rig.energy, STAMP, stop.reason, stop.id_tag, None
+    )  # fmt: skip
+    second = await asyncio.wait_for(start, 5)
+    await rig.settle()
+    sent = await link.wait_sent(3)
+    check_sequence(sent)
+    assert [(p["eventType"], p["transactionInfo"]["transactionId"] == old) for p in sent] == [
+        ("Started", True),
+        ("Ended", True),
+        ("Started", False),
+    ]
+    assert rig.events.tx_id(second) == sent[2]["transactionInfo"]["transactionId"]
+    await rig.close()

@@ -16,6 +16,7 @@ transaction and its meter values). How it is put on a charger: `hilsim.ocpp201.t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 #: The most machine events held for one EVSE while its transaction's stop is on the way (a
 #: stop is a few milliseconds away; more means it is stuck, and the rest are only logged).
 HELD_EVENTS = 64
+#: How long a start waits for the stop of the EVSE's last transaction to be written.
+STOP_DUE_S = 10.0
 
 
 class TransactionEvents:
@@ -92,6 +95,14 @@ class TransactionEvents:
         #: `stop` (the Ended is drafted there): observed once the Ended is, so a plug-in that
         #: quick is a new session's, never an Updated of the transaction that just ended
         self._held: dict[int, list[tuple[events.Event, Outcome]]] = {}
+        #: EVSE -> done once the stop it waits for is observed: the machine's next transaction
+        #: may start first (a quick plug and tag), and its Started must follow that Ended
+        self._stop_due: dict[int, asyncio.Future[None]] = {}
+        #: EVSE -> events drafted from its machine and not yet written, in the order drafted:
+        #: their writes wait for the outbox's lock, which a start, sample or stop may take
+        #: first; those write what is before them first, so seqNo follows the drafts' order
+        #: (never an Updated after its transaction's Ended)
+        self._unwritten: dict[int, list[tuple[Draft, dict[str, Any]]]] = {}
 
     # -- ids -----------------------------------------------------------------------------------
 
@@ -180,6 +191,7 @@ class TransactionEvents:
             self._spawn(evse_id, draft)
         if tracker.machine_state is not None and state.transaction is None:
             self._held[evse_id] = []  # the machine's transaction ended: `stop` comes next
+            self._stop_due[evse_id] = asyncio.get_running_loop().create_future()
 
     def expect_remote_start(self, remote_start_id: int | None, token: dict[str, Any]) -> None:
         """RequestStartTransaction is about to reach a machine: the EVSE whose machine takes
@@ -216,19 +228,27 @@ class TransactionEvents:
         return id_token(tag)
 
     def _spawn(self, evse_id: int, draft: Draft) -> None:
-        payload = self._payload(evse_id, draft)
-        self.tasks.spawn(self._write(evse_id, draft, payload), f"transaction-event-E{evse_id}")
+        self._unwritten.setdefault(evse_id, []).append((draft, self._payload(evse_id, draft)))
+        self.tasks.spawn(self._write(evse_id), f"transaction-event-E{evse_id}")
 
-    async def _write(self, evse_id: int, draft: Draft, payload: dict[str, Any]) -> None:
+    async def _write(self, evse_id: int) -> None:
         outbox = self.outbox
         async with outbox.writes:
+            await self._write_drafted(evse_id)
+        outbox.recorded("TransactionEvent")
+
+    async def _write_drafted(self, evse_id: int) -> None:
+        """Write what was drafted for the EVSE and is not written yet, in order (the outbox's
+        lock held). One that cannot be written is lost, logged by its task, as before."""
+        queue = self._unwritten.get(evse_id, [])
+        while queue:
+            draft, payload = queue.pop(0)
             if draft.event_type == "Ended":
                 local_id = self._local.get(draft.tx_id)
                 if local_id is not None:
                     data = [json.loads(t) for t in await self.store.transaction_data(local_id)]
                     payload["meterValue"] = ended_meter_values(data, payload["meterValue"])
             await self._record(evse_id, draft, payload)
-        outbox.recorded("TransactionEvent")
 
     # -- the services (TransactionMessages) ----------------------------------------------------
 
@@ -241,6 +261,14 @@ class TransactionEvents:
         timestamp: str,
         reservation_id: int | None,
     ) -> int:
+        due = self._stop_due.get(connector_id)
+        if due is not None:  # the last transaction's stop first: its Ended, then this Started
+            try:
+                async with asyncio.timeout(STOP_DUE_S):
+                    await asyncio.shield(due)
+            except TimeoutError:
+                log.warning("E%d: the last transaction's stop is overdue; starting anyway",
+                            connector_id)  # fmt: skip
         tracker = self.tracker(connector_id)
         self._seen_tag[connector_id] = id_tag
         drafts = tracker.local_started(self._token_for(tracker, id_tag))
@@ -249,6 +277,7 @@ class TransactionEvents:
         local_id = None
         token_sent = False
         async with outbox.writes:
+            await self._write_drafted(connector_id)
             for draft in drafts:
                 payload = self._payload(
                     connector_id, draft, stamp=timestamp, energy_Wh=float(meter_start)
@@ -290,6 +319,7 @@ class TransactionEvents:
         if local_id is not None and values:
             drafts = tracker.sample(values[0]["sampledValue"][0].get("context") == "Sample.Clock")
         async with outbox.writes:
+            await self._write_drafted(connector_id)
             await self.store.record_sample(
                 connector_id, energy_Wh, timestamp, local_id, None, kept_json
             )
@@ -312,6 +342,7 @@ class TransactionEvents:
         data: list[dict[str, Any]],
     ) -> str | None:
         """The machine's transaction stopped (the caller holds the write lock)."""
+        await self._write_drafted(connector_id)
         tracker = self.tracker(connector_id)
         tx_id = self._tx.get(local_id)
         if tx_id is None:  # recorded in 1.6 mode: it has no 2.0.1 id yet
@@ -330,6 +361,9 @@ class TransactionEvents:
             await self._record(connector_id, draft, payload, energy_Wh=energy_Wh)
         for event, outcome in self._held.pop(connector_id, []):
             self.on_event(connector_id, event, outcome)
+        due = self._stop_due.pop(connector_id, None)
+        if due is not None and not due.done():
+            due.set_result(None)
         return "TransactionEvent" if drafts else None
 
     # -- rows ----------------------------------------------------------------------------------
