@@ -34,8 +34,6 @@ import asyncio
 import collections
 import contextlib
 import importlib
-import io
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -52,7 +50,6 @@ from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.clock import Clock
-    from hilsim.config import Settings
     from hilsim.connectors import ConnectorRuntime
     from hilsim.ocpp.client import Identity
     from hilsim.ocpp.session import CsmsLink
@@ -124,25 +121,6 @@ class Attempts:
         tries = DEFAULT_RETRIES if retries is None else max(1, retries)
         interval = DEFAULT_RETRY_INTERVAL_S if retry_interval is None else max(0, retry_interval)
         return cls(tries, float(interval))
-
-
-#: The location schemes `hilsim.transfer` can fetch from and upload to.
-SCHEMES = ("http", "https", "ftp")
-
-
-def unusable_location(location: str) -> str | None:
-    """Why ``location`` cannot be fetched or uploaded to (None: it can be tried): a request
-    that can never succeed is refused at once instead of failing after all its retries."""
-    try:
-        parts = urlsplit(location)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as exc:
-        return f"not a URL: {exc}"
-    if parts.scheme not in SCHEMES:
-        return f"unsupported location scheme {parts.scheme!r} (http, https or ftp)"
-    if not parts.hostname:
-        return "the location names no host"
-    return None
 
 
 async def installed_firmware(
@@ -470,10 +448,12 @@ class Firmware:
         }
         import tempfile
 
+        from hilsim.diagnostics_archive import pack
+
         with tempfile.TemporaryDirectory(prefix="hilsim-diag-") as tmp:
             copy = Path(tmp) / "hilsim.db"
             await self.store.backup_to(copy)
-            return await asyncio.to_thread(_pack, copy, "\n".join(lines) + "\n", info)
+            return await asyncio.to_thread(pack, copy, "\n".join(lines) + "\n", info)
 
     async def _try(self, what: str, attempts: Attempts, job: Callable[[], Any]) -> Any:
         for attempt in range(1, attempts.tries + 1):
@@ -497,48 +477,6 @@ class Firmware:
             "status": self.firmware_status,
             "diagnostics_status": self.diagnostics_status,
         }
-
-
-def installation_summary(settings: Settings) -> dict[str, Any]:
-    """What a diagnostics archive says about the setup: no secret, no file contents."""
-    from hilsim import __version__
-    from hilsim.security import security_settings
-
-    csms = urlsplit(settings.charge_point.csms_url)
-    return {
-        "hilsim_version": __version__,
-        "config_file": settings.source,
-        "csms": f"{csms.scheme}://{csms.hostname}:{csms.port or ''}{csms.path}",
-        "security_profile_configured": security_settings(settings).profile,
-        "connectors": [
-            {
-                "id": c.id,
-                "voltage_V": c.voltage_V,
-                "max_power_W": c.max_power_W,
-                "phases": c.phases,
-            }
-            for c in settings.connectors
-        ],
-    }
-
-
-def _pack(database: Path, log_text: str, info: dict[str, Any]) -> bytes:
-    import tarfile  # only when the CSMS asks for diagnostics
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(database, arcname="hilsim.db")
-        for name, text in (
-            ("log.txt", log_text),
-            ("info.json", json.dumps(info, indent=2, default=str) + "\n"),
-        ):
-            data = text.encode("utf-8")
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            member.mtime = int(time.time())
-            member.mode = 0o600
-            tar.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _of(request_id: int | None) -> str:
