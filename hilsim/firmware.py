@@ -18,6 +18,12 @@ that answers 405 gets a multipart/form-data POST (field "file") instead; an ftp:
 STOR. A location ending in "/" is a directory: the file name is appended. Secrets are in
 neither part: the AuthorizationKey is never in SQLite, and log lines never carry it.
 
+OCPP 2.0.1's UpdateFirmware and GetLog (`hilsim.ocpp201.firmware_handlers`) use the same jobs
+with the request's requestId: every status notification of the job carries it (persisted with
+the status still to report after the restart), and the statuses only 2.0.1 has are added
+(DownloadScheduled, InstallScheduled, InstallRebooting). A 1.6 job has no requestId and sends
+exactly what it always did.
+
 Network IO runs in worker threads (urllib, ftplib): no new dependency, and the event loop never
 waits on a slow server.
 """
@@ -28,8 +34,6 @@ import asyncio
 import collections
 import contextlib
 import importlib
-import io
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +50,6 @@ from hilsim.tasks import TaskSet
 
 if TYPE_CHECKING:
     from hilsim.clock import Clock
-    from hilsim.config import Settings
     from hilsim.connectors import ConnectorRuntime
     from hilsim.ocpp.client import Identity
     from hilsim.ocpp.session import CsmsLink
@@ -122,9 +125,10 @@ class Attempts:
 
 async def installed_firmware(
     store: Store, configured_version: str | None
-) -> tuple[str, str | None] | None:
-    """What an earlier UpdateFirmware installed (version, status still to report), if anything:
-    read before the link is built, since BootNotification states the version."""
+) -> tuple[str, str | None, int | None] | None:
+    """What an earlier UpdateFirmware installed (version, status still to report, the 2.0.1
+    requestId of that status), if anything: read before the link is built, since
+    BootNotification states the version."""
     record = await store.firmware()
     if record is not None and record[0] != configured_version:
         log.info("firmware %s installed by UpdateFirmware (configured: %s)", record[0],
@@ -160,7 +164,7 @@ class Firmware:
         log_ring: LogRing | None = None,
         ca_file: Path | None = None,
         installation: dict[str, Any] | None = None,
-        installed: tuple[str, str | None] | None = None,
+        installed: tuple[str, str | None, int | None] | None = None,
         restart: Callable[[], None] | None = None,
     ) -> None:
         """``installation``: what a diagnostics archive says about the setup (no secrets);
@@ -179,9 +183,13 @@ class Firmware:
         #: the last one sent, "Idle" again once a job ended (or when none ran).
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
+        #: The 2.0.1 requestId of the update / upload running (None: none, or a 1.6 one).
+        self.firmware_request_id: int | None = None
+        self.diagnostics_request_id: int | None = None
         self._pending: str | None = None  # status to report once connected after the restart
+        self._pending_request_id: int | None = None
         if installed is not None:
-            self.version, self._pending = installed
+            self.version, self._pending, self._pending_request_id = installed
         self._update: asyncio.Future[None] | None = None
         self._upload: asyncio.Future[None] | None = None
         self._idle = asyncio.Event()
@@ -195,44 +203,79 @@ class Firmware:
 
     # -- status notifications ------------------------------------------------------------------
 
-    def _set_firmware_status(self, status: str) -> asyncio.Future[Any]:
+    def _set_firmware_status(
+        self, status: str, request_id: int | None = None
+    ) -> asyncio.Future[Any]:
+        """``request_id``: the 2.0.1 request the status belongs to (a 1.6 client is never
+        handed one: its method has no such parameter)."""
         self.firmware_status = status
-        log.info("FirmwareStatusNotification %s", status)
-        return self.link.submit(
-            lambda c: c.firmware_status_notification(status),
-            f"FirmwareStatusNotification {status}",
-            quiet=True,
-        )
+        log.info("FirmwareStatusNotification %s%s", status, _of(request_id))
+        if request_id is None:
+            job = lambda c: c.firmware_status_notification(status)  # noqa: E731
+        else:
+            job = lambda c: c.firmware_status_notification(status, request_id=request_id)  # noqa: E731
+        return self.link.submit(job, f"FirmwareStatusNotification {status}", quiet=True)
 
-    def _set_diagnostics_status(self, status: str) -> asyncio.Future[Any]:
+    def _set_diagnostics_status(
+        self, status: str, request_id: int | None = None
+    ) -> asyncio.Future[Any]:
         self.diagnostics_status = status
-        log.info("DiagnosticsStatusNotification %s", status)
-        return self.link.submit(
-            lambda c: c.diagnostics_status_notification(status),
-            f"DiagnosticsStatusNotification {status}",
-            quiet=True,
-        )
+        log.info("DiagnosticsStatusNotification %s%s", status, _of(request_id))
+        if request_id is None:
+            job = lambda c: c.diagnostics_status_notification(status)  # noqa: E731
+        else:
+            job = lambda c: c.diagnostics_status_notification(status, request_id=request_id)  # noqa: E731
+        return self.link.submit(job, f"DiagnosticsStatusNotification {status}", quiet=True)
 
     def _link_changed(self, state: LinkState) -> None:
         if state == LinkState.CONNECTED and self._pending is not None:
             status, self._pending = self._pending, None
-            self._set_firmware_status(status)
+            request_id, self._pending_request_id = self._pending_request_id, None
+            self._set_firmware_status(status, request_id)
             self._back_to_idle("firmware")
             self._tasks.spawn(self.store.save_firmware(self.version or "", None), "save-firmware")
 
     def _back_to_idle(self, which: str) -> None:
-        """After a final status (already queued), a triggered notification says Idle again."""
+        """After a final status (already queued), a triggered notification says Idle again,
+        without a requestId."""
         if which == "firmware":
             self.firmware_status = "Idle"
+            self.firmware_request_id = None
         else:
             self.diagnostics_status = "Idle"
+            self.diagnostics_request_id = None
 
     # -- UpdateFirmware ------------------------------------------------------------------------
 
+    @property
+    def updating(self) -> bool:
+        """Whether an update is on its way (scheduled, downloading, waiting or installing)."""
+        return self._update is not None and not self._update.done()
+
+    @property
+    def installing(self) -> bool:
+        """Whether the running update is past the point of no return (the image moved into
+        place, the restart due): it can no longer be cancelled."""
+        return self.updating and self.firmware_status in ("Installing", "InstallRebooting")
+
+    @property
+    def uploading(self) -> bool:
+        """Whether a diagnostics / log upload is on its way."""
+        return self._upload is not None and not self._upload.done()
+
     def update(
-        self, location: str, retrieve_date: str, retries: int | None, retry_interval: int | None
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None,
+        retry_interval: int | None,
+        *,
+        request_id: int | None = None,
+        install_date: str | None = None,
     ) -> None:
-        """Start an update (UpdateFirmware.conf has nothing to say); a running one is replaced."""
+        """Start an update (UpdateFirmware.conf has nothing to say); a running one is replaced.
+        ``request_id``: a 2.0.1 UpdateFirmware's, carried by every status and adding 2.0.1's
+        own statuses; ``install_date``: 2.0.1's installDateTime, not before which it installs."""
         if self._update is not None and not self._update.done():
             log.warning("UpdateFirmware: a new one replaces the update in progress")
             self._update.cancel()
@@ -240,18 +283,40 @@ class Firmware:
             due = parse_iso(retrieve_date).timestamp()
         except ValueError:
             due = time.time()
+        install_at = _time_or_none(install_date)
         attempts = Attempts.of(retries, retry_interval)
-        self._update = self._tasks.spawn(self._run_update(location, due, attempts), "update")
+        self.firmware_request_id = request_id
+        self._update = self._tasks.spawn(
+            self._run_update(location, due, attempts, request_id, install_at), "update"
+        )
 
-    async def _run_update(self, location: str, due: float, attempts: Attempts) -> None:
+    async def _run_update(
+        self,
+        location: str,
+        due: float,
+        attempts: Attempts,
+        request_id: int | None = None,
+        install_at: float | None = None,
+    ) -> None:
+        v201 = request_id is not None  # 2.0.1's statuses too
+
+        def status(name: str) -> asyncio.Future[Any]:
+            return self._set_firmware_status(name, request_id)
+
+        def finished(name: str) -> None:
+            status(name)
+            self._back_to_idle("firmware")
+
         wait = due - self.charger.wall.now().timestamp()
         if wait > 0:
             log.info("UpdateFirmware: downloading %s at %s", location, utc_iso(
                 datetime.fromtimestamp(due, UTC)))  # fmt: skip
+            if v201:
+                status("DownloadScheduled")
             await asyncio.sleep(wait)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         image = self.state_dir / "firmware.download"
-        self._set_firmware_status("Downloading")
+        status("Downloading")
         size = await self._try(
             "download " + location,
             attempts,
@@ -259,33 +324,41 @@ class Firmware:
         )
         if size is None:
             image.unlink(missing_ok=True)
-            self._set_firmware_status("DownloadFailed")
-            self._back_to_idle("firmware")
+            finished("DownloadFailed")
             return
-        self._set_firmware_status("Downloaded")
+        status("Downloaded")
         log.info("firmware image %s: %d bytes", location, size)
+        if v201 and install_at is not None:
+            wait = install_at - self.charger.wall.now().timestamp()
+            if wait > 0:
+                log.info("UpdateFirmware: installing at %s", utc_iso(
+                    datetime.fromtimestamp(install_at, UTC)))  # fmt: skip
+                status("InstallScheduled")
+                await asyncio.sleep(wait)
         await self._until_no_transaction()
-        installing = self._set_firmware_status("Installing")
+        installing = status("Installing")
         version = version_of(location)
         if size == 0:
             log.error("firmware image %s is empty: InstallationFailed", location)
             image.unlink(missing_ok=True)
-            self._set_firmware_status("InstallationFailed")
-            self._back_to_idle("firmware")
+            finished("InstallationFailed")
             return
         import shutil  # (with tempfile below) a few ms of every start when loaded up front
 
         shutil.move(image, self.state_dir / "firmware.installed")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(installing), self.link.response_timeout)
         if self.restart is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(installing), self.link.response_timeout)
             # Nothing to restart (hilsim used as a library): the version applies at next start.
             await self.store.save_firmware(version, None)
             self.version = version
-            self._set_firmware_status("Installed")
-            self._back_to_idle("firmware")
+            finished("Installed")
             return
-        await self.store.save_firmware(version, "Installed")
+        await self.store.save_firmware(version, "Installed", request_id)
+        if v201:  # 2.0.1 says so before the reboot that makes the new version run
+            installing = status("InstallRebooting")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(installing), self.link.response_timeout)
         log.warning("firmware %s installed; restarting to run it", version)
         self.restart()
 
@@ -313,8 +386,11 @@ class Firmware:
         retry_interval: int | None,
         start_time: str | None,
         stop_time: str | None,
+        *,
+        request_id: int | None = None,
     ) -> str:
-        """Start an upload; returns the file name GetDiagnostics.conf announces."""
+        """Start an upload; returns the file name GetDiagnostics.conf announces.
+        ``request_id``: a 2.0.1 GetLog's, carried by every LogStatusNotification."""
         stamp = self.charger.wall.now().strftime("%Y%m%dT%H%M%SZ")
         cp = self.link.charge_point_id.replace("/", "_")
         name = f"diagnostics-{cp}-{stamp}.tar.gz"
@@ -323,8 +399,10 @@ class Firmware:
         if self._upload is not None and not self._upload.done():
             log.warning("GetDiagnostics: a new one replaces the upload in progress")
             self._upload.cancel()
+        self.diagnostics_request_id = request_id
+        attempts = Attempts.of(retries, retry_interval)
         self._upload = self._tasks.spawn(
-            self._run_upload(location, name, Attempts.of(retries, retry_interval), since, until),
+            self._run_upload(location, name, attempts, since, until, request_id),
             "diagnostics-upload",
         )
         return name
@@ -336,13 +414,14 @@ class Firmware:
         attempts: Attempts,
         since: float | None,
         until: float | None,
+        request_id: int | None = None,
     ) -> None:
-        self._set_diagnostics_status("Uploading")
+        self._set_diagnostics_status("Uploading", request_id)
         try:
             archive = await self.archive(since, until)
         except Exception as exc:
             log.error("GetDiagnostics: cannot make the archive: %s", exc)
-            self._set_diagnostics_status("UploadFailed")
+            self._set_diagnostics_status("UploadFailed", request_id)
             self._back_to_idle("diagnostics")
             return
         how = await self._try(
@@ -351,10 +430,10 @@ class Firmware:
             lambda: transfer().upload(location, name, archive, self.ca_file),
         )
         if how is None:
-            self._set_diagnostics_status("UploadFailed")
+            self._set_diagnostics_status("UploadFailed", request_id)
         else:
             log.info("diagnostics %s (%d bytes) uploaded by %s", name, len(archive), how)
-            self._set_diagnostics_status("Uploaded")
+            self._set_diagnostics_status("Uploaded", request_id)
         self._back_to_idle("diagnostics")
 
     async def archive(self, since: float | None = None, until: float | None = None) -> bytes:
@@ -369,10 +448,12 @@ class Firmware:
         }
         import tempfile
 
+        from hilsim.diagnostics_archive import pack
+
         with tempfile.TemporaryDirectory(prefix="hilsim-diag-") as tmp:
             copy = Path(tmp) / "hilsim.db"
             await self.store.backup_to(copy)
-            return await asyncio.to_thread(_pack, copy, "\n".join(lines) + "\n", info)
+            return await asyncio.to_thread(pack, copy, "\n".join(lines) + "\n", info)
 
     async def _try(self, what: str, attempts: Attempts, job: Callable[[], Any]) -> Any:
         for attempt in range(1, attempts.tries + 1):
@@ -398,46 +479,8 @@ class Firmware:
         }
 
 
-def installation_summary(settings: Settings) -> dict[str, Any]:
-    """What a diagnostics archive says about the setup: no secret, no file contents."""
-    from hilsim import __version__
-    from hilsim.security import security_settings
-
-    csms = urlsplit(settings.charge_point.csms_url)
-    return {
-        "hilsim_version": __version__,
-        "config_file": settings.source,
-        "csms": f"{csms.scheme}://{csms.hostname}:{csms.port or ''}{csms.path}",
-        "security_profile_configured": security_settings(settings).profile,
-        "connectors": [
-            {
-                "id": c.id,
-                "voltage_V": c.voltage_V,
-                "max_power_W": c.max_power_W,
-                "phases": c.phases,
-            }
-            for c in settings.connectors
-        ],
-    }
-
-
-def _pack(database: Path, log_text: str, info: dict[str, Any]) -> bytes:
-    import tarfile  # only when the CSMS asks for diagnostics
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(database, arcname="hilsim.db")
-        for name, text in (
-            ("log.txt", log_text),
-            ("info.json", json.dumps(info, indent=2, default=str) + "\n"),
-        ):
-            data = text.encode("utf-8")
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            member.mtime = int(time.time())
-            member.mode = 0o600
-            tar.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
+def _of(request_id: int | None) -> str:
+    return "" if request_id is None else f" (requestId {request_id})"
 
 
 def _time_or_none(text: str | None) -> float | None:
@@ -446,5 +489,5 @@ def _time_or_none(text: str | None) -> float | None:
     try:
         return parse_iso(text).timestamp()
     except ValueError:
-        log.warning("GetDiagnostics: unreadable time %r ignored", text)
+        log.warning("unreadable time %r ignored", text)
         return None

@@ -27,7 +27,8 @@ from hilsim.charger import Charger, ChargerServices
 from hilsim.charging_limits import ChargingLimits
 from hilsim.config import Settings
 from hilsim.configuration import Configuration
-from hilsim.firmware import Firmware, LogRing, installation_summary, installed_firmware
+from hilsim.diagnostics_archive import installation_summary
+from hilsim.firmware import Firmware, LogRing, installed_firmware
 from hilsim.keys import ConfigurationKeys
 from hilsim.local_list import LocalAuthList
 from hilsim.meter import MeterSource

@@ -37,6 +37,7 @@ from hilsim.ocpp.framing import (
 from hilsim.ocpp.transport import ConnectionClosed
 from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp201.device_model_handlers import DeviceModelHandlers
+from hilsim.ocpp201.firmware_handlers import FirmwareHandlers201
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
 from hilsim.ocpp201.security_events import Event, SecurityEvents
 from hilsim.ocpp201.smart_charging_handlers import SmartChargingHandlers201
@@ -81,6 +82,7 @@ class Memory201:
 
 
 class ChargePointClient201(
+    FirmwareHandlers201,
     TransactionHandlers,
     DeviceModelHandlers,
     SmartChargingHandlers201,
@@ -207,12 +209,19 @@ class ChargePointClient201(
             return
         await self.call("MeterValues", {"evseId": connector_id, "meterValue": values})
 
-    async def firmware_status_notification(self, status: str) -> None:
-        await self.call("FirmwareStatusNotification", {"status": status})
+    async def firmware_status_notification(
+        self, status: str, request_id: int | None = None
+    ) -> None:
+        await self.call(
+            "FirmwareStatusNotification", without_nones(status=status, requestId=request_id)
+        )
 
-    async def diagnostics_status_notification(self, status: str) -> None:
+    async def diagnostics_status_notification(
+        self, status: str, request_id: int | None = None
+    ) -> None:
         """The 1.6 diagnostics upload's status, as 2.0.1 LogStatusNotification."""
-        await self.call("LogStatusNotification", {"status": LOG_STATUS.get(status, "Idle")})
+        payload = without_nones(status=LOG_STATUS.get(status, "Idle"), requestId=request_id)
+        await self.call("LogStatusNotification", payload)
 
     async def security_event(
         self, kind: str, tech_info: str | None = None, timestamp: str | None = None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hilsim.ocpp.ports import AvailabilityPort, OperationsPort, Release, TriggerSender
 from hilsim.ocpp.routing import Reply, on
+from hilsim.ocpp201.firmware_handlers import triggered_status
 from hilsim.ocpp201.security_events import RESET
 from hilsim.ocpp201.tx_wire import id_tag_info
 
@@ -75,13 +76,24 @@ class ProvisioningCharger(Protocol):
 
 
 class _TriggeredBoot:
-    """The client as a TriggerMessage's sender: its BootNotification says reason Triggered."""
+    """The client as a TriggerMessage's sender: its BootNotification says reason Triggered, a
+    firmware or log status carries the requestId of the job it is about (2.0.1 requires it)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
     async def boot_notification(self, identity: Any) -> Any:
         return await self.client.boot_notification(identity, reason="Triggered")
+
+    async def firmware_status_notification(self, status: str) -> None:
+        firmware = getattr(self.client.charger, "firmware", None)
+        request_id = triggered_status(firmware, "FirmwareStatusNotification", status)
+        await self.client.firmware_status_notification(status, request_id)
+
+    async def diagnostics_status_notification(self, status: str) -> None:
+        firmware = getattr(self.client.charger, "firmware", None)
+        request_id = triggered_status(firmware, "LogStatusNotification", status)
+        await self.client.diagnostics_status_notification(status, request_id)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)

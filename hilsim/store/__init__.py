@@ -223,8 +223,10 @@ class Store:
     ) -> None:
         await self.charge_point.replace_charging_profiles(removed, added)
 
-    async def firmware(self) -> tuple[str, str | None] | None:
+    async def firmware(self) -> tuple[str, str | None, int | None] | None:
         return await self.charge_point.firmware()
 
-    async def save_firmware(self, version: str, pending_status: str | None) -> None:
-        await self.charge_point.save_firmware(version, pending_status)
+    async def save_firmware(
+        self, version: str, pending_status: str | None, request_id: int | None = None
+    ) -> None:
+        await self.charge_point.save_firmware(version, pending_status, request_id)

@@ -143,30 +143,33 @@ class ChargePointRepository:
 
         await self._database.guard("save charging profiles", run)
 
-    async def firmware(self) -> tuple[str, str | None] | None:
-        """The installed firmware version and the status to report after its reboot, if any."""
+    async def firmware(self) -> tuple[str, str | None, int | None] | None:
+        """The installed firmware version, the status to report after its reboot and the 2.0.1
+        requestId that status belongs to, if any."""
         rows = await self._database.guard(
             "read the firmware record",
             lambda: self._db.execute_fetchall(
-                "SELECT version, pending_status FROM firmware WHERE id = 1"
+                "SELECT version, pending_status, request_id FROM firmware WHERE id = 1"
             ),
         )
-        for version, pending in rows:
-            return str(version), pending
+        for version, pending, request_id in rows:
+            return str(version), pending, None if request_id is None else int(request_id)
         return None
 
-    async def save_firmware(self, version: str, pending_status: str | None) -> None:
+    async def save_firmware(
+        self, version: str, pending_status: str | None, request_id: int | None = None
+    ) -> None:
         async def run() -> None:
             async with self._database.transaction(durable=True):
                 await self._db.execute(
                     """
-                    INSERT INTO firmware (id, version, pending_status, updated_at)
-                    VALUES (1, ?, ?, ?)
+                    INSERT INTO firmware (id, version, pending_status, request_id, updated_at)
+                    VALUES (1, ?, ?, ?, ?)
                     ON CONFLICT (id) DO UPDATE
                         SET version = excluded.version, pending_status = excluded.pending_status,
-                            updated_at = excluded.updated_at
+                            request_id = excluded.request_id, updated_at = excluded.updated_at
                     """,
-                    (version, pending_status, now()),
+                    (version, pending_status, request_id, now()),
                 )
 
         await self._database.guard("save the firmware record", run)

@@ -225,6 +225,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE outbox;
     ALTER TABLE outbox_7 RENAME TO outbox;
     """,
+    # 8: the OCPP 2.0.1 UpdateFirmware's requestId, kept with the status still to report after
+    # the restart: 2.0.1 requires it on that FirmwareStatusNotification (Installed) too.
+    """
+    ALTER TABLE firmware ADD COLUMN request_id INTEGER;
+    """,
 )
 
 
