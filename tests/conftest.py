@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fileserver import closed_port
 
 from hilsim.config import Settings, parse_settings
 from hilsim.control import request
@@ -243,3 +244,10 @@ async def sim(cable: VirtualCable) -> AsyncIterator[MeterSimulator]:
     simulator.set_energy(METER_START_Wh)
     async with simulator:
         yield simulator
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses every connection for the whole test (see closed_port)."""
+    with closed_port() as port:
+        yield port

@@ -11,6 +11,7 @@ import contextlib
 import socket
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -95,11 +96,18 @@ class FileServer:
         self._thread.join(5)
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 nobody listens on (it was free a moment ago)."""
-    with contextlib.closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for as long as the block runs.
+
+    The socket stays bound but never listens: a connection gets ECONNREFUSED at once, and
+    because the port stays taken the kernel can neither give it to another server nor pick it
+    as a client's own source port (a TCP self-connect to a free ephemeral port "succeeds" and
+    then hangs on its own request, a rare flake a released port allowed).
+    """
+    with contextlib.closing(socket.socket()) as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
 
 
 class FtpServer:

@@ -137,13 +137,13 @@ async def test_update_firmware_downloads_installs_and_restarts(
 
 @pytest.mark.parametrize("broken", ["404", "unreachable"])
 async def test_a_download_that_fails_is_retried_then_reported(
-    charge_point: Any, files: FileServer, broken: str
+    charge_point: Any, files: FileServer, broken: str, refused_port: int
 ) -> None:
     session = await charge_point.start()
     if broken == "404":
         location = f"{files.url}/fw/missing.bin"
     else:
-        location = f"http://127.0.0.1:{closed_port()}/fw/gone.bin"
+        location = f"http://127.0.0.1:{refused_port}/fw/gone.bin"
     await session.update_firmware(location, retries=3, retry_interval=0)
     await wait_status(session, "DownloadFailed")
     assert statuses(session) == ["Downloading", "DownloadFailed"]
@@ -265,14 +265,14 @@ async def test_get_diagnostics_posts_a_form_where_put_is_not_allowed(
 
 @pytest.mark.parametrize("broken", ["500", "unreachable"])
 async def test_a_failed_upload_is_retried_then_reported(
-    charge_point: Any, files: FileServer, broken: str
+    charge_point: Any, files: FileServer, broken: str, refused_port: int
 ) -> None:
     session = await charge_point.start()
     if broken == "500":
         files.fail["/upload/diag.tar.gz"] = 500
         location = f"{files.url}/upload/diag.tar.gz"
     else:
-        location = f"http://127.0.0.1:{closed_port()}/upload/"
+        location = f"http://127.0.0.1:{refused_port}/upload/"
     await session.get_diagnostics(location, retries=2, retry_interval=0)
     await wait_status(session, "UploadFailed", "Diagnostics")
     assert statuses(session, "DiagnosticsStatusNotification") == ["Uploading", "UploadFailed"]
@@ -328,8 +328,8 @@ def test_transfer_failures_are_one_line_each(tmp_path: Path) -> None:
 
     with FileServer() as http, pytest.raises(TransferError, match=r"^HTTP 404 "):
         download(f"{http.url}/missing.img", tmp_path / "got")
-    with pytest.raises(TransferError, match=r"^FTP: "):
-        download(f"ftp://127.0.0.1:{closed_port()}/x.img", tmp_path / "got")
+    with closed_port() as port, pytest.raises(TransferError, match=r"^FTP: "):
+        download(f"ftp://127.0.0.1:{port}/x.img", tmp_path / "got")
     with pytest.raises(TransferError, match=r"^unsupported location scheme 'sftp' \(http"):
         download("sftp://h/x.img", tmp_path / "got")
     with pytest.raises(TransferError, match=r"^unsupported location scheme 'file'"):

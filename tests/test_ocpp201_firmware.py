@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fileserver import FileServer, closed_port
+from fileserver import FileServer
 from scripted_csms201 import CALLRESULT, ScriptedCsms201, now
 
 from hilsim.restart import BOOT_REASON_VARIABLE
@@ -167,12 +167,12 @@ async def test_update_firmware_reports_every_status_with_its_request_id_across_t
 
 @pytest.mark.parametrize("broken", ["404", "unreachable"])
 async def test_a_download_that_fails_is_retried_then_download_failed(
-    cp: ChargePoint, files: FileServer, broken: str
+    cp: ChargePoint, files: FileServer, broken: str, refused_port: int
 ) -> None:
     if broken == "404":
         location = f"{files.url}/fw/missing.bin"
     else:
-        location = f"http://127.0.0.1:{closed_port()}/fw/gone.bin"
+        location = f"http://127.0.0.1:{refused_port}/fw/gone.bin"
     assert await cp.update(5, location, retries=3, retryInterval=0) == {"status": "Accepted"}
     await firmware_status(cp, "DownloadFailed")
     assert cp.firmware_statuses() == [("Downloading", 5), ("DownloadFailed", 5)]
