@@ -160,6 +160,13 @@ async def test_update_firmware_reports_every_status_with_its_request_id_across_t
     assert boot["chargingStation"]["firmwareVersion"] == "hilsim-3.1"
     installed = await firmware_status(cp, "Installed", since=mark)
     assert installed == {"status": "Installed", "requestId": 41}
+    # Running the new image is a critical security event, after the new run's startup.
+    [updated] = await cp.csms.wait_for(
+        "SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", since=mark
+    )
+    assert updated["techInfo"] == "hilsim-3.1 installed (UpdateFirmware 41)"
+    kinds = [p["type"] for p in cp.csms.calls("SecurityEventNotification", mark)]
+    assert kinds.index("StartupOfTheDevice") < kinds.index("FirmwareUpdated")
     # The update is over: a triggered notification says Idle, with no requestId.
     assert await trigger(cp, "FirmwareStatusNotification") == {"status": "Idle"}
     assert files.requests == [("GET", "/fw/hilsim-3.1.bin")]

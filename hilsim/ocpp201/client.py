@@ -39,7 +39,7 @@ from hilsim.ocpp.validation import Schemas
 from hilsim.ocpp201.device_model_handlers import DeviceModelHandlers
 from hilsim.ocpp201.firmware_handlers import FirmwareHandlers201
 from hilsim.ocpp201.provisioning import ProvisioningCharger, ProvisioningHandlers
-from hilsim.ocpp201.security_events import Event, SecurityEvents
+from hilsim.ocpp201.security_events import FIRMWARE_UPDATED, Event, SecurityEvents
 from hilsim.ocpp201.smart_charging_handlers import SmartChargingHandlers201
 from hilsim.ocpp201.transaction_handlers import TransactionHandlers
 from hilsim.ocpp201.tx_wire import id_tag_info, id_token, meter_values_201
@@ -212,9 +212,17 @@ class ChargePointClient201(
     async def firmware_status_notification(
         self, status: str, request_id: int | None = None
     ) -> None:
+        """Installed (after the restart into the new image) is also the critical security event
+        FirmwareUpdated (L01, security events appendix), which follows it."""
         await self.call(
             "FirmwareStatusNotification", without_nones(status=status, requestId=request_id)
         )
+        if status == "Installed":
+            firmware = getattr(self.charger, "firmware", None)
+            version = getattr(firmware, "version", None) or "new firmware"
+            self.memory.security.report(
+                FIRMWARE_UPDATED, f"{version} installed (UpdateFirmware {request_id})"
+            )
 
     async def diagnostics_status_notification(
         self, status: str, request_id: int | None = None

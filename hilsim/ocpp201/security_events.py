@@ -3,9 +3,10 @@
 OCPP 2.0.1 (A04, and the security event list of appendix 1) requires a charge point to tell its
 CSMS of security-relevant events: that it started (StartupOfTheDevice), is reset
 (ResetOrReboot), had its clock set (SettingSystemTime), had its security parameters changed
-(ReconfigurationOfSecurityParameters), and could not connect because the CSMS refused its
-credentials (FailedToAuthenticateAtCsms) or TLS failed (InvalidCsmsCertificate,
-InvalidTLSVersion, InvalidTLSCipherSuite). The client of the current connection sends them
+(ReconfigurationOfSecurityParameters), runs the firmware an UpdateFirmware installed
+(FirmwareUpdated), and could not connect because the CSMS refused its credentials
+(FailedToAuthenticateAtCsms) or TLS failed (InvalidCsmsCertificate, InvalidTLSVersion,
+InvalidTLSCipherSuite). The client of the current connection sends them
 (`ChargePointClient201.security_event`); this module keeps what must outlive one connection:
 that StartupOfTheDevice goes once per process, after the first accepted BootNotification (not
 after every reconnection), and the events that happened while no connection was up (a new
@@ -34,6 +35,7 @@ FAILED_TO_AUTHENTICATE = "FailedToAuthenticateAtCsms"
 INVALID_CSMS_CERTIFICATE = "InvalidCsmsCertificate"
 INVALID_TLS_VERSION = "InvalidTLSVersion"
 INVALID_TLS_CIPHER_SUITE = "InvalidTLSCipherSuite"
+FIRMWARE_UPDATED = "FirmwareUpdated"
 #: `TlsFailure.kind` -> the event it is
 _TLS_EVENTS = {
     "certificate": INVALID_CSMS_CERTIFICATE,
