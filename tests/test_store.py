@@ -382,3 +382,31 @@ async def test_schema_7_keeps_queued_messages_and_takes_transaction_events(
                 "INSERT INTO outbox (action, local_id, payload, created_at) "
                 "VALUES ('Nonsense', 4, '{}', 's')"
             )
+
+
+async def test_a_backup_during_a_write_transaction_waits_for_it_instead_of_freezing_the_store(
+    tmp_path: Path,
+) -> None:
+    """A diagnostics archive asked for while a key is being saved: the backup used to run
+    inside the open transaction, get SQLITE_LOCKED for ever in aiosqlite's one thread, and
+    leave the COMMIT (and every later store call) queued behind it."""
+    target = tmp_path / "copy.db"
+    async with await Store.open(tmp_path / "hilsim.db") as store:
+        async with asyncio.timeout(10):
+            async with store.database.transaction():
+                await store.database.connection.execute(
+                    "INSERT INTO configuration_key (name, value, origin, updated_at)"
+                    " VALUES ('HeartbeatInterval', '42', 'changed', 'now')"
+                )
+                backup = asyncio.create_task(store.backup_to(target))
+                # The copy's file is made in a worker thread (no event to await): the backup
+                # is next. Yields only, bounded by the timeout above.
+                while not target.exists():  # noqa: ASYNC110
+                    await asyncio.sleep(0)
+                for _ in range(20):  # let it reach the database while the transaction is open
+                    await asyncio.sleep(0)
+                assert not backup.done()
+            await backup
+            assert await store.load_keys() == {"HeartbeatInterval": "42"}  # the store still works
+    copied = query(target, "SELECT name, value FROM configuration_key")
+    assert copied == [("HeartbeatInterval", "42")]

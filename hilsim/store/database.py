@@ -36,6 +36,11 @@ T = TypeVar("T")
 #: world bits): they hold the AuthorizationKey's history, idTags and meter readings.
 PRIVATE_MODE = 0o600
 
+#: A backup (diagnostics archive) retries a busy database this often, this far apart (20 s in
+#: all) and then fails, rather than holding the store's one thread for ever.
+BACKUP_BUSY_TRIES = 80
+BACKUP_BUSY_SLEEP_S = 0.25
+
 #: SQLite result codes that mean the file's contents are damaged; only these move it aside.
 _CORRUPTION = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 #: Result codes that mean the operating system refused access: the operator must fix it.
@@ -345,7 +350,23 @@ class Database:
             raise StoreError(f"{self.path}: cannot {action}: {exc}") from exc
 
     async def backup_to(self, target: Path) -> None:
-        """A consistent copy of the whole database in ``target`` (SQLite's online backup)."""
+        """A consistent copy of the whole database in ``target`` (SQLite's online backup).
+
+        Under the writer lock: a backup from a connection inside a write transaction gets
+        SQLITE_LOCKED, which Python's backup retries forever in aiosqlite's one thread, so the
+        COMMIT queued behind it never runs and every later store call hangs (a GetDiagnostics
+        arriving while a key was being saved froze the charge point). A backup that still
+        stays busy fails after `BACKUP_BUSY_TRIES` instead of spinning.
+        """
+
+        def progress(status: int, _remaining: int, _total: int) -> None:
+            nonlocal busy
+            if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                busy += 1
+                if busy >= BACKUP_BUSY_TRIES:
+                    raise sqlite3.OperationalError("database stayed busy: backup abandoned")
+
+        busy = 0
 
         async def run() -> None:
             # Made in one thread, written from aiosqlite's: hence check_same_thread=False.
@@ -353,7 +374,10 @@ class Database:
                 lambda: sqlite3.connect(target, check_same_thread=False)
             )
             try:
-                await self.connection.backup(destination)
+                async with self.writer_lock:
+                    await self.connection.backup(
+                        destination, progress=progress, sleep=BACKUP_BUSY_SLEEP_S
+                    )
             finally:
                 await asyncio.to_thread(destination.close)
 
