@@ -399,13 +399,10 @@ async def test_a_backup_during_a_write_transaction_waits_for_it_instead_of_freez
                     " VALUES ('HeartbeatInterval', '42', 'changed', 'now')"
                 )
                 backup = asyncio.create_task(store.backup_to(target))
-                # The copy's file is made in a worker thread (no event to await): the backup
-                # is next. Yields only, bounded by the timeout above.
-                while not target.exists():  # noqa: ASYNC110
-                    await asyncio.sleep(0)
-                for _ in range(20):  # let it reach the database while the transaction is open
-                    await asyncio.sleep(0)
-                assert not backup.done()
+                # Given its time to reach the database while the transaction is open, it
+                # cannot finish before the transaction does.
+                done, _ = await asyncio.wait({backup}, timeout=0.5)
+                assert not done
             await backup
             assert await store.load_keys() == {"HeartbeatInterval": "42"}  # the store still works
     copied = query(target, "SELECT name, value FROM configuration_key")
