@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRIES = 3
 DEFAULT_RETRY_INTERVAL_S = 60
 _VERSION_MAX = 50  # BootNotification firmwareVersion is CiString50
+#: A retrieve or install time less than this far ahead is "now", not a schedule. An unsynchronised
+#: charge point keeps the CSMS's time, learned from a currentTime of whole seconds, so its clock
+#: may lag the CSMS's by up to a second: a CSMS asking for "now" must not get DownloadScheduled.
+DUE_TOLERANCE_S = 1.0
 
 
 class LogRing(logging.Handler):
@@ -308,7 +312,7 @@ class Firmware:
             self._back_to_idle("firmware")
 
         wait = due - self.charger.wall.now().timestamp()
-        if wait > 0:
+        if wait >= DUE_TOLERANCE_S:
             log.info("UpdateFirmware: downloading %s at %s", location, utc_iso(
                 datetime.fromtimestamp(due, UTC)))  # fmt: skip
             if v201:
@@ -330,7 +334,7 @@ class Firmware:
         log.info("firmware image %s: %d bytes", location, size)
         if v201 and install_at is not None:
             wait = install_at - self.charger.wall.now().timestamp()
-            if wait > 0:
+            if wait >= DUE_TOLERANCE_S:
                 log.info("UpdateFirmware: installing at %s", utc_iso(
                     datetime.fromtimestamp(install_at, UTC)))  # fmt: skip
                 status("InstallScheduled")

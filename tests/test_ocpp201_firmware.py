@@ -23,6 +23,7 @@ import pytest
 from fileserver import FileServer
 from scripted_csms201 import CALLRESULT, ScriptedCsms201, now
 
+from hilsim.clock import utc_iso
 from hilsim.restart import BOOT_REASON_VARIABLE
 from hilsim.service import Service
 
@@ -187,6 +188,25 @@ async def test_a_download_that_fails_is_retried_then_download_failed(
         assert files.requests == [("GET", "/fw/missing.bin")] * 3
     assert cp.task is not None and not cp.task.done()  # no restart for a failed update
     assert await trigger(cp, "FirmwareStatusNotification") == {"status": "Idle"}
+
+
+async def test_a_retrieve_time_a_moment_ahead_of_the_charge_points_clock_is_now(
+    cp: ChargePoint, files: FileServer
+) -> None:
+    # An unsynchronised charge point keeps the CSMS's time from a whole-second currentTime, so a
+    # CSMS asking for "now" can be up to a second ahead of it: that is now, not a schedule.
+    files.files["/fw/empty.bin"] = b""
+    assert cp.service is not None and cp.service.charger is not None
+    moment = cp.service.charger.wall.now() + timedelta(milliseconds=600)
+    answer = await cp.update(7, f"{files.url}/fw/empty.bin", retrieve=utc_iso(moment), retries=1)
+    assert answer == {"status": "Accepted"}
+    await firmware_status(cp, "InstallationFailed")
+    assert [status for status, _ in cp.firmware_statuses()] == [
+        "Downloading",
+        "Downloaded",
+        "Installing",
+        "InstallationFailed",
+    ]
 
 
 async def test_an_empty_image_fails_to_install(cp: ChargePoint, files: FileServer) -> None:
