@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +32,49 @@ if TYPE_CHECKING:
 CP_ID = "CP-TEST"
 TAG = "04A2B3C4"
 FAST_BACKOFF = Backoff(initial_s=0.05, factor=2.0, cap_s=0.2)
+
+
+#: How long the end of the run waits for threads a test left running (see pytest_unconfigure).
+LEFTOVER_THREAD_GRACE_S = 10.0
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the run even when a test left a thread that never ends.
+
+    aiosqlite's worker is not a daemon thread. A test that wedges it (a store deadlock, the
+    failure we most need to see) times out and fails, but then the interpreter waits on that
+    thread at exit for ever and CI hangs until its own limit, hiding the report. After the
+    summary is printed, give leftover threads a grace period, then name them with their stacks
+    and exit with the run's status (1 if it had passed: a thread left running is a leak).
+    """
+    if not _exit_status:
+        return
+    leftovers = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon
+    ]
+    deadline = time.monotonic() + LEFTOVER_THREAD_GRACE_S
+    for thread in leftovers:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [thread for thread in leftovers if thread.is_alive()]
+    if not stuck:
+        return
+    frames = sys._current_frames()
+    sys.stderr.write(f"\n{len(stuck)} thread(s) still running after the tests; exiting anyway:\n")
+    for thread in stuck:
+        sys.stderr.write(f"--- {thread.name}\n")
+        frame = frames.get(thread.ident or -1)
+        if frame is not None:
+            sys.stderr.write("".join(traceback.format_stack(frame)))
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(_exit_status[-1] or 1)
 
 
 @pytest.fixture(autouse=True)
