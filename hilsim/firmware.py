@@ -294,6 +294,12 @@ class Firmware:
             self._run_update(location, due, attempts, request_id, install_at), "update"
         )
 
+    def _wait_until(self, moment: float) -> float:
+        """Seconds to wait for a CSMS-given time by the charge point's clock: 0 for one already
+        reached or within DUE_TOLERANCE_S, which the CSMS meant as now."""
+        wait = moment - self.charger.wall.now().timestamp()
+        return wait if wait >= DUE_TOLERANCE_S else 0.0
+
     async def _run_update(
         self,
         location: str,
@@ -311,8 +317,7 @@ class Firmware:
             status(name)
             self._back_to_idle("firmware")
 
-        wait = due - self.charger.wall.now().timestamp()
-        if wait >= DUE_TOLERANCE_S:
+        if wait := self._wait_until(due):
             log.info("UpdateFirmware: downloading %s at %s", location, utc_iso(
                 datetime.fromtimestamp(due, UTC)))  # fmt: skip
             if v201:
@@ -332,13 +337,11 @@ class Firmware:
             return
         status("Downloaded")
         log.info("firmware image %s: %d bytes", location, size)
-        if v201 and install_at is not None:
-            wait = install_at - self.charger.wall.now().timestamp()
-            if wait >= DUE_TOLERANCE_S:
-                log.info("UpdateFirmware: installing at %s", utc_iso(
-                    datetime.fromtimestamp(install_at, UTC)))  # fmt: skip
-                status("InstallScheduled")
-                await asyncio.sleep(wait)
+        if v201 and install_at is not None and (wait := self._wait_until(install_at)):
+            log.info("UpdateFirmware: installing at %s", utc_iso(
+                datetime.fromtimestamp(install_at, UTC)))  # fmt: skip
+            status("InstallScheduled")
+            await asyncio.sleep(wait)
         await self._until_no_transaction()
         installing = status("Installing")
         version = version_of(location)
